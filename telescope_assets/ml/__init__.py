@@ -1,0 +1,1 @@
+"""Networks, Lightning modules and data modules for the network's learned models."""

@@ -1,0 +1,288 @@
+"""The site registry: which telescopes exist, where they are, and how their frames look.
+
+The registry is a YAML file. The packaged default lives beside this module
+(``sites.yaml``); the environment variable ``TELESCOPE_ASSETS_REGISTRY`` names another
+file to use instead. Adding a telescope is one entry in that file.
+
+This module is pure Python (no Dagster): science, simulation and ingestion all read it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field, replace
+from functools import cached_property
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = [
+    "REGISTRY_ENV",
+    "Camera",
+    "RegistryError",
+    "Site",
+    "SiteRegistry",
+    "load_registry",
+    "parse_section",
+]
+
+REGISTRY_ENV = "TELESCOPE_ASSETS_REGISTRY"
+CANONICAL_KEYS = ("imagetyp", "exptime", "date_obs", "filter", "object", "ra", "dec")
+FRAME_TYPES = ("science", "bias", "dark", "flat")
+_SITE_NAME = re.compile(r"^[a-z][a-z0-9_]{1,31}$")
+_SECTION = re.compile(r"^\[(\d+):(\d+),(\d+):(\d+)\]$")
+
+
+class RegistryError(ValueError):
+    """The registry file is malformed; the message names the site and the field."""
+
+
+def parse_section(section: str) -> tuple[slice, slice]:
+    """Convert a FITS section string to numpy slices.
+
+    Parameters
+    ----------
+    section : str
+        A FITS-convention section, 1-based and inclusive, ``"[x1:x2,y1:y2]"``.
+
+    Returns
+    -------
+    tuple of slice
+        ``(rows, columns)`` slices for a numpy array indexed ``[y, x]``.
+
+    Examples
+    --------
+    >>> parse_section("[17:528,1:520]")
+    (slice(0, 520, None), slice(16, 528, None))
+    """
+    match = _SECTION.match(section.replace(" ", ""))
+    if match is None:
+        raise ValueError(f"not a FITS section of the form [x1:x2,y1:y2]: {section!r}")
+    x1, x2, y1, y2 = (int(v) for v in match.groups())
+    if x1 < 1 or y1 < 1 or x2 < x1 or y2 < y1:
+        raise ValueError(f"FITS section {section!r} is empty or starts below 1")
+    return slice(y1 - 1, y2), slice(x1 - 1, x2)
+
+
+@dataclass(frozen=True)
+class Camera:
+    """A site's detector, as its raw frames are written."""
+
+    name: str
+    shape: tuple[int, int]
+    gain: float
+    read_noise: float
+    dark_current: float
+    pixel_scale: float
+    saturation: float
+    bias_level: float
+    dtype: str = "uint16"
+    biassec: str | None = None
+    trimsec: str | None = None
+
+    @property
+    def trimmed_shape(self) -> tuple[int, int]:
+        """Shape of the imaging area after trimming, ``(ny, nx)``."""
+        if self.trimsec is None:
+            return self.shape
+        rows, cols = parse_section(self.trimsec)
+        return (rows.stop - rows.start, cols.stop - cols.start)
+
+
+@dataclass(frozen=True)
+class Site:
+    """One telescope of the network."""
+
+    name: str
+    description: str
+    latitude: float
+    longitude: float
+    elevation: float
+    timezone: str
+    camera: Camera
+    filters: tuple[str, ...]
+    header_map: dict[str, str]
+    imagetyp_values: dict[str, tuple[str, ...]]
+    identify_by: str = "header"
+    site_keywords: tuple[str, ...] = ()
+    site_aliases: tuple[str, ...] = ()
+    median_seeing_arcsec: float = 1.5
+    nominal_zero_point: dict[str, float] = field(default_factory=dict)
+    dark_sky_mag: dict[str, float] = field(default_factory=dict)
+
+    def frame_type(self, value: str) -> str | None:
+        """Map the image-type keyword's value to one of ``FRAME_TYPES`` (or ``None``)."""
+        wanted = value.strip().lower()
+        for kind, values in self.imagetyp_values.items():
+            if wanted in (v.lower() for v in values):
+                return kind
+        return None
+
+    def imagetyp_value(self, kind: str) -> str:
+        """The string this site's software writes for frame type ``kind``."""
+        return self.imagetyp_values[kind][0]
+
+    @cached_property
+    def location(self):
+        """The site as an ``astropy.coordinates.EarthLocation``."""
+        from astropy import units as u
+        from astropy.coordinates import EarthLocation
+
+        return EarthLocation.from_geodetic(
+            lon=self.longitude * u.deg, lat=self.latitude * u.deg, height=self.elevation * u.m
+        )
+
+
+@dataclass(frozen=True)
+class SiteRegistry:
+    """All sites, by name, and the rules to recognise a frame's site."""
+
+    sites: dict[str, Site]
+    source: str
+
+    def __getitem__(self, name: str) -> Site:
+        try:
+            return self.sites[name]
+        except KeyError:
+            raise KeyError(
+                f"site {name!r} is not in the registry {self.source}; known sites: "
+                f"{', '.join(sorted(self.sites))}. Add an entry there to accept its frames."
+            ) from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.sites
+
+    def __iter__(self):
+        return iter(self.sites.values())
+
+    @property
+    def names(self) -> list[str]:
+        """Site names, sorted."""
+        return sorted(self.sites)
+
+    def identify(self, header_values: dict[str, str]) -> str | None:
+        """Return the site named by a header, or ``None`` if no known site is named.
+
+        Parameters
+        ----------
+        header_values : dict
+            Keyword to value for every keyword of the header.
+        """
+        for site in self.sites.values():
+            aliases = {a.lower() for a in (*site.site_aliases, site.name)}
+            for keyword in site.site_keywords:
+                value = header_values.get(keyword)
+                if value is not None and str(value).strip().lower() in aliases:
+                    return site.name
+        return None
+
+    def with_camera(self, site: str, **changes: Any) -> SiteRegistry:
+        """Return a copy in which one site's camera has ``changes`` (e.g. another shape)."""
+        sites = dict(self.sites)
+        sites[site] = replace(sites[site], camera=replace(sites[site].camera, **changes))
+        return replace(self, sites=sites)
+
+    def to_yaml(self) -> str:
+        """Serialise to the registry's YAML form (round-trips through ``load_registry``)."""
+        out: dict[str, Any] = {"sites": {}}
+        for site in self.sites.values():
+            cam = {k: v for k, v in site.camera.__dict__.items() if v is not None}
+            cam["shape"] = list(site.camera.shape)
+            entry = {
+                k: v
+                for k, v in site.__dict__.items()
+                if k not in ("name", "camera", "location") and not k.startswith("_")
+            }
+            entry["filters"] = list(site.filters)
+            entry["site_keywords"] = list(site.site_keywords)
+            entry["site_aliases"] = list(site.site_aliases)
+            entry["imagetyp_values"] = {k: list(v) for k, v in site.imagetyp_values.items()}
+            entry["camera"] = cam
+            out["sites"][site.name] = entry
+        return yaml.safe_dump(out, sort_keys=False)
+
+
+def _site_from_entry(name: str, entry: dict[str, Any], source: str) -> Site:
+    where = f"site {name!r} in {source}"
+    if not _SITE_NAME.match(name):
+        raise RegistryError(f"{where}: a site name is lower-case letters, digits and '_'")
+    try:
+        cam = dict(entry["camera"])
+        cam["shape"] = tuple(int(v) for v in cam["shape"])
+        camera = Camera(**cam)
+        header_map = dict(entry["header_map"])
+        imagetyp_values = {k: tuple(v) for k, v in entry["imagetyp_values"].items()}
+        site = Site(
+            name=name,
+            description=entry.get("description", ""),
+            latitude=float(entry["latitude"]),
+            longitude=float(entry["longitude"]),
+            elevation=float(entry["elevation"]),
+            timezone=entry["timezone"],
+            camera=camera,
+            filters=tuple(entry["filters"]),
+            header_map=header_map,
+            imagetyp_values=imagetyp_values,
+            identify_by=entry.get("identify_by", "header"),
+            site_keywords=tuple(entry.get("site_keywords", ())),
+            site_aliases=tuple(entry.get("site_aliases", ())),
+            median_seeing_arcsec=float(entry.get("median_seeing_arcsec", 1.5)),
+            nominal_zero_point=dict(entry.get("nominal_zero_point", {})),
+            dark_sky_mag=dict(entry.get("dark_sky_mag", {})),
+        )
+    except (KeyError, TypeError) as exc:
+        raise RegistryError(f"{where}: missing or malformed field ({exc})") from exc
+    missing = [k for k in CANONICAL_KEYS if k not in header_map]
+    if missing:
+        raise RegistryError(f"{where}: header_map lacks {missing}")
+    if set(imagetyp_values) != set(FRAME_TYPES):
+        raise RegistryError(f"{where}: imagetyp_values must name exactly {FRAME_TYPES}")
+    if site.identify_by not in ("header", "prefix"):
+        raise RegistryError(f"{where}: identify_by is 'header' or 'prefix'")
+    if site.identify_by == "header" and not site.site_keywords:
+        raise RegistryError(f"{where}: identify_by: header needs site_keywords")
+    for section in (camera.biassec, camera.trimsec):
+        if section is not None:
+            try:
+                parse_section(section)
+            except ValueError as exc:
+                raise RegistryError(f"{where}: {exc}") from exc
+    try:
+        from zoneinfo import ZoneInfo
+
+        ZoneInfo(site.timezone)
+    except Exception as exc:  # ZoneInfoNotFoundError and ValueError for malformed keys
+        raise RegistryError(f"{where}: unknown IANA timezone {site.timezone!r}") from exc
+    return site
+
+
+def load_registry(path: str | os.PathLike | None = None) -> SiteRegistry:
+    """Load the site registry.
+
+    Parameters
+    ----------
+    path : path-like, optional
+        A registry YAML file. Defaults to ``$TELESCOPE_ASSETS_REGISTRY`` or, if unset,
+        the packaged ``sites.yaml``.
+
+    Returns
+    -------
+    SiteRegistry
+    """
+    path = path or os.environ.get(REGISTRY_ENV)
+    if path:
+        source = str(path)
+        text = Path(path).read_text()
+    else:
+        source = "the packaged registry (telescope_assets/registry/sites.yaml)"
+        text = resources.files(__package__).joinpath("sites.yaml").read_text()
+    data = yaml.safe_load(text)
+    if not isinstance(data, dict) or not isinstance(data.get("sites"), dict):
+        raise RegistryError(f"{source}: expected a mapping with a 'sites' section")
+    sites = {name: _site_from_entry(name, entry, source) for name, entry in data["sites"].items()}
+    if not sites:
+        raise RegistryError(f"{source}: no sites")
+    return SiteRegistry(sites=sites, source=source)

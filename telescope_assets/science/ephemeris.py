@@ -1,0 +1,127 @@
+"""Sun, Moon and target altitudes at a site: twilight, airmass and visibility.
+
+The network runs offline, so astropy is told never to download IERS tables: inside the
+bundled tables' range results are exact; beyond it (nights far in the future) polar
+motion is taken as zero, an error of well under an arcsecond, irrelevant to airmass.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import numpy as np
+
+from telescope_assets.science.nights import night_noon_utc
+
+__all__ = ["NightWindow", "airmass", "night_window", "offline_astropy"]
+
+_CONFIGURED = False
+
+
+def offline_astropy() -> None:
+    """Configure astropy not to reach the network for IERS data (idempotent)."""
+    global _CONFIGURED
+    if _CONFIGURED:
+        return
+    from astropy.utils import iers
+
+    iers.conf.auto_download = False
+    iers.conf.auto_max_age = None
+    iers.conf.iers_degraded_accuracy = "ignore"
+    _CONFIGURED = True
+
+
+@dataclass(frozen=True)
+class NightWindow:
+    """Sun-defined times of one night at one site (UTC); ``None`` when never reached."""
+
+    night: str
+    sunset: dt.datetime | None
+    evening_twilight_end: dt.datetime | None  # Sun below -18 deg
+    morning_twilight_start: dt.datetime | None
+    sunrise: dt.datetime | None
+    moon_illumination: float
+
+    @property
+    def dark_hours(self) -> float:
+        """Length of astronomical night in hours (0 if the Sun never gets below -18°)."""
+        if self.evening_twilight_end is None or self.morning_twilight_start is None:
+            return 0.0
+        return (self.morning_twilight_start - self.evening_twilight_end).total_seconds() / 3600
+
+
+def _crossing(times, alt: np.ndarray, level: float, falling: bool):
+    below = alt < level
+    for i in range(1, len(alt)):
+        if falling and below[i] and not below[i - 1]:
+            return _interp(times, alt, i, level)
+        if not falling and not below[i] and below[i - 1]:
+            return _interp(times, alt, i, level)
+    return None
+
+
+def _interp(times, alt, i, level):
+    f = (level - alt[i - 1]) / (alt[i] - alt[i - 1])
+    t0, t1 = times[i - 1], times[i]
+    return t0 + (t1 - t0) * float(f)
+
+
+def night_window(site, night: str, step_minutes: float = 5.0) -> NightWindow:
+    """Compute sunset, astronomical twilight and sunrise for one site and night.
+
+    Parameters
+    ----------
+    site : telescope_assets.registry.Site
+        The site (location and timezone).
+    night : str
+        Night key ``YYYY-MM-DD`` (local date at the noon that starts the night).
+    step_minutes : float
+        Sampling of the Sun's altitude; crossings are interpolated linearly.
+
+    Returns
+    -------
+    NightWindow
+    """
+    offline_astropy()
+    from astropy import units as u
+    from astropy.coordinates import AltAz, get_body, get_sun
+    from astropy.time import Time
+
+    start = night_noon_utc(night, site.timezone)
+    n = int(24 * 60 / step_minutes) + 1
+    datetimes = [start + dt.timedelta(minutes=step_minutes * i) for i in range(n)]
+    times = Time(datetimes)
+    frame = AltAz(obstime=times, location=site.location)
+    alt = get_sun(times).transform_to(frame).alt.deg
+    midnight = times[n // 2]
+    sun = get_sun(midnight)
+    moon = get_body("moon", midnight)
+    elongation = moon.separation(sun).to(u.rad).value
+    illumination = float((1 - np.cos(elongation)) / 2)
+    return NightWindow(
+        night=night,
+        sunset=_crossing(datetimes, alt, -0.833, falling=True),
+        evening_twilight_end=_crossing(datetimes, alt, -18.0, falling=True),
+        morning_twilight_start=_crossing(datetimes, alt, -18.0, falling=False),
+        sunrise=_crossing(datetimes, alt, -0.833, falling=False),
+        moon_illumination=illumination,
+    )
+
+
+def airmass(site, ra_deg, dec_deg, when) -> np.ndarray:
+    """Airmass (sec z, ``inf`` below the horizon) of targets at given UTC times.
+
+    ``ra_deg``/``dec_deg`` and ``when`` broadcast against each other.
+    """
+    offline_astropy()
+    from astropy import units as u
+    from astropy.coordinates import AltAz, SkyCoord
+    from astropy.time import Time
+
+    times = Time(when)
+    target = SkyCoord(np.asarray(ra_deg) * u.deg, np.asarray(dec_deg) * u.deg)
+    alt = target.transform_to(AltAz(obstime=times, location=site.location)).alt.deg
+    alt = np.asarray(alt)
+    with np.errstate(divide="ignore"):
+        return np.where(alt > 0, 1 / np.sin(np.radians(np.clip(alt, 1e-3, 90))), np.inf)

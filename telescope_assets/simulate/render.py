@@ -1,0 +1,352 @@
+"""Render one raw frame: optics, atmosphere, detector and the acquisition software.
+
+Work happens in electrons on the trimmed (imaging) grid; the detector then adds bias
+structure, read noise and overscan, converts to ADU with the gain and quantises to the
+camera's data type, and the site's software dialect writes the header.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from telescope_assets.registry import Site, parse_section
+from telescope_assets.simulate.sky import rng_for
+
+__all__ = ["CameraDefects", "Conditions", "Source", "camera_defects", "render_raw", "write_fits"]
+
+EXTINCTION = {"g": 0.18, "r": 0.10}  # mag per airmass
+CR_RATE = 0.25  # cosmic-ray hits per second per megapixel (a high-altitude site)
+
+
+@dataclass(frozen=True)
+class CameraDefects:
+    """Fixed properties of one camera: flat response, hot pixels, bias pattern."""
+
+    flat: dict[str, np.ndarray]
+    dark_rate: np.ndarray  # e-/s/pixel, hot pixels and columns included
+    bias_pattern: np.ndarray  # e-, fixed 2-D structure
+    hot_columns: tuple[int, ...]
+
+
+def camera_defects(site: Site, seed: int) -> CameraDefects:
+    """Build the fixed defects of a site's camera (deterministic per site and seed)."""
+    cam = site.camera
+    ny, nx = cam.trimmed_shape
+    rng = rng_for(seed, "camera", site.name, ny, nx)
+    yy, xx = np.mgrid[0:ny, 0:nx]
+    r2 = ((xx - nx / 2) ** 2 + (yy - ny / 2) ** 2) / (0.5 * max(nx, ny)) ** 2
+    pixel_response = 1 + 0.01 * rng.standard_normal((ny, nx))
+    flats = {}
+    dust = []
+    for _ in range(4):
+        cx, cy = rng.uniform(0.1, 0.9) * nx, rng.uniform(0.1, 0.9) * ny
+        radius, depth = rng.uniform(8, 25), rng.uniform(0.02, 0.06)
+        dust.append((cx, cy, radius, depth))
+    for i, band in enumerate(site.filters):
+        vignetting = 1 - (0.08 + 0.02 * i) * r2
+        response = vignetting * pixel_response
+        for cx, cy, radius, depth in dust:
+            rr = np.hypot(xx - cx, yy - cy)
+            response = response * (1 - depth * np.exp(-0.5 * ((rr - radius) / 2.5) ** 2))
+        flats[band] = response / response.mean()
+    dead = rng.choice(ny * nx, size=max(3, ny * nx // 200000), replace=False)
+    for band in flats:
+        flats[band].flat[dead] = 0.05
+    dark = np.full((ny, nx), cam.dark_current)
+    hot = rng.choice(ny * nx, size=ny * nx // 2000, replace=False)
+    dark.flat[hot] += rng.uniform(1.0, 60.0, hot.size)
+    hot_columns = tuple(int(c) for c in rng.choice(nx, size=2, replace=False))
+    for col in hot_columns:
+        dark[:, col] += rng.uniform(2.0, 6.0)
+    bias_pattern = 3.0 * cam.gain * (xx / nx - 0.5) + 2.0 * cam.gain * np.sin(yy / ny * np.pi)
+    return CameraDefects(
+        flat=flats, dark_rate=dark, bias_pattern=bias_pattern, hot_columns=hot_columns
+    )
+
+
+@dataclass
+class Conditions:
+    """The atmosphere and telescope state during one exposure."""
+
+    seeing_arcsec: float = 1.5
+    transparency: float = 1.0
+    cloud_gradient: float = 0.0  # fractional transparency change across the frame
+    sky_mag: float = 21.0  # mag / arcsec^2
+    airmass: float = 1.0
+    tracking_px: float = 0.0  # trail length in pixels
+    tracking_angle: float = 0.0
+    defocus_px: float = 0.0  # donut radius in pixels
+    satellite: tuple[float, float, float, float] | None = None  # x0, y0, angle, e-/pixel
+    new_hot_column: int | None = None
+    flags: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Source:
+    """Point or extended sources to render on the trimmed grid (0-based pixels)."""
+
+    x: np.ndarray
+    y: np.ndarray
+    flux: np.ndarray  # electrons in the exposure, above the atmosphere x transparency
+    radius_px: np.ndarray | None = None  # None: point sources; else Gaussian sigma (px)
+    axis_ratio: np.ndarray | None = None
+    pa_deg: np.ndarray | None = None
+
+
+def _moffat_stamps(dx, dy, fwhm, cond: Conditions, beta=4.765):
+    alpha = fwhm / (2 * np.sqrt(2 ** (1 / beta) - 1))
+    r2 = dx**2 + dy**2
+    if cond.defocus_px > 0:
+        rr = np.sqrt(r2)
+        width = max(fwhm / 2.355, 0.8)
+        return np.exp(-0.5 * ((rr - cond.defocus_px) / width) ** 2) + 0.05 * (
+            1 + r2 / alpha**2
+        ) ** (-beta)
+    if cond.tracking_px > 0:
+        # A trail: the PSF smeared along a line of length tracking_px.
+        total = 0
+        c, s = np.cos(cond.tracking_angle), np.sin(cond.tracking_angle)
+        steps = np.linspace(-0.5, 0.5, 9) * cond.tracking_px
+        for t in steps:
+            total = total + (1 + ((dx - t * c) ** 2 + (dy - t * s) ** 2) / alpha**2) ** (-beta)
+        return total
+    return (1 + r2 / alpha**2) ** (-beta)
+
+
+def _add_stamps(image, x, y, flux, profile, half):
+    """Add normalised profiles centred at (x, y) with total ``flux`` into ``image``."""
+    ny, nx = image.shape
+    offs = np.arange(-half, half + 1)
+    for start in range(0, len(x), 256):
+        sl = slice(start, start + 256)
+        xi = np.round(x[sl]).astype(int)
+        yi = np.round(y[sl]).astype(int)
+        px = xi[:, None, None] + offs[None, None, :]
+        py = yi[:, None, None] + offs[None, :, None]
+        dx = px - x[sl, None, None]
+        dy = py - y[sl, None, None]
+        stamp = profile(dx, dy, sl)
+        stamp = stamp / stamp.sum(axis=(1, 2), keepdims=True) * flux[sl, None, None]
+        px, py = np.broadcast_to(px, stamp.shape), np.broadcast_to(py, stamp.shape)
+        inside = (px >= 0) & (px < nx) & (py >= 0) & (py < ny)
+        np.add.at(image, (py[inside], px[inside]), stamp[inside])
+
+
+def render_sources(shape, sources: list[Source], fwhm_px: float, cond: Conditions):
+    """Noise-free electrons from all sources on a ``shape`` grid."""
+    image = np.zeros(shape)
+    half = int(np.ceil(max(4 * fwhm_px, 6 + cond.tracking_px / 2 + cond.defocus_px * 1.5)))
+    for src in sources:
+        if len(src.x) == 0:
+            continue
+        if src.radius_px is None:
+
+            def profile(dx, dy, sl):
+                return _moffat_stamps(dx, dy, fwhm_px, cond)
+
+            _add_stamps(image, src.x, src.y, src.flux, profile, half)
+        else:
+            sig = np.hypot(src.radius_px, fwhm_px / 2.355)
+            q, pa = src.axis_ratio, np.radians(src.pa_deg)
+
+            def profile(dx, dy, sl, sig=sig, q=q, pa=pa):
+                c, s = np.cos(pa[sl])[:, None, None], np.sin(pa[sl])[:, None, None]
+                u = dx * c + dy * s
+                v = (-dx * s + dy * c) / q[sl, None, None]
+                return np.exp(-0.5 * (u**2 + v**2) / sig[sl, None, None] ** 2)
+
+            _add_stamps(image, src.x, src.y, src.flux, profile, int(np.ceil(4 * sig.max())))
+    return image
+
+
+def render_raw(
+    site: Site,
+    defects: CameraDefects,
+    kind: str,
+    exptime: float,
+    band: str | None,
+    sources: list[Source],
+    cond: Conditions,
+    rng: np.random.Generator,
+    flat_level_e: float = 0.0,
+) -> tuple[np.ndarray, dict]:
+    """Simulate one raw frame in ADU as the camera writes it.
+
+    Parameters
+    ----------
+    site : Site
+        Camera geometry, gain, noise and zero points come from the registry entry.
+    defects : CameraDefects
+        The camera's fixed flat response, dark current and bias pattern.
+    kind : str
+        ``science``, ``bias``, ``dark`` or ``flat``.
+    exptime : float
+        Seconds.
+    band : str or None
+        Filter for science and flat frames.
+    sources : list of Source
+        What to put on the sky (science frames).
+    cond : Conditions
+        Seeing, clouds, sky brightness and defects.
+    rng : numpy.random.Generator
+        Noise source.
+    flat_level_e : float
+        Electrons per pixel of a flat exposure.
+
+    Returns
+    -------
+    raw : numpy.ndarray
+        The frame in ADU, camera-shaped, in the camera's dtype.
+    extra : dict
+        Truth about this realisation (cosmic ray count, saturated pixels, sky level).
+    """
+    cam = site.camera
+    shape = cam.trimmed_shape
+    ny, nx = shape
+    electrons = np.zeros(shape)
+    extra: dict = {"n_cosmic_rays": 0, "sky_e_per_pixel": 0.0}
+    if kind in ("science", "flat"):
+        flat = defects.flat[band]
+        if kind == "flat":
+            electrons += flat_level_e * flat
+        else:
+            zp = site.nominal_zero_point[band]
+            scale = cam.pixel_scale**2
+            sky = 10 ** (-0.4 * (cond.sky_mag - zp)) * scale * exptime
+            extra["sky_e_per_pixel"] = float(sky)
+            fwhm_px = cond.seeing_arcsec / cam.pixel_scale
+            light = render_sources(shape, sources, fwhm_px, cond)
+            if cond.cloud_gradient:
+                yy, xx = np.mgrid[0:ny, 0:nx]
+                light *= 1 + cond.cloud_gradient * ((xx + yy) / (nx + ny) - 0.5)
+            if cond.satellite is not None:
+                x0, y0, angle, level = cond.satellite
+                yy, xx = np.mgrid[0:ny, 0:nx]
+                dist = np.abs(-(xx - x0) * np.sin(angle) + (yy - y0) * np.cos(angle))
+                light += level * np.exp(-0.5 * (dist / max(fwhm_px / 2.355, 0.7)) ** 2)
+            electrons += (light + sky) * flat
+    if kind != "bias":
+        electrons += defects.dark_rate * exptime
+        if cond.new_hot_column is not None:
+            electrons[:, cond.new_hot_column] += 20.0 * exptime
+    electrons = rng.poisson(np.clip(electrons, 0, None)).astype(np.float64)
+    if kind != "bias":
+        n_cr = rng.poisson(CR_RATE * exptime * ny * nx / 1e6)
+        for _ in range(n_cr):
+            x, y = rng.integers(1, nx - 1), rng.integers(1, ny - 1)
+            energy = rng.uniform(800, 8000)
+            length = rng.integers(1, 5)
+            ang = rng.uniform(0, np.pi)
+            for k in range(length):
+                xi = int(np.clip(x + k * np.cos(ang), 0, nx - 1))
+                yi = int(np.clip(y + k * np.sin(ang), 0, ny - 1))
+                electrons[yi, xi] += energy / length
+        extra["n_cosmic_rays"] = int(n_cr)
+    full_well = cam.saturation * cam.gain
+    electrons = _bleed(electrons, full_well)
+    electrons += defects.bias_pattern + rng.normal(0, cam.read_noise, shape)
+    row_drift = rng.normal(0, 1.5, cam.shape[0])  # ADU, seen equally in the overscan
+    raw = np.full(cam.shape, float(cam.bias_level))
+    raw += row_drift[:, None]
+    if cam.biassec is not None:
+        rows, cols = parse_section(cam.biassec)
+        raw[rows, cols] += rng.normal(0, cam.read_noise / cam.gain, raw[rows, cols].shape)
+    trim = parse_section(cam.trimsec) if cam.trimsec else (slice(None), slice(None))
+    raw[trim] += electrons / cam.gain
+    extra["n_saturated"] = int((raw[trim] >= cam.saturation).sum())
+    raw = np.clip(np.round(raw), 0, 65535)
+    raw = np.minimum(raw, cam.saturation + 50)  # the ADC/full well ceiling
+    dtype = np.uint16 if cam.dtype == "uint16" else np.float32
+    return raw.astype(dtype), extra
+
+
+def _bleed(electrons: np.ndarray, full_well: float) -> np.ndarray:
+    """Spill charge above full well up and down the column, as a CCD does."""
+    over = np.argwhere(electrons > full_well)
+    if over.size == 0:
+        return electrons
+    ny = electrons.shape[0]
+    for y, x in over:
+        excess = electrons[y, x] - full_well
+        if excess <= 0:
+            continue
+        electrons[y, x] = full_well
+        step = 1
+        while excess > 0 and step < ny:
+            for yy in (y - step, y + step):
+                if 0 <= yy < ny and excess > 0:
+                    room = full_well - electrons[yy, x]
+                    if room > 0:
+                        take = min(room, excess / 2 if step == 1 else excess)
+                        electrons[yy, x] += take
+                        excess -= take
+            step += 1
+    return electrons
+
+
+def write_fits(
+    raw: np.ndarray,
+    site: Site,
+    kind: str,
+    when: dt.datetime,
+    exptime: float,
+    band: str | None,
+    obj: str | None,
+    pointing: tuple[float, float] | None,
+    wcs_header: dict | None,
+) -> bytes:
+    """Write a raw frame in the site's software dialect and return the file's bytes."""
+    import io
+
+    from astropy.coordinates import Angle
+    from astropy.io import fits
+
+    hdu = fits.PrimaryHDU(raw)
+    h = hdu.header
+    hm = site.header_map
+    h[hm["imagetyp"]] = site.imagetyp_value(kind)
+    h[hm["exptime"]] = (float(exptime), "[s] exposure time")
+    h[hm["date_obs"]] = (when.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3], "UTC start of exposure")
+    if band is not None:
+        h[hm["filter"]] = band
+    if obj is not None:
+        h[hm["object"]] = obj
+    if pointing is not None:
+        ra, dec = pointing
+        if hm["ra"] == "OBJCTRA":  # ASCOM / MaxIm DL: sexagesimal strings
+            h[hm["ra"]] = Angle(ra, "deg").to_string(unit="hourangle", sep=" ", precision=2)
+            h[hm["dec"]] = Angle(dec, "deg").to_string(sep=" ", precision=1, alwayssign=True)
+        else:
+            h[hm["ra"]] = (float(ra), "[deg] commanded pointing")
+            h[hm["dec"]] = (float(dec), "[deg] commanded pointing")
+    for i, keyword in enumerate(site.site_keywords):
+        h[keyword] = site.site_aliases[min(i, len(site.site_aliases) - 1)]
+    if hm["imagetyp"] == "IMAGETYP" and site.identify_by == "prefix":
+        h["SWCREATE"] = "MaxIm DL Version 6.40"
+        h["XBINNING"] = 1
+        h["YBINNING"] = 1
+        h["CCD-TEMP"] = -20.0
+    h["GAIN"] = (site.camera.gain, "[e-/ADU]")
+    h["RDNOISE"] = (site.camera.read_noise, "[e-]")
+    h["INSTRUME"] = site.camera.name
+    if site.camera.biassec:
+        h["BIASSEC"] = site.camera.biassec
+        h["TRIMSEC"] = site.camera.trimsec
+    if wcs_header:
+        for key, value in wcs_header.items():
+            h[key] = value
+    buf = io.BytesIO()
+    hdu.writeto(buf)
+    return buf.getvalue()
+
+
+def frame_zero_point(site: Site, band: str, airmass: float, transparency: float) -> float:
+    """True zero point (mag giving 1 e-/s) of a frame: nominal, extinction, clouds."""
+    return (
+        site.nominal_zero_point[band]
+        - EXTINCTION[band] * (airmass - 1.0)
+        + 2.5 * np.log10(max(transparency, 1e-6))
+    )
