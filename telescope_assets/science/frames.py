@@ -74,11 +74,13 @@ REASONS = {
 class FrameError(Exception):
     """A raw frame that cannot be accepted, with a machine-readable ``reason``."""
 
-    def __init__(self, reason: str, detail: str = ""):
+    def __init__(self, reason: str, detail: str = "", site: str | None = None, night=None):
         if reason not in REASONS:
             raise ValueError(f"unknown quarantine reason {reason!r}")
         self.reason = reason
         self.detail = detail
+        self.site = site  # known when the site was identified before the failure
+        self.night = night
         super().__init__(f"{reason}: {detail or REASONS[reason]}")
 
     @property
@@ -290,6 +292,17 @@ def inspect_frame(data: bytes, registry: SiteRegistry, prefix_site: str | None =
     header, data_offset = parse_header(data)
     ny, nx, bitpix = _geometry(header, len(data), data_offset)
     site = _identify_site(header, registry, prefix_site)
+    context: dict[str, str] = {}
+    try:
+        info = _describe(data, header, site, (ny, nx, bitpix), context)
+    except FrameError as exc:
+        exc.site, exc.night = site.name, context.get("night")
+        raise
+    return info, header
+
+
+def _describe(data: bytes, header, site: Site, geometry, context: dict) -> FrameInfo:
+    ny, nx, bitpix = geometry
     if (ny, nx) != tuple(site.camera.shape):
         raise FrameError(
             "bad_dimensions",
@@ -317,6 +330,7 @@ def inspect_frame(data: bytes, registry: SiteRegistry, prefix_site: str | None =
     if not math.isfinite(exptime) or exptime < 0 or (kind != "bias" and exptime == 0):
         raise FrameError("bad_exptime", f"{site.header_map['exptime']} = {exptime_raw!r}")
     when = _parse_date(date_raw)
+    context["night"] = night_of(when, site.timezone)
     if kind in ("science", "flat"):
         if flt is None:
             raise FrameError("missing_keyword", f"{site.header_map['filter']} (filter)")
@@ -336,10 +350,10 @@ def inspect_frame(data: bytes, registry: SiteRegistry, prefix_site: str | None =
     lo, hi = float(pixels.min()), float(pixels.max())
     if lo == hi:
         raise FrameError("all_zero" if lo == 0 else "constant_data", f"every pixel = {lo}")
-    info = FrameInfo(
+    return FrameInfo(
         frame_id=frame_id(data),
         site=site.name,
-        night=night_of(when, site.timezone),
+        night=context["night"],
         frame_type=kind,
         date_obs=when.isoformat(),
         exptime=exptime,
@@ -352,7 +366,6 @@ def inspect_frame(data: bytes, registry: SiteRegistry, prefix_site: str | None =
         bitpix=bitpix,
         size_bytes=len(data),
     )
-    return info, header
 
 
 def read_image(data: bytes) -> np.ndarray:

@@ -1,0 +1,47 @@
+"""The code location: every asset, check, sensor and job of telescope_assets.
+
+Resources come from the environment (see the README's Environments section); with no
+variables set everything is local: the lake and incoming folders under ``data/``.
+"""
+
+import os
+
+import dagster as dg
+
+from telescope_assets.defs.frames.assets import calibrated_frames, calibration_masters, raw_frames
+from telescope_assets.defs.ingest.sensors import new_frames
+from telescope_assets.defs.jobs import frames_job
+from telescope_assets.resources import (
+    DaskResource,
+    IncomingResource,
+    LakeResource,
+    RegistryResource,
+)
+
+
+def resources_from_env() -> dict:
+    """Resources configured by environment variables, with local defaults."""
+    endpoint = os.environ.get("TELESCOPE_S3_ENDPOINT_URL") or None
+    return {
+        "lake": LakeResource(
+            root=os.environ.get("TELESCOPE_LAKE_URL", "data/lake"), s3_endpoint_url=endpoint
+        ),
+        "incoming": IncomingResource(
+            url=os.environ.get("TELESCOPE_INCOMING_URL", "data/incoming"),
+            s3_endpoint_url=endpoint,
+            settle_seconds=float(os.environ.get("TELESCOPE_INCOMING_SETTLE_SECONDS", "2")),
+        ),
+        "registry": RegistryResource(path=os.environ.get("TELESCOPE_ASSETS_REGISTRY") or None),
+        "dask": DaskResource(
+            scheduler_address=os.environ.get("TELESCOPE_DASK_SCHEDULER") or None,
+            n_workers=int(os.environ.get("TELESCOPE_DASK_WORKERS", "2")),
+        ),
+    }
+
+
+defs = dg.Definitions(
+    assets=[raw_frames, calibration_masters, calibrated_frames],
+    jobs=[frames_job],
+    sensors=[new_frames],
+    resources=resources_from_env(),
+)

@@ -1,0 +1,215 @@
+"""Raw frames, calibration masters and calibrated frames of one site and night."""
+
+import dagster as dg
+import pandas as pd
+
+from telescope_assets import tasks
+from telescope_assets.defs.partitions import site_night, site_nights
+from telescope_assets.resources import DaskResource, LakeResource, RegistryResource
+
+__all__ = ["CalibrationConfig", "calibrated_frames", "calibration_masters", "raw_frames"]
+
+
+def _md_table(df: pd.DataFrame, max_rows: int = 30) -> dg.MetadataValue:
+    if df.empty:
+        return dg.MetadataValue.md("_(none)_")
+    return dg.MetadataValue.md(df.head(max_rows).to_markdown(index=False))
+
+
+@dg.asset(
+    partitions_def=site_nights,
+    group_name="frames",
+    kinds={"fits", "parquet"},
+    check_specs=[dg.AssetCheckSpec("no_quarantined_frames", asset="raw_frames")],
+)
+def raw_frames(
+    context: dg.AssetExecutionContext, lake: LakeResource
+) -> dg.MaterializeResult:
+    """Every raw frame received from one site in one night, with what its header says."""
+    site, night = site_night(context)
+    store = lake.get()
+    manifest = tasks.raw_manifest(store, site, night)
+    store.write_parquet(store.manifest("raw_frames", site, night), manifest)
+    quarantined = pd.DataFrame(store.quarantined(site, night))
+    counts = manifest.frame_type.value_counts().to_dict()
+    reasons = quarantined.reason.value_counts().to_dict() if len(quarantined) else {}
+    return dg.MaterializeResult(
+        metadata={
+            "n_frames": len(manifest),
+            "n_science": counts.get("science", 0),
+            "n_bias": counts.get("bias", 0),
+            "n_dark": counts.get("dark", 0),
+            "n_flat": counts.get("flat", 0),
+            "n_quarantined": len(quarantined),
+            "quarantine_reasons": dg.MetadataValue.json(reasons),
+            "frames": _md_table(manifest[["frame_id", "frame_type", "filter", "exptime",
+                                          "date_obs", "object"]]),  # fmt: skip
+            "path": dg.MetadataValue.path(store.full(store.manifest("raw_frames", site, night))),
+        },
+        check_results=[
+            dg.AssetCheckResult(
+                check_name="no_quarantined_frames",
+                passed=len(quarantined) == 0,
+                severity=dg.AssetCheckSeverity.WARN,
+                metadata={"n_quarantined": len(quarantined),
+                          "reasons": dg.MetadataValue.json(reasons)},  # fmt: skip
+            )
+        ],
+    )
+
+
+@dg.asset(
+    partitions_def=site_nights,
+    group_name="frames",
+    kinds={"fits"},
+    deps=[raw_frames],
+    check_specs=[dg.AssetCheckSpec("masters_sane", asset="calibration_masters")],
+)
+def calibration_masters(
+    context: dg.AssetExecutionContext, lake: LakeResource, registry: RegistryResource
+) -> dg.MaterializeResult:
+    """Master bias, dark and per-filter flats for one site and night (own or nearest night's)."""
+    site_name, night = site_night(context)
+    store = lake.get()
+    site = registry.get()[site_name]
+    raw = tasks.raw_manifest(store, site_name, night)
+    manifest = tasks.build_masters(store, site, night, raw)
+    rows, problems = [], []
+    for name, entry in manifest.items():
+        if entry is None:
+            rows.append({"master": name, "source": "missing"})
+            problems.append(f"{name}: no frames tonight and no master on any other night")
+            continue
+        stats = entry["stats"]
+        source = f"fallback from {entry['night']}" if entry["fallback"] else "tonight"
+        rows.append({"master": name, "source": source, "n_frames": entry["n_frames"],
+                     "made_now": entry["made_now"], "median": round(stats["median"], 4),
+                     "mad_std": round(stats["mad_std"], 4), "master_id": entry["master_id"]})  # fmt: skip
+        problems += _master_problems(name, entry, site)
+    table = pd.DataFrame(rows)
+    fallbacks = {n: e["night"] for n, e in manifest.items() if e and e["fallback"]}
+    return dg.MaterializeResult(
+        metadata={
+            "masters": _md_table(table),
+            "n_made_now": int(sum(bool(e and e["made_now"]) for e in manifest.values())),
+            "fallbacks": dg.MetadataValue.json(fallbacks),
+            "missing": dg.MetadataValue.json([n for n, e in manifest.items() if e is None]),
+        },
+        check_results=[
+            dg.AssetCheckResult(
+                check_name="masters_sane",
+                passed=not problems,
+                metadata={"problems": dg.MetadataValue.json(problems)},
+            )
+        ],
+    )
+
+
+def _master_problems(name: str, entry: dict, site) -> list[str]:
+    """Sanity limits of a master: finite, plausible level and noise."""
+    s, cam = entry["stats"], site.camera
+    out = []
+    if s["n_nonfinite"]:
+        out.append(f"{name}: {s['n_nonfinite']} non-finite pixels")
+    if name == "bias" and not s["mad_std"] < 3 * cam.read_noise:
+        out.append(f"bias: noise {s['mad_std']:.1f} e- exceeds 3x read noise")
+    if name == "dark" and not -1.0 < s["median"] < 100 * cam.dark_current + 1.0:
+        out.append(f"dark: median current {s['median']:.3f} e-/s is implausible")
+    if name.startswith("flat_") and not (0.9 < s["median"] < 1.1 and s["mad_std"] < 0.2):
+        out.append(f"{name}: median {s['median']:.3f}, spread {s['mad_std']:.3f}")
+    return out
+
+
+class CalibrationConfig(dg.Config):
+    """Run configuration of ``calibrated_frames``."""
+
+    force: bool = False  # recalibrate every frame, even those already up to date
+    detect_cosmics: bool = True
+
+
+@dg.asset(
+    partitions_def=site_nights,
+    group_name="frames",
+    kinds={"fits", "dask"},
+    deps=[raw_frames, calibration_masters],
+    check_specs=[
+        dg.AssetCheckSpec("every_frame_accounted", asset="calibrated_frames"),
+        dg.AssetCheckSpec("no_nan_outside_mask", asset="calibrated_frames"),
+    ],
+)
+def calibrated_frames(
+    context: dg.AssetExecutionContext,
+    config: CalibrationConfig,
+    lake: LakeResource,
+    registry: RegistryResource,
+    dask: DaskResource,
+) -> dg.MaterializeResult:
+    """Bias-, dark- and flat-corrected science frames (SCI/ERR/MASK, electrons) of one site and night."""
+    site_name, night = site_night(context)
+    store = lake.get()
+    site = registry.get()[site_name]
+    raw = tasks.raw_manifest(store, site_name, night)
+    science = raw[raw.frame_type == "science"]
+    masters = store.read_json(f"masters/{site_name}/{night}/manifest.json")
+    previous = _previous(store, site_name, night)
+    todo, kept = [], []
+    for row in science.to_dict("records"):
+        prov = tasks.calibration_provenance(row["frame_id"], masters, row["filter"])
+        old = previous.get(row["frame_id"])
+        fresh = (
+            not config.force
+            and prov is not None
+            and old is not None
+            and old.get("status") == "calibrated"
+            and old.get("provkey") == prov["PROVKEY"]
+            and store.exists(old["path"])
+        )
+        (kept if fresh else todo).append(old if fresh else row)
+    context.log.info(f"{len(todo)} frames to calibrate, {len(kept)} already up to date")
+    done = dask.map(tasks.calibrate_one, todo, lake=store, site=site, masters=masters,
+                    detect_cosmics=config.detect_cosmics)  # fmt: skip
+    table = pd.DataFrame([*kept, *done])
+    if table.empty:
+        table = pd.DataFrame(columns=["frame_id", "status"])
+    table = table.sort_values("frame_id", ignore_index=True)
+    store.write_parquet(store.manifest("calibrated_frames", site_name, night), table)
+    status = table.status.value_counts().to_dict()
+    unaccounted = sorted(set(science.frame_id) - set(table.frame_id[table.status.isin(
+        ["calibrated", "quarantined"])]))  # fmt: skip
+    nan_frames = table[table.get("n_nan_unmasked", pd.Series(dtype=float)).fillna(0) > 0]
+    return dg.MaterializeResult(
+        metadata={
+            "n_science_frames": len(science),
+            "n_calibrated_now": sum(r["status"] == "calibrated" for r in done),
+            "n_up_to_date": len(kept),
+            "n_quarantined": status.get("quarantined", 0),
+            "n_waiting_for_masters": status.get("waiting_for_masters", 0),
+            "masters": dg.MetadataValue.json(
+                {k: (v["master_id"] if v else None) for k, v in masters.items()}
+            ),
+            "frames": _md_table(table[[c for c in ("frame_id", "status", "filter",
+                                "sky_median_e", "n_cosmic_ray", "n_saturated") if c in table]]),  # fmt: skip
+        },
+        check_results=[
+            dg.AssetCheckResult(
+                check_name="every_frame_accounted",
+                passed=not unaccounted,
+                metadata={"unaccounted": dg.MetadataValue.json(unaccounted),
+                          "by_status": dg.MetadataValue.json(status)},  # fmt: skip
+            ),
+            dg.AssetCheckResult(
+                check_name="no_nan_outside_mask",
+                passed=nan_frames.empty,
+                metadata={"frames_with_unmasked_nan": dg.MetadataValue.json(
+                    nan_frames.frame_id.tolist())},  # fmt: skip
+            ),
+        ],
+    )
+
+
+def _previous(store, site: str, night: str) -> dict[str, dict]:
+    path = store.manifest("calibrated_frames", site, night)
+    if not store.exists(path):
+        return {}
+    df = store.read_parquet(path)
+    return {r["frame_id"]: r for r in df.to_dict("records")}

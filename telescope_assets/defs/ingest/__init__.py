@@ -1,0 +1,1 @@
+"""The new_frames sensor: the incoming drop zone into the lake."""

@@ -1,0 +1,74 @@
+"""The ``new_frames`` sensor: validate and move new frames, then request partition runs."""
+
+import hashlib
+
+import dagster as dg
+
+from telescope_assets.defs.jobs import frames_job
+from telescope_assets.defs.partitions import night_range, site_night_key
+from telescope_assets.ingest import batches_after, ingest, read_batch
+from telescope_assets.lake import Lake
+from telescope_assets.resources import IncomingResource, LakeResource, RegistryResource
+
+__all__ = ["OFFLINE_CURSOR", "new_frames", "run_requests_for"]
+
+#: Where a command-line ingestion (the demo) records the last batch it ran itself, so
+#: that a sensor started afterwards without a cursor does not request those runs again.
+OFFLINE_CURSOR = "ingest/offline_cursor.json"
+
+
+def run_requests_for(lake: Lake, batch_ids: list[str]) -> list[dg.RunRequest]:
+    """One run per site × night touched by the batches, keyed by the batches' contents."""
+    touched: dict[tuple[str, str], list[str]] = {}
+    for batch_id in batch_ids:
+        for site, night in read_batch(lake, batch_id)["partitions"]:
+            touched.setdefault((site, night), []).append(batch_id)
+    requests = []
+    for (site, night), ids in sorted(touched.items()):
+        digest = hashlib.sha1(",".join(ids).encode()).hexdigest()[:12]
+        requests.append(
+            dg.RunRequest(
+                run_key=f"{site}:{night}:{digest}",
+                partition_key=site_night_key(site, night),
+                tags={"telescope/batches": ",".join(ids)[:1000], "telescope/site": site},
+            )
+        )
+    return requests
+
+
+@dg.sensor(
+    job=frames_job,
+    minimum_interval_seconds=5,
+    default_status=dg.DefaultSensorStatus.STOPPED,
+    description="Validates files in the incoming store, moves them into the lake (or "
+    "quarantine) and requests a run for every site × night that received frames.",
+)
+def new_frames(
+    context: dg.SensorEvaluationContext,
+    incoming: IncomingResource,
+    lake: LakeResource,
+    registry: RegistryResource,
+) -> dg.SensorResult:
+    """Ingest a bounded batch, then request runs for every ledger batch after the cursor."""
+    store = lake.get()
+    result = ingest(
+        incoming.get(),
+        store,
+        registry.get(),
+        max_files=incoming.max_files_per_tick,
+        settle_seconds=incoming.settle_seconds,
+        night_range=night_range(),
+    )
+    cursor = context.cursor
+    if cursor is None and store.exists(OFFLINE_CURSOR):
+        cursor = store.read_json(OFFLINE_CURSOR)["batch_id"]
+    pending = batches_after(store, cursor)
+    if result.batch_id:
+        context.log.info(
+            f"batch {result.batch_id}: {len(result.accepted)} accepted, "
+            f"{len(result.duplicates)} duplicates, {len(result.quarantined)} quarantined, "
+            f"{result.remaining} left for the next tick"
+        )
+    if not pending:
+        return dg.SensorResult(skip_reason="no new frames", cursor=cursor)
+    return dg.SensorResult(run_requests=run_requests_for(store, pending), cursor=pending[-1])

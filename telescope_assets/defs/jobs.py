@@ -1,0 +1,17 @@
+"""Jobs: what the sensors and the demo launch."""
+
+import dagster as dg
+
+from telescope_assets.defs.partitions import site_nights
+
+__all__ = ["frames_job"]
+
+#: Everything per site × night that follows from new frames. In-process: one process
+#: per run instead of one per step, which matters for a frame's latency to an alert.
+frames_job = dg.define_asset_job(
+    "frames_job",
+    selection=dg.AssetSelection.groups("frames"),
+    partitions_def=site_nights,
+    executor_def=dg.in_process_executor,
+    description="Ingested frames of one site × night to calibrated frames.",
+)

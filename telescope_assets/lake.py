@@ -1,0 +1,203 @@
+"""The lake: one root URL (a local folder or ``s3://bucket/prefix``) laid out by kind.
+
+Layout (every path relative to the root)::
+
+    raw/{site}/{night}/{frame_id}.fits        raw bytes, exactly as received
+    raw/{site}/{night}/{frame_id}.json        what ingestion learned from the header
+    quarantine/{site}/{night}/{frame_id}.*    rejected bytes + a JSON reason
+    quarantine/_unassigned/{date}/...         rejected before a site/night was known
+    ingest/batches/{batch_id}.json            the ingestion ledger (one file per batch)
+    masters/{site}/{night}/{kind}.fits        bias, dark, flat_{filter}
+    masters/{site}/{night}/manifest.json      which master each kind uses (own or fallback)
+    calibrated/{site}/{night}/{frame_id}.fits SCI/ERR/MASK multi-extension FITS
+    manifests/{asset}/{site}/{night}.parquet  per-partition tables
+
+Every write is atomic: data goes to a hidden temporary name beside the target and is
+then moved into place, so a reader never sees half a file (on S3 an object appears
+whole when its upload completes). This module is plain Python (no Dagster) so that
+dask workers can use it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import posixpath
+import uuid
+from typing import Any
+
+__all__ = ["Lake", "Store"]
+
+
+class Store:
+    """A folder-like place reached through fsspec: the lake, or the incoming drop zone."""
+
+    def __init__(self, url: str, storage_options: dict[str, Any] | None = None):
+        import fsspec
+
+        self.url = url.rstrip("/")
+        self.storage_options = dict(storage_options or {})
+        self.fs, self.root = fsspec.core.url_to_fs(self.url, **self.storage_options)
+        self.root = self.root.rstrip("/")
+        self.is_local = "file" in (
+            self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,)
+        )
+
+    def __reduce__(self):
+        return (type(self), (self.url, self.storage_options))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.url!r})"
+
+    def full(self, rel: str) -> str:
+        """Absolute path (in the filesystem's terms) of ``rel``."""
+        rel = rel.lstrip("/")
+        if ".." in rel.split("/"):
+            raise ValueError(f"path {rel!r} escapes the store")
+        return posixpath.join(self.root, rel) if rel else self.root
+
+    def rel(self, full: str) -> str:
+        """Relative path of a full path inside this store."""
+        full = self.fs._strip_protocol(full)
+        return posixpath.relpath(full, self.root)
+
+    def exists(self, rel: str) -> bool:
+        """Whether ``rel`` exists."""
+        return self.fs.exists(self.full(rel))
+
+    def read_bytes(self, rel: str) -> bytes:
+        """All bytes of ``rel``."""
+        return self.fs.cat_file(self.full(rel))
+
+    def write_bytes(self, rel: str, data: bytes) -> None:
+        """Write ``data`` to ``rel`` atomically (temporary name, then move)."""
+        target = self.full(rel)
+        parent = posixpath.dirname(target)
+        if self.is_local:
+            self.fs.makedirs(parent, exist_ok=True)
+        tmp = posixpath.join(parent, f".tmp-{uuid.uuid4().hex}-{posixpath.basename(target)}")
+        self.fs.pipe_file(tmp, data)
+        try:
+            self.fs.mv(tmp, target)
+        except BaseException:
+            if self.fs.exists(tmp):
+                self.fs.rm(tmp)
+            raise
+
+    def delete(self, rel: str) -> None:
+        """Remove ``rel`` if it exists."""
+        path = self.full(rel)
+        if self.fs.exists(path):
+            self.fs.rm(path)
+
+    def list(self, prefix: str = "", suffix: str = "", recursive: bool = False) -> list[str]:
+        """Relative paths of files under ``prefix`` (fresh listing, hidden files skipped).
+
+        Listings never come from fsspec's cache (s3fs caches directory listings), so a
+        sensor sees files that arrived since its last tick.
+        """
+        base = self.full(prefix)
+        self.fs.invalidate_cache(base)
+        if not self.fs.exists(base):
+            return []
+        if recursive:
+            paths = self.fs.find(base)
+        else:
+            paths = [p for p in self.fs.ls(base, detail=False) if self.fs.isfile(p)]
+        out = []
+        for p in paths:
+            name = posixpath.basename(p)
+            if name.startswith(".") or not name.endswith(suffix):
+                continue
+            out.append(self.rel(p))
+        return sorted(out)
+
+    def list_dirs(self, prefix: str) -> list[str]:
+        """Names of the sub-folders of ``prefix``."""
+        base = self.full(prefix)
+        self.fs.invalidate_cache(base)
+        if not self.fs.exists(base):
+            return []
+        entries = self.fs.ls(base, detail=True)
+        return sorted(posixpath.basename(e["name"].rstrip("/")) for e in entries if e["type"] == "directory")
+
+    def modified(self, rel: str) -> float | None:
+        """Modification time (UNIX seconds) of ``rel``, if the filesystem reports one."""
+        info = self.fs.info(self.full(rel))
+        value = info.get("mtime") or info.get("LastModified") or info.get("created")
+        if value is None:
+            return None
+        if hasattr(value, "timestamp"):
+            return value.timestamp()
+        return float(value)
+
+    # --- typed helpers -------------------------------------------------------------
+
+    def read_json(self, rel: str) -> Any:
+        """Parse a JSON file."""
+        return json.loads(self.read_bytes(rel))
+
+    def write_json(self, rel: str, obj: Any) -> None:
+        """Write an object as JSON, atomically."""
+        self.write_bytes(rel, json.dumps(obj, indent=1, sort_keys=True, default=str).encode())
+
+    def read_parquet(self, rel: str):
+        """Read a Parquet table as a pandas DataFrame."""
+        import pandas as pd
+
+        return pd.read_parquet(io.BytesIO(self.read_bytes(rel)))
+
+    def write_parquet(self, rel: str, df, schema=None) -> None:
+        """Write a DataFrame as Parquet (with an explicit Arrow schema if given)."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pa.Table.from_pandas(df, schema=schema, preserve_index=False)
+        buf = io.BytesIO()
+        pq.write_table(table, buf)
+        self.write_bytes(rel, buf.getvalue())
+
+    def read_fits(self, rel: str):
+        """Open a FITS file fully in memory (an ``HDUList``)."""
+        from astropy.io import fits
+
+        return fits.open(io.BytesIO(self.read_bytes(rel)), memmap=False, lazy_load_hdus=False)
+
+    def write_fits(self, rel: str, hdul) -> None:
+        """Write an ``HDUList`` atomically."""
+        buf = io.BytesIO()
+        hdul.writeto(buf, checksum=True)
+        self.write_bytes(rel, buf.getvalue())
+
+
+class Lake(Store):
+    """The lake, with its layout."""
+
+    @staticmethod
+    def raw(site: str, night: str, fid: str, ext: str = "fits") -> str:
+        """Path of a raw frame (or its ``json`` sidecar)."""
+        return f"raw/{site}/{night}/{fid}.{ext}"
+
+    @staticmethod
+    def quarantine(site: str | None, night: str | None, fid: str, ext: str) -> str:
+        """Path of a quarantined file or its reason."""
+        return f"quarantine/{site or '_unassigned'}/{night or '_unassigned'}/{fid}.{ext}"
+
+    @staticmethod
+    def master(site: str, night: str, name: str) -> str:
+        """Path of a master calibration frame (``bias``, ``dark``, ``flat_r``...)."""
+        return f"masters/{site}/{night}/{name}.fits"
+
+    @staticmethod
+    def calibrated(site: str, night: str, fid: str) -> str:
+        """Path of a calibrated frame."""
+        return f"calibrated/{site}/{night}/{fid}.fits"
+
+    @staticmethod
+    def manifest(asset: str, site: str, night: str) -> str:
+        """Path of an asset's per-partition table."""
+        return f"manifests/{asset}/{site}/{night}.parquet"
+
+    def quarantined(self, site: str, night: str) -> list[dict]:
+        """Reasons of every file quarantined for one site and night."""
+        return [self.read_json(p) for p in self.list(f"quarantine/{site}/{night}", ".json")]

@@ -1,0 +1,325 @@
+"""Per-partition and per-frame work: read from the lake, call science, write to the lake.
+
+These functions are what the assets hand to dask. They are plain Python (no Dagster)
+and take everything they need as arguments — a :class:`~telescope_assets.lake.Lake`
+(picklable: it is rebuilt from its URL on the worker), the site from the registry, ids
+and paths — so a worker process or a remote dask worker can run them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import hashlib
+import time
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from telescope_assets import __version__
+from telescope_assets.lake import Lake
+from telescope_assets.registry import Site, parse_section
+from telescope_assets.science import calibration
+from telescope_assets.science.frames import REASONS, FrameError, read_image
+
+__all__ = [
+    "CALIBRATION_VERSION",
+    "MIN_FRAMES",
+    "build_masters",
+    "calibrate_one",
+    "calibration_provenance",
+    "raw_manifest",
+]
+
+#: Bump when calibration changes its output: every frame becomes stale and is redone.
+CALIBRATION_VERSION = "cal-1"
+#: Fewest frames a master may be combined from.
+MIN_FRAMES = 3
+
+RAW_COLUMNS = [
+    "frame_id", "site", "night", "frame_type", "date_obs", "exptime", "filter", "object",
+    "ra_deg", "dec_deg", "ny", "nx", "bitpix", "size_bytes", "incoming_path", "received_at",
+]  # fmt: skip
+
+
+def _hash(*parts: object) -> str:
+    return hashlib.sha256("|".join(str(p) for p in parts).encode()).hexdigest()
+
+
+def raw_manifest(lake: Lake, site: str, night: str) -> pd.DataFrame:
+    """Every raw frame of one site and night, from the ingestion sidecars."""
+    rows = [lake.read_json(p) for p in lake.list(f"raw/{site}/{night}", ".json")]
+    df = pd.DataFrame(rows, columns=RAW_COLUMNS)
+    return df.sort_values(["date_obs", "frame_id"], ignore_index=True)
+
+
+# --- masters -------------------------------------------------------------------------
+
+
+def _master_names(site: Site) -> list[tuple[str, str, str | None]]:
+    """(name, frame type, filter) of every master a site needs, in dependency order."""
+    return [("bias", "bias", None), ("dark", "dark", None)] + [
+        (f"flat_{f}", "flat", f) for f in site.filters
+    ]
+
+
+def _own_entry(lake: Lake, site: str, night: str, name: str) -> dict | None:
+    path = f"masters/{site}/{night}/manifest.json"
+    if not lake.exists(path):
+        return None
+    entry = lake.read_json(path).get(name)
+    if entry and not entry.get("fallback") and lake.exists(entry["path"]):
+        return entry
+    return None
+
+
+def _nearest_own(lake: Lake, site: str, night: str, name: str) -> dict | None:
+    """The master made from its own frames on the night nearest to ``night``."""
+    target = dt.date.fromisoformat(night)
+    best, best_key = None, None
+    for other in lake.list_dirs(f"masters/{site}"):
+        if other == night:
+            continue
+        entry = _own_entry(lake, site, other, name)
+        if entry is None:
+            continue
+        delta = (dt.date.fromisoformat(other) - target).days
+        key = (abs(delta), delta > 0)  # nearest first; on a tie, the earlier night
+        if best_key is None or key < best_key:
+            best, best_key = entry, key
+    return best
+
+
+def build_masters(lake: Lake, site: Site, night: str, raw: pd.DataFrame) -> dict[str, Any]:
+    """Make (or reuse) tonight's masters, falling back to the nearest night's.
+
+    Parameters
+    ----------
+    lake : Lake
+        Where raw frames are read and masters written.
+    site : Site
+        The site's registry entry (camera, filters).
+    night : str
+        The night key.
+    raw : pandas.DataFrame
+        Tonight's raw-frame manifest.
+
+    Returns
+    -------
+    dict
+        One entry per master name: path, master id, source night, whether it is a
+        fallback, frames used, statistics, and whether it was (re)made in this call;
+        ``None`` for a master that exists neither tonight nor on any other night.
+    """
+    manifest: dict[str, Any] = {}
+    images: dict[str, np.ndarray] = {}
+    for name, kind, flt in _master_names(site):
+        rows = raw[(raw.frame_type == kind) & ((raw["filter"] == flt) if flt else True)]
+        ids = sorted(rows.frame_id)
+        if len(ids) < MIN_FRAMES:
+            entry = _nearest_own(lake, site.name, night, name)
+            if entry is not None:
+                entry = entry | {"fallback": True, "made_now": False, "unused_frames": ids}
+            manifest[name] = entry
+            continue
+        deps = [manifest[d]["master_id"] for d in ("bias", "dark") if d in manifest and manifest[d]]
+        needed = {"dark": ["bias"], "flat": ["bias", "dark"]}.get(kind, [])
+        if any(manifest.get(d) is None for d in needed):
+            manifest[name] = None  # cannot make it without its dependencies
+            continue
+        inphash = _hash(*ids, *deps, CALIBRATION_VERSION)
+        master_id = f"{site.name}-{night}-{name}-{inphash[:8]}"
+        path = lake.master(site.name, night, name)
+        existing = _own_entry(lake, site.name, night, name)
+        if existing is not None and existing["master_id"] == master_id:
+            manifest[name] = existing | {"made_now": False}
+            continue
+        raws = [read_image(lake.read_bytes(lake.raw(site.name, night, f))) for f in ids]
+        exptimes = rows.set_index("frame_id").loc[ids, "exptime"].astype(float).tolist()
+        if kind == "bias":
+            image = calibration.make_master_bias(raws, site.camera)
+        elif kind == "dark":
+            image = calibration.make_master_dark(raws, exptimes, site.camera, _load(lake, manifest["bias"]))
+        else:
+            image = calibration.make_master_flat(
+                raws, exptimes, site.camera, _load(lake, manifest["bias"]), _load(lake, manifest["dark"])
+            )
+        images[name] = image
+        stats = calibration.master_stats(image)
+        _write_master(lake, path, image, site, night, name, master_id, inphash, ids, manifest)
+        manifest[name] = {
+            "name": name,
+            "path": path,
+            "master_id": master_id,
+            "night": night,
+            "fallback": False,
+            "made_now": True,
+            "n_frames": len(ids),
+            "frame_ids": ids,
+            "stats": stats,
+        }
+    lake.write_json(f"masters/{site.name}/{night}/manifest.json", manifest)
+    return manifest
+
+
+def _write_master(lake, path, image, site, night, name, master_id, inphash, ids, manifest):
+    from astropy.io import fits
+
+    hdu = fits.PrimaryHDU(image.astype(np.float32))
+    h = hdu.header
+    h["OBSTYPE"] = (f"M{name.split('_')[0].upper()}", "master calibration frame")
+    h["SITE"] = site.name
+    h["NIGHT"] = night
+    if name.startswith("flat_"):
+        h["FILTER"] = name.split("_", 1)[1]
+    h["BUNIT"] = {"bias": "electron", "dark": "electron/s"}.get(name, "")
+    h["NFRAMES"] = (len(ids), "frames combined (sigma-clipped mean)")
+    h["MASTERID"] = master_id
+    h["INPHASH"] = inphash
+    h["PIPEVER"] = (__version__, "telescope_assets version")
+    h["CALVER"] = CALIBRATION_VERSION
+    for dep, key in (("bias", "L1IDBIAS"), ("dark", "L1IDDARK")):
+        if dep != name and manifest.get(dep) and not name == "bias":
+            h[key] = manifest[dep]["master_id"]
+    for i, fid in enumerate(ids):
+        h[f"IMCMB{i + 1:03d}"] = fid
+    lake.write_fits(path, fits.HDUList([hdu]))
+
+
+@functools.lru_cache(maxsize=16)
+def _load_cached(url: str, path: str, master_id: str, storage: tuple) -> np.ndarray:
+    lake = Lake(url, dict(storage))
+    with lake.read_fits(path) as hdul:
+        return np.asarray(hdul[0].data, dtype=np.float64)
+
+
+def _load(lake: Lake, entry: dict) -> np.ndarray:
+    return _load_cached(
+        lake.url, entry["path"], entry["master_id"], tuple(sorted(lake.storage_options.items()))
+    )
+
+
+# --- calibrated frames ---------------------------------------------------------------
+
+
+def calibration_provenance(frame: str, masters: dict[str, Any], flt: str) -> dict[str, str] | None:
+    """Master ids a frame needs and its provenance key, or ``None`` if a master is missing."""
+    need = {"L1IDBIAS": masters.get("bias"), "L1IDDARK": masters.get("dark"),
+            "L1IDFLAT": masters.get(f"flat_{flt}")}  # fmt: skip
+    if any(v is None for v in need.values()):
+        return None
+    ids = {k: v["master_id"] for k, v in need.items()}
+    return ids | {"PROVKEY": _hash(frame, *ids.values(), CALIBRATION_VERSION)[:20]}
+
+
+def calibrate_one(
+    row: dict,
+    lake: Lake,
+    site: Site,
+    masters: dict[str, Any],
+    detect_cosmics: bool = True,
+) -> dict[str, Any]:
+    """Calibrate one raw science frame and write ``calibrated/{site}/{night}/{id}.fits``.
+
+    A frame that turns out to be unusable is quarantined (its raw bytes stay in the
+    lake) and reported with ``status='quarantined'``; it never stops the partition.
+
+    Returns
+    -------
+    dict
+        One row of the ``calibrated_frames`` manifest.
+    """
+    start = time.perf_counter()
+    fid, night, flt = row["frame_id"], row["night"], row["filter"]
+    prov = calibration_provenance(fid, masters, flt)
+    base = {"frame_id": fid, "site": site.name, "night": night, "filter": flt,
+            "date_obs": row["date_obs"], "exptime": row["exptime"], "object": row["object"]}  # fmt: skip
+    if prov is None:
+        return base | {"status": "waiting_for_masters"}
+    try:
+        data = lake.read_bytes(lake.raw(site.name, night, fid))
+        raw = read_image(data)
+        cal = calibration.calibrate_frame(
+            raw, float(row["exptime"]), site.camera,
+            _load(lake, masters["bias"]), _load(lake, masters["dark"]),
+            _load(lake, masters[f"flat_{flt}"]), detect_cosmics=detect_cosmics,
+        )  # fmt: skip
+    except (FrameError, ValueError) as exc:
+        reason = exc.reason if isinstance(exc, FrameError) else "calibration_failed"
+        record = base | {"reason": reason, "detail": str(exc), "advice": REASONS[reason],
+                         "stage": "calibration"}  # fmt: skip
+        lake.write_json(lake.quarantine(site.name, night, fid, "json"), record)
+        return base | {"status": "quarantined", "reason": reason, "detail": str(exc)}
+    header = _raw_header(data)
+    path = lake.calibrated(site.name, night, fid)
+    _write_calibrated(lake, path, cal, header, site, row, masters, prov)
+    unmasked = cal.mask == 0
+    return base | {
+        "status": "calibrated",
+        "path": path,
+        "provkey": prov["PROVKEY"],
+        "bias_id": prov["L1IDBIAS"],
+        "dark_id": prov["L1IDDARK"],
+        "flat_id": prov["L1IDFLAT"],
+        "sky_median_e": float(np.median(cal.sci[unmasked])),
+        "n_cosmic_ray": cal.n_cosmic_ray,
+        "n_saturated": cal.n_saturated,
+        "n_masked": int((~unmasked).sum()),
+        "n_nan_unmasked": int((~np.isfinite(cal.sci) & unmasked).sum()),
+        "seconds": time.perf_counter() - start,
+    }
+
+
+def _raw_header(data: bytes):
+    from telescope_assets.science.frames import parse_header
+
+    header, _ = parse_header(data)
+    return header
+
+
+def _write_calibrated(lake, path, cal, raw_header, site: Site, row, masters, prov) -> None:
+    import warnings
+
+    from astropy.io import fits
+    from astropy.wcs import WCS, FITSFixedWarning
+
+    primary = fits.PrimaryHDU()
+    h = primary.header
+    skip = {"SIMPLE", "BITPIX", "NAXIS", "NAXIS1", "NAXIS2", "EXTEND", "BZERO", "BSCALE"}
+    for card in raw_header.cards:
+        if card.keyword not in skip and card.keyword not in h and card.keyword != "":
+            h.append(card, end=True)
+    h["RAWID"] = (row["frame_id"], "content hash of the raw file")
+    h["SITE"] = site.name
+    h["NIGHT"] = row["night"]
+    h["FRAMETYP"] = "science"
+    h["FILTER"] = row["filter"]
+    h["EXPTIME"] = (float(row["exptime"]), "[s]")
+    h["DATE-OBS"] = row["date_obs"]
+    for key in ("L1IDBIAS", "L1IDDARK", "L1IDFLAT", "PROVKEY"):
+        h[key] = prov[key]
+    for key, name in (("L1FBBIAS", "bias"), ("L1FBDARK", "dark")):
+        h[key] = (bool(masters[name].get("fallback")), f"{name} master from another night")
+    h["L1FBFLAT"] = (bool(masters[f"flat_{row['filter']}"].get("fallback")), "flat from another night")
+    h["PIPEVER"] = (__version__, "telescope_assets version")
+    h["CALVER"] = CALIBRATION_VERSION
+    h["GAIN"] = (1.0, "[e-/ADU] data are in electrons")
+    h["RDNOISE"] = (site.camera.read_noise, "[e-]")
+    h["SATURATE"] = (site.camera.saturation * site.camera.gain, "[e-]")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FITSFixedWarning)
+        wcs_header = WCS(raw_header).to_header() if "CTYPE1" in raw_header else fits.Header()
+    if site.camera.trimsec and "CRPIX1" in wcs_header:
+        rows, cols = parse_section(site.camera.trimsec)
+        wcs_header["CRPIX1"] -= cols.start
+        wcs_header["CRPIX2"] -= rows.start
+    sci = fits.ImageHDU(cal.sci, name="SCI")
+    sci.header["BUNIT"] = "electron"
+    sci.header.update(wcs_header)
+    err = fits.ImageHDU(cal.err, name="ERR")
+    err.header["BUNIT"] = "electron"
+    mask = fits.ImageHDU(cal.mask.astype(np.uint8), name="MASK")
+    for bit_name, bit in calibration.MASK_BITS.items():
+        mask.header[f"MASKB{bit}"] = (bit_name, f"meaning of bit value {bit}")
+    lake.write_fits(path, fits.HDUList([primary, sci, err, mask]))
