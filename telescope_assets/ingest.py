@@ -46,8 +46,13 @@ class IngestResult:
 
     @property
     def partitions(self) -> list[tuple[str, str]]:
-        """``(site, night)`` pairs that received new frames."""
-        return sorted({(a["site"], a["night"]) for a in self.accepted})
+        """``(site, night)`` pairs that received frames, duplicates included.
+
+        A duplicate may be the second sight of a frame whose first ingestion crashed
+        before its ledger record was written; requesting its partition again costs a
+        run that finds nothing stale, and guarantees the frame is never left behind.
+        """
+        return sorted({(a["site"], a["night"]) for a in self.accepted + self.duplicates})
 
 
 def _prefix_site(rel: str) -> str | None:

@@ -286,7 +286,11 @@ def _write_calibrated(lake, path, cal, raw_header, site: Site, row, masters, pro
 
     primary = fits.PrimaryHDU()
     h = primary.header
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FITSFixedWarning)
+        wcs_header = WCS(raw_header).to_header() if "CTYPE1" in raw_header else fits.Header()
     skip = {"SIMPLE", "BITPIX", "NAXIS", "NAXIS1", "NAXIS2", "EXTEND", "BZERO", "BSCALE"}
+    skip |= set(wcs_header) | {"CD1_1", "CD1_2", "CD2_1", "CD2_2", "WCSAXES"}
     for card in raw_header.cards:
         if card.keyword not in skip and card.keyword not in h and card.keyword != "":
             h.append(card, end=True)
@@ -307,9 +311,6 @@ def _write_calibrated(lake, path, cal, raw_header, site: Site, row, masters, pro
     h["GAIN"] = (1.0, "[e-/ADU] data are in electrons")
     h["RDNOISE"] = (site.camera.read_noise, "[e-]")
     h["SATURATE"] = (site.camera.saturation * site.camera.gain, "[e-]")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FITSFixedWarning)
-        wcs_header = WCS(raw_header).to_header() if "CTYPE1" in raw_header else fits.Header()
     if site.camera.trimsec and "CRPIX1" in wcs_header:
         rows, cols = parse_section(site.camera.trimsec)
         wcs_header["CRPIX1"] -= cols.start

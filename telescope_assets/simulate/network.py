@@ -37,6 +37,7 @@ __all__ = ["DEMO_NIGHTS", "Exposure", "SimulationConfig", "plan_night", "simulat
 
 DEMO_NIGHTS = ("2026-03-18", "2026-03-19", "2026-03-20")
 MJD_UNIX_EPOCH = 40587.0
+OPTICS_FWHM_PX = 2.0
 
 
 @dataclass
@@ -147,7 +148,9 @@ def _conditions(site, night, exp: Exposure, index, cfg, moon_illum, rng) -> Cond
     rates = cfg.defect_rates
     if rng.random() < rates["poor_seeing"]:
         seeing *= rng.uniform(2.2, 3.0)
-    cond.seeing_arcsec = float(seeing)
+    # Delivered image quality: atmosphere plus optics, focus and guiding (~2 px), so
+    # that a small telescope's images are sampled as real ones are.
+    cond.seeing_arcsec = float(np.hypot(seeing, OPTICS_FWHM_PX * site.camera.pixel_scale))
     if cond.seeing_arcsec > 3.5:
         cond.flags.append("poor_seeing")
     moon = {"g": 10.0, "r": 6.0}[exp.band] * moon_illum**2

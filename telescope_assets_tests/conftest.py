@@ -1,0 +1,77 @@
+"""Shared fixtures: a small registry, one simulated night, lakes in tmp_path."""
+
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from telescope_assets.lake import Lake, Store
+from telescope_assets.registry import load_registry
+from telescope_assets.simulate.network import SimulationConfig, simulate_network
+
+REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
+NIGHT = "2026-03-18"
+
+
+def real_data(*parts: str) -> Path:
+    """Path to a file of the shared real data (skipped nowhere: the data ship with CI)."""
+    path = REAL.joinpath(*parts)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: the shared real data sit beside the repo")
+    return path
+
+
+def small_registry():
+    """The packaged registry with every camera shrunk to about 256² pixels for speed."""
+    reg = load_registry()
+    for site in reg.names:
+        cam = reg[site].camera
+        if cam.biassec:
+            reg = reg.with_camera(site, shape=(256, 280), biassec="[261:276,1:256]",
+                                  trimsec="[1:256,1:256]")  # fmt: skip
+        else:
+            reg = reg.with_camera(site, shape=(256, 256))
+    return reg
+
+
+@pytest.fixture(scope="session")
+def registry():
+    return small_registry()
+
+
+def sim_seed() -> int:
+    """The seed of the session's simulated night."""
+    return 7
+
+
+@pytest.fixture(scope="session")
+def sim_config():
+    return SimulationConfig(seed=sim_seed(), nights=(NIGHT,), science_per_night=3, stars_per_field=600)
+
+
+@pytest.fixture(scope="session")
+def simulated(tmp_path_factory, registry, sim_config):
+    """One simulated night of every site (incoming folder + truth), made once per session."""
+    root = tmp_path_factory.mktemp("sim")
+    frames = simulate_network(registry, root / "incoming", root / "truth", sim_config)
+    return {"root": root, "incoming": root / "incoming", "truth": root / "truth",
+            "frames": frames}  # fmt: skip
+
+
+@pytest.fixture
+def incoming(tmp_path, simulated):
+    """A fresh copy of the simulated drop folder."""
+    dest = tmp_path / "incoming"
+    shutil.copytree(simulated["incoming"], dest)
+    return Store(str(dest))
+
+
+@pytest.fixture
+def lake(tmp_path):
+    return Lake(str(tmp_path / "lake"))
+
+
+@pytest.fixture(scope="session")
+def truth_frames(simulated) -> pd.DataFrame:
+    return simulated["frames"]

@@ -1,0 +1,180 @@
+import astropy.units as u
+import ccdproc
+import numpy as np
+import pytest
+from astropy.io import fits
+from astropy.nddata import CCDData
+from astropy.stats import mad_std
+
+from telescope_assets.registry import Camera
+from telescope_assets.science import calibration
+from telescope_assets.science.frames import read_image
+from telescope_assets_tests.conftest import real_data
+
+
+def _raws(simulated, site, kind, band=None):
+    f = simulated["frames"]
+    rows = f[(f.site == site) & (f.kind == kind)]
+    if band is not None:
+        rows = rows[rows["filter"] == band]
+    return [read_image((simulated["incoming"] / r.filename).read_bytes()) for r in rows.itertuples()], rows
+
+
+@pytest.fixture(scope="module")
+def sutherland(simulated, registry):
+    """Masters and one science frame of the overscan camera, by our code and by ccdproc."""
+    site = registry["sutherland"]
+    cam = site.camera
+    biases, _ = _raws(simulated, "sutherland", "bias")
+    darks, drows = _raws(simulated, "sutherland", "dark")
+    sci, srows = _raws(simulated, "sutherland", "science")
+    band = srows.iloc[0]["filter"]
+    flats, frows = _raws(simulated, "sutherland", "flat", band)
+    bias = calibration.make_master_bias(biases, cam)
+    dark = calibration.make_master_dark(darks, drows.exptime.tolist(), cam, bias)
+    flat = calibration.make_master_flat(flats, frows.exptime.tolist(), cam, bias, dark)
+    return {"cam": cam, "bias": bias, "dark": dark, "flat": flat, "biases": biases,
+            "sci": sci[0], "exptime": float(srows.iloc[0].exptime)}  # fmt: skip
+
+
+def _ccd_reduce(raw, cam, gain=True):
+    ccd = CCDData(raw.astype(float), unit="adu")
+    ccd = ccdproc.subtract_overscan(ccd, fits_section=cam.biassec, median=True, model=None)
+    ccd = ccdproc.trim_image(ccd, fits_section=cam.trimsec)
+    if gain:
+        ccd = ccdproc.gain_correct(ccd, cam.gain * u.electron / u.adu)
+    return ccd
+
+
+def test_master_bias_equals_ccdproc_combine(sutherland):
+    cam = sutherland["cam"]
+    ccds = [_ccd_reduce(b, cam) for b in sutherland["biases"]]
+    theirs = ccdproc.combine(ccds, method="average", sigma_clip=True,
+                             sigma_clip_low_thresh=3, sigma_clip_high_thresh=3,
+                             sigma_clip_func=np.ma.median, sigma_clip_dev_func=mad_std)  # fmt: skip
+    np.testing.assert_allclose(sutherland["bias"], theirs.data, rtol=1e-5)
+
+
+def test_calibrated_frame_equals_ccd_process(sutherland):
+    cam = sutherland["cam"]
+    ours = calibration.calibrate_frame(sutherland["sci"], sutherland["exptime"], cam,
+                                       sutherland["bias"], sutherland["dark"], sutherland["flat"],
+                                       detect_cosmics=False)  # fmt: skip
+    ccd = CCDData(sutherland["sci"].astype(float), unit="adu",
+                  meta={"exptime": sutherland["exptime"]})  # fmt: skip
+    dark = CCDData(sutherland["dark"], unit="electron", meta={"exptime": 1.0})
+    theirs = ccdproc.ccd_process(
+        ccd, oscan=cam.biassec, trim=cam.trimsec, gain=cam.gain * u.electron / u.adu,
+        master_bias=CCDData(sutherland["bias"], unit="electron"), dark_frame=dark,
+        exposure_key="exptime", exposure_unit=u.s, dark_scale=True,
+        master_flat=CCDData(sutherland["flat"], unit=""),
+    )  # fmt: skip
+    assert ours.sci.shape == theirs.shape == cam.trimmed_shape
+    np.testing.assert_allclose(ours.sci, theirs.data, rtol=1e-5)
+
+
+def test_calibrated_frame_is_flat_and_errors_are_honest(simulated, sutherland):
+    """Sky is flat after calibration and (sky - median)/ERR has unit spread."""
+    cam = sutherland["cam"]
+    cal = calibration.calibrate_frame(sutherland["sci"], sutherland["exptime"], cam,
+                                      sutherland["bias"], sutherland["dark"], sutherland["flat"])  # fmt: skip
+    good = cal.mask == 0
+    sky = np.median(cal.sci[good])
+    quadrants = [cal.sci[:128, :128], cal.sci[:128, 128:], cal.sci[128:, :128], cal.sci[128:, 128:]]
+    levels = np.array([np.median(q) for q in quadrants])
+    assert np.ptp(levels) < 0.02 * sky  # vignetting (8 % at the corners) is gone
+    pulls = (cal.sci[good] - sky) / cal.err[good]
+    assert mad_std(pulls) == pytest.approx(1.0, abs=0.1)
+
+
+def test_mask_flags_hot_columns_saturation_and_cosmics(simulated, registry, sutherland):
+    from telescope_assets.simulate.render import camera_defects
+    from telescope_assets_tests.conftest import sim_seed
+
+    cam = sutherland["cam"]
+    cal = calibration.calibrate_frame(sutherland["sci"], sutherland["exptime"], cam,
+                                      sutherland["bias"], sutherland["dark"], sutherland["flat"])  # fmt: skip
+    defects = camera_defects(registry["sutherland"], sim_seed())
+    for col in defects.hot_columns:
+        assert (cal.mask[:, col] & calibration.MASK_BITS["bad"]).all()
+    f = simulated["frames"]
+    row = f[(f.site == "sutherland") & (f.kind == "science")].iloc[0]
+    assert cal.n_saturated == row.n_saturated
+
+
+def test_cosmic_rays_are_masked_and_star_cores_are_not():
+    """Injected hits are found; the cores of 2.5 px FWHM stars are left alone."""
+    from telescope_assets.simulate.render import Conditions, Source, render_sources
+
+    rng = np.random.default_rng(3)
+    cam = Camera(name="t", shape=(300, 300), gain=1.0, read_noise=5.0, dark_current=0.0,
+                 pixel_scale=1.0, saturation=1e9, bias_level=0)  # fmt: skip
+    stars = Source(rng.uniform(10, 290, 80), rng.uniform(10, 290, 80), rng.uniform(2e3, 2e5, 80))
+    light = render_sources(cam.shape, [stars], 2.5, Conditions())
+    image = rng.poisson(light + 200.0).astype(float) + rng.normal(0, 5.0, cam.shape)
+    hits = [(int(y), int(x)) for y, x in rng.integers(5, 295, (40, 2))]
+    for y, x in hits:
+        image[y, x] += rng.uniform(1500, 6000)
+    zero, one = np.zeros(cam.shape), np.ones(cam.shape)
+    cal = calibration.calibrate_frame(image, 1.0, cam, zero, zero, one)
+    cr = (cal.mask & calibration.MASK_BITS["cosmic_ray"]) > 0
+    found = np.mean([cr[y, x] for y, x in hits])
+    cores = [(int(round(y)), int(round(x))) for x, y in zip(stars.x, stars.y, strict=True)]
+    flagged_cores = np.mean([cr[y, x] for y, x in cores])
+    assert found >= 0.95
+    assert flagged_cores <= 0.02
+
+
+def test_real_saao_frame_overscan_and_trim_from_its_header():
+    with fits.open(real_data("images", "saao_raw", "a8280271.fits")) as hdul:
+        raw = hdul[0].data.astype(float)
+        header = hdul[0].header
+    cam = Camera(name="STE3", shape=raw.shape, gain=header["GAIN"], read_noise=header["RDNOISE"],
+                 dark_current=0.0, pixel_scale=0.6, saturation=60000, bias_level=0,
+                 biassec=header["BIASSEC"], trimsec=header["TRIMSEC"])  # fmt: skip
+    ours = calibration.overscan_and_trim(raw, cam)
+    theirs = _ccd_reduce(raw, cam, gain=False)
+    assert ours.shape == (520, 512)
+    np.testing.assert_allclose(ours, theirs.data, rtol=1e-5, atol=1e-9)
+    # The overscan itself, corrected the same way, sits at zero.
+    rows, cols = calibration.parse_section(header["BIASSEC"])
+    corrected = raw[rows, cols] - np.median(raw[rows, cols], axis=1)[:, None]
+    assert abs(np.median(corrected)) < 0.5
+
+
+def test_real_feder_biases_give_master_with_matching_read_noise():
+    biases = [fits.getdata(real_data("images", "feder_bias", f"biastest{i}.fit")).astype(float)
+              for i in range(1, 6)]  # fmt: skip
+    master = calibration.combine(np.stack(biases))
+    assert np.median(master) == pytest.approx(35860, rel=0.002)
+    pairwise = calibration.pairwise_read_noise(biases[0], biases[1])
+    assert pairwise == pytest.approx(20.2, rel=0.05)
+    # Each frame against the master of the other four: var = rn^2 (1 + 1/4) if the
+    # master carries read noise / sqrt(4), as it should.
+    loo = []
+    for i, frame in enumerate(biases):
+        others = calibration.combine(np.stack(biases[:i] + biases[i + 1 :]))
+        loo.append(mad_std(frame - others) / np.sqrt(1 + 1 / 4))
+    assert np.mean(loo) == pytest.approx(pairwise, rel=0.05)
+    # The master's own noise is read noise / sqrt(n): compare two independent halves.
+    half = calibration.pairwise_read_noise(np.mean(biases[:2], axis=0), np.mean(biases[2:4], axis=0))
+    assert half == pytest.approx(pairwise / np.sqrt(2), rel=0.1)
+
+
+def test_combine_rejects_outliers_and_validates_input():
+    rng = np.random.default_rng(1)
+    stack = rng.normal(100, 5, (7, 50, 50))
+    stack[3, 10, 10] = 10_000  # a cosmic ray in one frame
+    out = calibration.combine(stack)
+    assert out[10, 10] == pytest.approx(100, abs=10)
+    with pytest.raises(ValueError, match="at least 2"):
+        calibration.combine(stack[:1])
+
+
+def test_master_flat_has_unit_mean_and_rejects_empty_flats(sutherland):
+    assert sutherland["flat"].mean() == pytest.approx(1.0, abs=1e-12)
+    cam = sutherland["cam"]
+    dark_raw = np.full(cam.shape, 0, dtype=np.float32)
+    with pytest.raises(ValueError, match="non-positive median"):
+        calibration.make_master_flat([dark_raw, dark_raw], [1.0, 1.0], cam,
+                                     sutherland["bias"] + 1e6, sutherland["dark"])  # fmt: skip

@@ -1,0 +1,137 @@
+import datetime as dt
+
+import numpy as np
+import pytest
+
+from telescope_assets.registry import load_registry
+from telescope_assets.science.frames import REASONS, FrameError, frame_id, inspect_frame
+from telescope_assets.science.nights import night_of
+from telescope_assets_tests.badframes import CASES, bad_frames, rewrite
+from telescope_assets_tests.conftest import NIGHT, real_data
+
+
+def _first(simulated, site, kind="science"):
+    frames = simulated["frames"]
+    row = frames[(frames.site == site) & (frames.kind == kind)].iloc[0]
+    return (simulated["incoming"] / row.filename).read_bytes(), row
+
+
+def test_standard_dialect_frame_is_described(simulated, registry):
+    data, row = _first(simulated, "sidingspring")
+    info, _ = inspect_frame(data, registry, "sidingspring")
+    assert info.site == "sidingspring"
+    assert info.night == NIGHT
+    assert info.frame_type == "science"
+    assert info.filter == row["filter"]
+    assert info.exptime == pytest.approx(row.exptime)
+    assert info.frame_id == frame_id(data) == row.frame_id
+    assert (info.ny, info.nx) == registry["sidingspring"].camera.shape
+
+
+def test_maxim_dialect_uint16_sexagesimal_site_from_prefix(simulated, registry):
+    data, row = _first(simulated, "lapalma")
+    assert b"Light Frame" in data and b"EXPOSURE" in data and b"BZERO" in data
+    info, header = inspect_frame(data, registry, "lapalma")
+    assert header["BITPIX"] == 16 and header["BZERO"] == 32768
+    assert info.site == "lapalma" and info.frame_type == "science"
+    assert isinstance(header["OBJCTRA"], str) and " " in header["OBJCTRA"]
+    from telescope_assets.simulate.sky import FIELDS
+
+    field = next(f for f in FIELDS if f.name == row.field)
+    assert info.ra_deg == pytest.approx(field.ra, abs=1e-3)
+    assert info.dec_deg == pytest.approx(field.dec, abs=1e-3)
+
+
+def test_prefix_site_needs_its_folder(simulated, registry):
+    data, _ = _first(simulated, "lapalma")
+    with pytest.raises(FrameError) as err:
+        inspect_frame(data, registry, None)
+    assert err.value.reason == "unknown_site"
+
+
+def test_header_site_must_agree_with_folder(simulated, registry):
+    data, _ = _first(simulated, "sutherland")
+    with pytest.raises(FrameError) as err:
+        inspect_frame(data, registry, "tololo")
+    assert err.value.reason == "site_conflict"
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_every_bad_input_has_its_own_reason(simulated, registry, case):
+    good, _ = _first(simulated, "sidingspring")
+    bad = bad_frames(good)[case]
+    with pytest.raises(FrameError) as err:
+        inspect_frame(bad, registry, "sidingspring")
+    reason, _, detail = case.partition(":")
+    assert err.value.reason == reason
+    assert detail in err.value.detail
+    assert err.value.reason in REASONS and err.value.advice
+
+
+def test_nan_in_some_pixels_is_rejected(simulated, registry):
+    import io
+
+    from astropy.io import fits
+
+    good, _ = _first(simulated, "tololo")  # float32 camera
+    pixels = fits.getdata(io.BytesIO(good)).copy()
+    pixels[10, 10] = np.nan
+    with pytest.raises(FrameError) as err:
+        inspect_frame(rewrite(good, data=pixels), registry, "tololo")
+    assert err.value.reason == "nan_pixels"
+
+
+def test_bad_frame_after_site_is_known_keeps_site_and_night(simulated, registry):
+    good, _ = _first(simulated, "sidingspring")
+    with pytest.raises(FrameError) as err:
+        inspect_frame(rewrite(good, FILTER="Halpha"), registry, None)
+    assert (err.value.site, err.value.night) == ("sidingspring", NIGHT)
+
+
+def test_night_is_local_date_at_the_noon_that_starts_it():
+    # 23:30 local in Sydney (UTC+11 in March) and 04:00 the next morning: one night.
+    evening = dt.datetime(2026, 3, 18, 12, 30, tzinfo=dt.UTC)
+    morning = dt.datetime(2026, 3, 18, 17, 0, tzinfo=dt.UTC)
+    assert night_of(evening, "Australia/Sydney") == "2026-03-18"
+    assert night_of(morning, "Australia/Sydney") == "2026-03-18"
+    # Local noon on the 19th starts the next night.
+    assert night_of(dt.datetime(2026, 3, 19, 1, 0, tzinfo=dt.UTC), "Australia/Sydney") == (
+        "2026-03-19"
+    )
+    # In Chile (UTC-3) 02:00 UTC is still the evening of the 18th local time.
+    assert night_of(dt.datetime(2026, 3, 19, 2, 0, tzinfo=dt.UTC), "America/Santiago") == (
+        "2026-03-18"
+    )
+
+
+def test_real_saao_frame_reads_with_its_own_registry_entry(tmp_path):
+    """A real camera's frame is described through a registry entry and nothing else."""
+    entry = """
+sites:
+  saao1m:
+    latitude: -32.3794
+    longitude: 20.8117
+    elevation: 1798
+    timezone: Africa/Johannesburg
+    identify_by: header
+    site_keywords: [TELESCOP]
+    site_aliases: [SAAO 1.0m]
+    camera: {name: STE3, shape: [520, 536], gain: 1.9, read_noise: 5.0, dark_current: 0.0,
+             pixel_scale: 0.6, saturation: 60000, bias_level: 0,
+             biassec: "[4:13,1:520]", trimsec: "[17:528,1:520]"}
+    filters: ["48"]
+    header_map: {imagetyp: IMAGETYP, exptime: EXPTIME, date_obs: DATE-OBS, filter: FILTERS,
+                 object: OBJECT, ra: RA, dec: DEC}
+    imagetyp_values: {science: [object], bias: [zero], dark: [dark], flat: [flat]}
+"""
+    path = tmp_path / "sites.yaml"
+    path.write_text(entry)
+    reg = load_registry(path)
+    data = real_data("images", "saao_raw", "a8280271.fits").read_bytes()
+    info, _ = inspect_frame(data, reg, None)
+    assert info.site == "saao1m"
+    assert info.frame_type == "science"
+    assert info.exptime == pytest.approx(150.04)
+    assert info.night == "2013-07-12"  # local date at the noon before 2013-07-13 00:00 UT
+    assert info.ra_deg == pytest.approx(331.0333, abs=1e-3)
+    assert info.dec_deg == pytest.approx(-0.9253, abs=1e-3)

@@ -1,0 +1,133 @@
+import os
+import time
+
+import pytest
+
+from telescope_assets.ingest import batches_after, ingest, read_batch
+from telescope_assets.lake import Store
+from telescope_assets_tests.badframes import CASES, bad_frames
+from telescope_assets_tests.conftest import NIGHT
+
+
+def _count(store: Store) -> int:
+    return len(store.list("", recursive=True))
+
+
+def test_every_file_is_accepted_or_quarantined_and_incoming_empties(incoming, lake, registry, simulated):
+    total = _count(incoming)
+    good = next(p for p in incoming.list("sidingspring") if p.endswith("_science.fits"))
+    for case, data in bad_frames(incoming.read_bytes(good)).items():
+        incoming.write_bytes(f"sidingspring/bad_{case.replace(':', '_')}.fits", data)
+    result = ingest(incoming, lake, registry, max_files=10_000)
+    assert len(result.accepted) == total == len(simulated["frames"])
+    assert len(result.quarantined) == len(CASES)
+    assert _count(incoming) == 0
+    by_name = {q["incoming_path"]: q for q in result.quarantined}
+    for case in CASES:
+        entry = by_name[f"sidingspring/bad_{case.replace(':', '_')}.fits"]
+        reason, _, detail = case.partition(":")
+        assert entry["reason"] == reason
+        assert detail in entry["detail"]
+        # the bytes and the reason are both kept
+        site, night = entry["site"], entry["night"]
+        assert lake.exists(lake.quarantine(site, night, entry["frame_id"], "fits"))
+        assert lake.read_json(lake.quarantine(site, night, entry["frame_id"], "json"))["reason"] == reason
+    # accepted frames are in the lake under raw/{site}/{night}/ by content hash
+    for entry in result.accepted:
+        assert lake.exists(lake.raw(entry["site"], entry["night"], entry["frame_id"]))
+    assert set(result.partitions) == {(s, NIGHT) for s in registry.names}
+    batch = read_batch(lake, result.batch_id)
+    assert len(batch["accepted"]) + len(batch["quarantined"]) == total + len(CASES)
+
+
+def test_same_bytes_under_a_new_name_are_one_frame(incoming, lake, registry):
+    first = ingest(incoming, lake, registry, max_files=10_000)
+    name = first.accepted[0]["incoming_path"]
+    data = lake.read_bytes(lake.raw(first.accepted[0]["site"], NIGHT, first.accepted[0]["frame_id"]))
+    site = name.split("/")[0]
+    incoming.write_bytes(f"{site}/renamed_copy.fits", data)
+    second = ingest(incoming, lake, registry)
+    assert second.accepted == []
+    assert [d["frame_id"] for d in second.duplicates] == [first.accepted[0]["frame_id"]]
+    assert len(lake.list(f"raw/{site}/{NIGHT}", ".fits")) == len(
+        [a for a in first.accepted if a["site"] == site]
+    )
+
+
+def test_large_drop_is_handled_in_bounded_ticks(incoming, lake, registry):
+    total = _count(incoming)
+    ticks, seen = 0, 0
+    while True:
+        result = ingest(incoming, lake, registry, max_files=25)
+        if result.batch_id is None:
+            break
+        n = len(result.accepted) + len(result.duplicates) + len(result.quarantined)
+        assert n <= 25
+        seen += n
+        ticks += 1
+        assert result.remaining == total - seen
+    assert seen == total
+    assert ticks == -(-total // 25)
+    assert len(batches_after(lake, None)) == ticks
+
+
+def test_a_crash_before_incoming_is_cleared_loses_and_repeats_nothing(incoming, lake, registry, monkeypatch):
+    """Kill ingestion after the lake copies are written but before any delete."""
+    total = _count(incoming)
+
+    def crash(self, rel):
+        raise RuntimeError("daemon killed")
+
+    monkeypatch.setattr(Store, "delete", crash)
+    with pytest.raises(RuntimeError, match="daemon killed"):
+        ingest(incoming, lake, registry, max_files=10_000)
+    monkeypatch.undo()
+    assert _count(incoming) == total  # nothing was removed from the drop zone
+    again = ingest(incoming, lake, registry, max_files=10_000)
+    # Everything is found in the lake already: no frame is written twice...
+    assert again.accepted == [] and len(again.duplicates) == total
+    assert _count(incoming) == 0
+    raw = [p for s in registry.names for p in lake.list(f"raw/{s}/{NIGHT}", ".fits")]
+    assert len(raw) == total
+    # ...and the first (crashed) ledger record still names every frame for the sensor.
+    first = read_batch(lake, batches_after(lake, None)[0])
+    assert len(first["accepted"]) == total
+
+
+def test_files_still_being_written_are_left_alone(incoming, lake, registry):
+    path = incoming.full("tololo/arriving.fits")
+    good = incoming.read_bytes(incoming.list("tololo")[0])
+    with open(path, "wb") as fh:
+        fh.write(good)
+    now = time.time()
+    os.utime(path, (now, now))
+    result = ingest(incoming, lake, registry, max_files=10_000, settle_seconds=60)
+    assert "tololo/arriving.fits" not in [e["incoming_path"] for e in result.accepted + result.duplicates]
+    assert incoming.exists("tololo/arriving.fits")
+
+
+def test_frames_outside_the_partitions_are_quarantined(incoming, lake, registry):
+    result = ingest(incoming, lake, registry, max_files=10_000, night_range=("2026-04-01", "2026-12-31"))
+    assert result.accepted == []
+    assert {q["reason"] for q in result.quarantined} == {"bad_date_obs"}
+
+
+def test_a_crash_before_the_ledger_is_written_still_requests_the_partitions(
+    incoming, lake, registry, monkeypatch
+):
+    total = _count(incoming)
+    original = Store.write_json
+
+    def crash_on_ledger(self, rel, obj):
+        if rel.startswith("ingest/batches/"):
+            raise RuntimeError("daemon killed")
+        return original(self, rel, obj)
+
+    monkeypatch.setattr(Store, "write_json", crash_on_ledger)
+    with pytest.raises(RuntimeError, match="daemon killed"):
+        ingest(incoming, lake, registry, max_files=10_000)
+    monkeypatch.undo()
+    assert batches_after(lake, None) == []
+    again = ingest(incoming, lake, registry, max_files=10_000)
+    assert len(again.duplicates) == total
+    assert set(again.partitions) == {(s, NIGHT) for s in registry.names}
