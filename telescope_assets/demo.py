@@ -34,14 +34,17 @@ def main(argv: list[str] | None = None) -> int:
     """Run the demo."""
     parser = argparse.ArgumentParser(prog="telescope-demo", description=__doc__.split("\n")[0])
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--skip-simulation", action="store_true",
-                        help="only ingest and process what is already in data/incoming")  # fmt: skip
+    parser.add_argument(
+        "--skip-simulation",
+        action="store_true",
+        help="only ingest and process what is already in data/incoming",
+    )
     args = parser.parse_args(argv)
     home = _ensure_dagster_home()
 
+    import dagster as dg
     from tqdm import tqdm
 
-    import dagster as dg
     from telescope_assets.definitions import defs
     from telescope_assets.defs.ingest.sensors import OFFLINE_CURSOR, run_requests_for
     from telescope_assets.defs.partitions import night_range
@@ -56,8 +59,14 @@ def main(argv: list[str] | None = None) -> int:
 
     if not args.skip_simulation and not (truth / "frames.parquet").exists():
         bar = tqdm(desc="1/3 simulating the network", unit="frame", file=sys.stderr)
-        simulate_network(registry, incoming.url, truth, SimulationConfig(seed=args.seed),
-                         progress=bar.update, on_total=lambda n: setattr(bar, "total", n))  # fmt: skip
+        simulate_network(
+            registry,
+            incoming.url,
+            truth,
+            SimulationConfig(seed=args.seed),
+            progress=bar.update,
+            on_total=lambda n: setattr(bar, "total", n),
+        )
         bar.close()
 
     pending = len(incoming.list("", recursive=True))
@@ -100,27 +109,41 @@ def _summary(lake, registry, totals, n_runs, failed, home) -> None:
     rows = []
     for site in registry.names:
         for night in lake.list_dirs(f"raw/{site}"):
-            raw = lake.read_parquet(lake.manifest("raw_frames", site, night)) if lake.exists(
-                lake.manifest("raw_frames", site, night)) else pd.DataFrame()  # fmt: skip
+            raw = (
+                lake.read_parquet(lake.manifest("raw_frames", site, night))
+                if lake.exists(lake.manifest("raw_frames", site, night))
+                else pd.DataFrame()
+            )
             cal_path = lake.manifest("calibrated_frames", site, night)
             cal = lake.read_parquet(cal_path) if lake.exists(cal_path) else pd.DataFrame()
-            masters = lake.read_json(f"masters/{site}/{night}/manifest.json") if lake.exists(
-                f"masters/{site}/{night}/manifest.json") else {}  # fmt: skip
-            rows.append({
-                "site": site, "night": night, "raw": len(raw),
-                "science": int((raw.frame_type == "science").sum()) if len(raw) else 0,
-                "calibrated": int((cal.status == "calibrated").sum()) if len(cal) else 0,
-                "quarantined": len(lake.quarantined(site, night)),
-                "masters": ",".join(sorted(k for k, v in masters.items() if v)),
-                "fallbacks": ",".join(sorted(k for k, v in masters.items() if v and v["fallback"])),
-            })  # fmt: skip
+            masters = (
+                lake.read_json(f"masters/{site}/{night}/manifest.json")
+                if lake.exists(f"masters/{site}/{night}/manifest.json")
+                else {}
+            )
+            rows.append(
+                {
+                    "site": site,
+                    "night": night,
+                    "raw": len(raw),
+                    "science": int((raw.frame_type == "science").sum()) if len(raw) else 0,
+                    "calibrated": int((cal.status == "calibrated").sum()) if len(cal) else 0,
+                    "quarantined": len(lake.quarantined(site, night)),
+                    "masters": ",".join(sorted(k for k, v in masters.items() if v)),
+                    "fallbacks": ",".join(
+                        sorted(k for k, v in masters.items() if v and v["fallback"])
+                    ),
+                }
+            )
     print()
     print("Produced (site x night):")
     print(pd.DataFrame(rows).to_string(index=False) if rows else "  nothing")
     print()
-    print(f"ingested: {totals['accepted']} accepted, {totals['duplicates']} duplicates, "
-          f"{totals['quarantined']} quarantined; {n_runs} runs of frames_job"
-          + (f", FAILED: {failed}" if failed else ""))  # fmt: skip
+    print(
+        f"ingested: {totals['accepted']} accepted, {totals['duplicates']} duplicates, "
+        f"{totals['quarantined']} quarantined; {n_runs} runs of frames_job"
+        + (f", FAILED: {failed}" if failed else "")
+    )
     print(f"lake:             {lake.url}/  (raw/, masters/, calibrated/, manifests/, quarantine/)")
     print("truth tables:     data/truth/")
     print(f"Dagster instance: {home}/data/dagster (SQLite)")

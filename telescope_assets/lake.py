@@ -119,7 +119,9 @@ class Store:
         if not self.fs.exists(base):
             return []
         entries = self.fs.ls(base, detail=True)
-        return sorted(posixpath.basename(e["name"].rstrip("/")) for e in entries if e["type"] == "directory")
+        return sorted(
+            posixpath.basename(e["name"].rstrip("/")) for e in entries if e["type"] == "directory"
+        )
 
     def modified(self, rel: str) -> float | None:
         """Modification time (UNIX seconds) of ``rel``, if the filesystem reports one."""

@@ -38,9 +38,23 @@ CALIBRATION_VERSION = "cal-1"
 MIN_FRAMES = 3
 
 RAW_COLUMNS = [
-    "frame_id", "site", "night", "frame_type", "date_obs", "exptime", "filter", "object",
-    "ra_deg", "dec_deg", "ny", "nx", "bitpix", "size_bytes", "incoming_path", "received_at",
-]  # fmt: skip
+    "frame_id",
+    "site",
+    "night",
+    "frame_type",
+    "date_obs",
+    "exptime",
+    "filter",
+    "object",
+    "ra_deg",
+    "dec_deg",
+    "ny",
+    "nx",
+    "bitpix",
+    "size_bytes",
+    "incoming_path",
+    "received_at",
+]
 
 
 def _hash(*parts: object) -> str:
@@ -123,7 +137,7 @@ def build_masters(lake: Lake, site: Site, night: str, raw: pd.DataFrame) -> dict
                 entry = entry | {"fallback": True, "made_now": False, "unused_frames": ids}
             manifest[name] = entry
             continue
-        deps = [manifest[d]["master_id"] for d in ("bias", "dark") if d in manifest and manifest[d]]
+        deps = [manifest[d]["master_id"] for d in ("bias", "dark") if manifest.get(d)]
         needed = {"dark": ["bias"], "flat": ["bias", "dark"]}.get(kind, [])
         if any(manifest.get(d) is None for d in needed):
             manifest[name] = None  # cannot make it without its dependencies
@@ -140,10 +154,16 @@ def build_masters(lake: Lake, site: Site, night: str, raw: pd.DataFrame) -> dict
         if kind == "bias":
             image = calibration.make_master_bias(raws, site.camera)
         elif kind == "dark":
-            image = calibration.make_master_dark(raws, exptimes, site.camera, _load(lake, manifest["bias"]))
+            image = calibration.make_master_dark(
+                raws, exptimes, site.camera, _load(lake, manifest["bias"])
+            )
         else:
             image = calibration.make_master_flat(
-                raws, exptimes, site.camera, _load(lake, manifest["bias"]), _load(lake, manifest["dark"])
+                raws,
+                exptimes,
+                site.camera,
+                _load(lake, manifest["bias"]),
+                _load(lake, manifest["dark"]),
             )
         images[name] = image
         stats = calibration.master_stats(image)
@@ -180,7 +200,7 @@ def _write_master(lake, path, image, site, night, name, master_id, inphash, ids,
     h["PIPEVER"] = (__version__, "telescope_assets version")
     h["CALVER"] = CALIBRATION_VERSION
     for dep, key in (("bias", "L1IDBIAS"), ("dark", "L1IDDARK")):
-        if dep != name and manifest.get(dep) and not name == "bias":
+        if dep != name and manifest.get(dep) and name != "bias":
             h[key] = manifest[dep]["master_id"]
     for i, fid in enumerate(ids):
         h[f"IMCMB{i + 1:03d}"] = fid
@@ -205,8 +225,11 @@ def _load(lake: Lake, entry: dict) -> np.ndarray:
 
 def calibration_provenance(frame: str, masters: dict[str, Any], flt: str) -> dict[str, str] | None:
     """Master ids a frame needs and its provenance key, or ``None`` if a master is missing."""
-    need = {"L1IDBIAS": masters.get("bias"), "L1IDDARK": masters.get("dark"),
-            "L1IDFLAT": masters.get(f"flat_{flt}")}  # fmt: skip
+    need = {
+        "L1IDBIAS": masters.get("bias"),
+        "L1IDDARK": masters.get("dark"),
+        "L1IDFLAT": masters.get(f"flat_{flt}"),
+    }
     if any(v is None for v in need.values()):
         return None
     ids = {k: v["master_id"] for k, v in need.items()}
@@ -233,22 +256,37 @@ def calibrate_one(
     start = time.perf_counter()
     fid, night, flt = row["frame_id"], row["night"], row["filter"]
     prov = calibration_provenance(fid, masters, flt)
-    base = {"frame_id": fid, "site": site.name, "night": night, "filter": flt,
-            "date_obs": row["date_obs"], "exptime": row["exptime"], "object": row["object"]}  # fmt: skip
+    base = {
+        "frame_id": fid,
+        "site": site.name,
+        "night": night,
+        "filter": flt,
+        "date_obs": row["date_obs"],
+        "exptime": row["exptime"],
+        "object": row["object"],
+    }
     if prov is None:
         return base | {"status": "waiting_for_masters"}
     try:
         data = lake.read_bytes(lake.raw(site.name, night, fid))
         raw = read_image(data)
         cal = calibration.calibrate_frame(
-            raw, float(row["exptime"]), site.camera,
-            _load(lake, masters["bias"]), _load(lake, masters["dark"]),
-            _load(lake, masters[f"flat_{flt}"]), detect_cosmics=detect_cosmics,
-        )  # fmt: skip
+            raw,
+            float(row["exptime"]),
+            site.camera,
+            _load(lake, masters["bias"]),
+            _load(lake, masters["dark"]),
+            _load(lake, masters[f"flat_{flt}"]),
+            detect_cosmics=detect_cosmics,
+        )
     except (FrameError, ValueError) as exc:
         reason = exc.reason if isinstance(exc, FrameError) else "calibration_failed"
-        record = base | {"reason": reason, "detail": str(exc), "advice": REASONS[reason],
-                         "stage": "calibration"}  # fmt: skip
+        record = base | {
+            "reason": reason,
+            "detail": str(exc),
+            "advice": REASONS[reason],
+            "stage": "calibration",
+        }
         lake.write_json(lake.quarantine(site.name, night, fid, "json"), record)
         return base | {"status": "quarantined", "reason": reason, "detail": str(exc)}
     header = _raw_header(data)
@@ -305,7 +343,10 @@ def _write_calibrated(lake, path, cal, raw_header, site: Site, row, masters, pro
         h[key] = prov[key]
     for key, name in (("L1FBBIAS", "bias"), ("L1FBDARK", "dark")):
         h[key] = (bool(masters[name].get("fallback")), f"{name} master from another night")
-    h["L1FBFLAT"] = (bool(masters[f"flat_{row['filter']}"].get("fallback")), "flat from another night")
+    h["L1FBFLAT"] = (
+        bool(masters[f"flat_{row['filter']}"].get("fallback")),
+        "flat from another night",
+    )
     h["PIPEVER"] = (__version__, "telescope_assets version")
     h["CALVER"] = CALIBRATION_VERSION
     h["GAIN"] = (1.0, "[e-/ADU] data are in electrons")

@@ -34,12 +34,25 @@ def set_card(good: bytes, keyword: str, value: str) -> bytes:
 
 
 CASES = [
-    "empty_file", "not_fits", "truncated_header", "truncated_data", "bad_dimensions",
-    "absurd_naxis", "missing_keyword:DATE-OBS", "missing_keyword:EXPTIME",
-    "missing_keyword:IMAGETYP", "unknown_site", "unsafe_header_value:FILTER",
-    "unsafe_header_value:OBJECT", "all_nan", "all_zero", "unknown_imagetyp", "unknown_filter",
-    "bad_exptime", "bad_date_obs",
-]  # fmt: skip
+    "empty_file",
+    "not_fits",
+    "truncated_header",
+    "truncated_data",
+    "bad_dimensions",
+    "absurd_naxis",
+    "missing_keyword:DATE-OBS",
+    "missing_keyword:EXPTIME",
+    "missing_keyword:IMAGETYP",
+    "unknown_site",
+    "unsafe_header_value:FILTER",
+    "unsafe_header_value:OBJECT",
+    "all_nan",
+    "all_zero",
+    "unknown_imagetyp",
+    "unknown_filter",
+    "bad_exptime",
+    "bad_date_obs",
+]
 
 
 def bad_frames(good: bytes, site_keyword: str = "SITEID") -> dict[str, bytes]:

@@ -28,8 +28,9 @@ def small_registry():
     for site in reg.names:
         cam = reg[site].camera
         if cam.biassec:
-            reg = reg.with_camera(site, shape=(256, 280), biassec="[261:276,1:256]",
-                                  trimsec="[1:256,1:256]")  # fmt: skip
+            reg = reg.with_camera(
+                site, shape=(256, 280), biassec="[261:276,1:256]", trimsec="[1:256,1:256]"
+            )
         else:
             reg = reg.with_camera(site, shape=(256, 256))
     return reg
@@ -47,7 +48,9 @@ def sim_seed() -> int:
 
 @pytest.fixture(scope="session")
 def sim_config():
-    return SimulationConfig(seed=sim_seed(), nights=(NIGHT,), science_per_night=3, stars_per_field=600)
+    return SimulationConfig(
+        seed=sim_seed(), nights=(NIGHT,), science_per_night=3, stars_per_field=600
+    )
 
 
 @pytest.fixture(scope="session")
@@ -55,8 +58,7 @@ def simulated(tmp_path_factory, registry, sim_config):
     """One simulated night of every site (incoming folder + truth), made once per session."""
     root = tmp_path_factory.mktemp("sim")
     frames = simulate_network(registry, root / "incoming", root / "truth", sim_config)
-    return {"root": root, "incoming": root / "incoming", "truth": root / "truth",
-            "frames": frames}  # fmt: skip
+    return {"root": root, "incoming": root / "incoming", "truth": root / "truth", "frames": frames}
 
 
 @pytest.fixture

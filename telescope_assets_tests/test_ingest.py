@@ -13,7 +13,9 @@ def _count(store: Store) -> int:
     return len(store.list("", recursive=True))
 
 
-def test_every_file_is_accepted_or_quarantined_and_incoming_empties(incoming, lake, registry, simulated):
+def test_every_file_is_accepted_or_quarantined_and_incoming_empties(
+    incoming, lake, registry, simulated
+):
     total = _count(incoming)
     good = next(p for p in incoming.list("sidingspring") if p.endswith("_science.fits"))
     for case, data in bad_frames(incoming.read_bytes(good)).items():
@@ -31,7 +33,10 @@ def test_every_file_is_accepted_or_quarantined_and_incoming_empties(incoming, la
         # the bytes and the reason are both kept
         site, night = entry["site"], entry["night"]
         assert lake.exists(lake.quarantine(site, night, entry["frame_id"], "fits"))
-        assert lake.read_json(lake.quarantine(site, night, entry["frame_id"], "json"))["reason"] == reason
+        assert (
+            lake.read_json(lake.quarantine(site, night, entry["frame_id"], "json"))["reason"]
+            == reason
+        )
     # accepted frames are in the lake under raw/{site}/{night}/ by content hash
     for entry in result.accepted:
         assert lake.exists(lake.raw(entry["site"], entry["night"], entry["frame_id"]))
@@ -43,7 +48,9 @@ def test_every_file_is_accepted_or_quarantined_and_incoming_empties(incoming, la
 def test_same_bytes_under_a_new_name_are_one_frame(incoming, lake, registry):
     first = ingest(incoming, lake, registry, max_files=10_000)
     name = first.accepted[0]["incoming_path"]
-    data = lake.read_bytes(lake.raw(first.accepted[0]["site"], NIGHT, first.accepted[0]["frame_id"]))
+    data = lake.read_bytes(
+        lake.raw(first.accepted[0]["site"], NIGHT, first.accepted[0]["frame_id"])
+    )
     site = name.split("/")[0]
     incoming.write_bytes(f"{site}/renamed_copy.fits", data)
     second = ingest(incoming, lake, registry)
@@ -71,7 +78,9 @@ def test_large_drop_is_handled_in_bounded_ticks(incoming, lake, registry):
     assert len(batches_after(lake, None)) == ticks
 
 
-def test_a_crash_before_incoming_is_cleared_loses_and_repeats_nothing(incoming, lake, registry, monkeypatch):
+def test_a_crash_before_incoming_is_cleared_loses_and_repeats_nothing(
+    incoming, lake, registry, monkeypatch
+):
     """Kill ingestion after the lake copies are written but before any delete."""
     total = _count(incoming)
 
@@ -85,7 +94,8 @@ def test_a_crash_before_incoming_is_cleared_loses_and_repeats_nothing(incoming, 
     assert _count(incoming) == total  # nothing was removed from the drop zone
     again = ingest(incoming, lake, registry, max_files=10_000)
     # Everything is found in the lake already: no frame is written twice...
-    assert again.accepted == [] and len(again.duplicates) == total
+    assert again.accepted == []
+    assert len(again.duplicates) == total
     assert _count(incoming) == 0
     raw = [p for s in registry.names for p in lake.list(f"raw/{s}/{NIGHT}", ".fits")]
     assert len(raw) == total
@@ -102,12 +112,16 @@ def test_files_still_being_written_are_left_alone(incoming, lake, registry):
     now = time.time()
     os.utime(path, (now, now))
     result = ingest(incoming, lake, registry, max_files=10_000, settle_seconds=60)
-    assert "tololo/arriving.fits" not in [e["incoming_path"] for e in result.accepted + result.duplicates]
+    assert "tololo/arriving.fits" not in [
+        e["incoming_path"] for e in result.accepted + result.duplicates
+    ]
     assert incoming.exists("tololo/arriving.fits")
 
 
 def test_frames_outside_the_partitions_are_quarantined(incoming, lake, registry):
-    result = ingest(incoming, lake, registry, max_files=10_000, night_range=("2026-04-01", "2026-12-31"))
+    result = ingest(
+        incoming, lake, registry, max_files=10_000, night_range=("2026-04-01", "2026-12-31")
+    )
     assert result.accepted == []
     assert {q["reason"] for q in result.quarantined} == {"bad_date_obs"}
 

@@ -2,8 +2,6 @@
 
 import dagster as dg
 
-from telescope_assets.defs.partitions import site_nights
-
 __all__ = ["frames_job"]
 
 #: Everything per site × night that follows from new frames. In-process: one process
@@ -11,7 +9,6 @@ __all__ = ["frames_job"]
 frames_job = dg.define_asset_job(
     "frames_job",
     selection=dg.AssetSelection.groups("frames"),
-    partitions_def=site_nights,
     executor_def=dg.in_process_executor,
     description="Ingested frames of one site × night to calibrated frames.",
 )

@@ -34,13 +34,15 @@ class DaskResource(dg.ConfigurableResource):
             with Client(self.scheduler_address) as client:
                 yield client
             return
+        # Worker processes talk over TCP on loopback only; threads use in-process comms.
+        where = {"host": "127.0.0.1"} if self.processes else {}
         with (
             LocalCluster(
                 n_workers=self.n_workers,
                 threads_per_worker=1,
                 processes=self.processes,
                 dashboard_address=None,
-                host="127.0.0.1",
+                **where,
             ) as cluster,
             Client(cluster) as client,
         ):

@@ -262,9 +262,7 @@ def _identify_site(header, registry: SiteRegistry, prefix_site: str | None) -> S
             f"{list(site.site_keywords)}; the header does not",
         )
     shown = {k: values[k] for k in ("SITEID", "OBSERVAT", "TELESCOP") if k in values}
-    raise FrameError(
-        "unknown_site", f"header {shown or 'names no site'}, folder {prefix_site!r}"
-    )
+    raise FrameError("unknown_site", f"header {shown or 'names no site'}, folder {prefix_site!r}")
 
 
 def inspect_frame(data: bytes, registry: SiteRegistry, prefix_site: str | None = None):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from zoneinfo import ZoneInfo
 
-__all__ = ["night_of", "night_noon_utc"]
+__all__ = ["night_noon_utc", "night_of"]
 
 
 def night_of(date_obs: dt.datetime, timezone: str) -> str:

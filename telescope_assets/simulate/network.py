@@ -154,9 +154,7 @@ def _conditions(site, night, exp: Exposure, index, cfg, moon_illum, rng) -> Cond
     if cond.seeing_arcsec > 3.5:
         cond.flags.append("poor_seeing")
     moon = {"g": 10.0, "r": 6.0}[exp.band] * moon_illum**2
-    cond.sky_mag = site.dark_sky_mag[exp.band] - 2.5 * np.log10(1 + moon) - 0.2 * (
-        exp.airmass - 1
-    )
+    cond.sky_mag = site.dark_sky_mag[exp.band] - 2.5 * np.log10(1 + moon) - 0.2 * (exp.airmass - 1)
     ny, nx = site.camera.trimmed_shape
     if rng.random() < rates["tracking"]:
         cond.tracking_px = float(rng.uniform(5, 12))
@@ -306,7 +304,9 @@ def simulate_network(
     incoming, truth = Path(incoming), Path(truth)
     sky = make_sky(cfg.seed, stars_per_field=cfg.stars_per_field)
     sites = [registry[s] for s in (cfg.sites or registry.names)]
-    plans = [(site, night, plan_night(site, night, sky, cfg)) for site in sites for night in cfg.nights]
+    plans = [
+        (site, night, plan_night(site, night, sky, cfg)) for site in sites for night in cfg.nights
+    ]
     if on_total is not None:
         on_total(sum(len(p) for _, _, p in plans))
     frame_rows, source_tables = [], []
@@ -339,8 +339,15 @@ def simulate_network(
                 )
                 header_wcs = dict(_wcs(site, exp.ra, exp.dec).to_header())
                 data = write_fits(
-                    raw, site, "science", exp.when, exp.exptime, exp.band, exp.field,
-                    (exp.ra, exp.dec), header_wcs,
+                    raw,
+                    site,
+                    "science",
+                    exp.when,
+                    exp.exptime,
+                    exp.band,
+                    exp.field,
+                    (exp.ra, exp.dec),
+                    header_wcs,
                 )
                 row |= {
                     "seeing_arcsec": cond.seeing_arcsec,
@@ -358,7 +365,14 @@ def simulate_network(
                 cond = Conditions()
                 level = 0.45 * site.camera.saturation * site.camera.gain
                 raw, extra = render_raw(
-                    site, defects, exp.kind, exp.exptime, exp.band, [], cond, rng,
+                    site,
+                    defects,
+                    exp.kind,
+                    exp.exptime,
+                    exp.band,
+                    [],
+                    cond,
+                    rng,
                     flat_level_e=level * rng.uniform(0.8, 1.1),
                 )
                 data = write_fits(

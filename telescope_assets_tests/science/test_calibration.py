@@ -17,7 +17,9 @@ def _raws(simulated, site, kind, band=None):
     rows = f[(f.site == site) & (f.kind == kind)]
     if band is not None:
         rows = rows[rows["filter"] == band]
-    return [read_image((simulated["incoming"] / r.filename).read_bytes()) for r in rows.itertuples()], rows
+    return [
+        read_image((simulated["incoming"] / r.filename).read_bytes()) for r in rows.itertuples()
+    ], rows
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +35,15 @@ def sutherland(simulated, registry):
     bias = calibration.make_master_bias(biases, cam)
     dark = calibration.make_master_dark(darks, drows.exptime.tolist(), cam, bias)
     flat = calibration.make_master_flat(flats, frows.exptime.tolist(), cam, bias, dark)
-    return {"cam": cam, "bias": bias, "dark": dark, "flat": flat, "biases": biases,
-            "sci": sci[0], "exptime": float(srows.iloc[0].exptime)}  # fmt: skip
+    return {
+        "cam": cam,
+        "bias": bias,
+        "dark": dark,
+        "flat": flat,
+        "biases": biases,
+        "sci": sci[0],
+        "exptime": float(srows.iloc[0].exptime),
+    }
 
 
 def _ccd_reduce(raw, cam, gain=True):
@@ -49,26 +58,45 @@ def _ccd_reduce(raw, cam, gain=True):
 def test_master_bias_equals_ccdproc_combine(sutherland):
     cam = sutherland["cam"]
     ccds = [_ccd_reduce(b, cam) for b in sutherland["biases"]]
-    theirs = ccdproc.combine(ccds, method="average", sigma_clip=True,
-                             sigma_clip_low_thresh=3, sigma_clip_high_thresh=3,
-                             sigma_clip_func=np.ma.median, sigma_clip_dev_func=mad_std)  # fmt: skip
+    theirs = ccdproc.combine(
+        ccds,
+        method="average",
+        sigma_clip=True,
+        sigma_clip_low_thresh=3,
+        sigma_clip_high_thresh=3,
+        sigma_clip_func=np.ma.median,
+        sigma_clip_dev_func=mad_std,
+    )
     np.testing.assert_allclose(sutherland["bias"], theirs.data, rtol=1e-5)
 
 
 def test_calibrated_frame_equals_ccd_process(sutherland):
     cam = sutherland["cam"]
-    ours = calibration.calibrate_frame(sutherland["sci"], sutherland["exptime"], cam,
-                                       sutherland["bias"], sutherland["dark"], sutherland["flat"],
-                                       detect_cosmics=False)  # fmt: skip
-    ccd = CCDData(sutherland["sci"].astype(float), unit="adu",
-                  meta={"exptime": sutherland["exptime"]})  # fmt: skip
+    ours = calibration.calibrate_frame(
+        sutherland["sci"],
+        sutherland["exptime"],
+        cam,
+        sutherland["bias"],
+        sutherland["dark"],
+        sutherland["flat"],
+        detect_cosmics=False,
+    )
+    ccd = CCDData(
+        sutherland["sci"].astype(float), unit="adu", meta={"exptime": sutherland["exptime"]}
+    )
     dark = CCDData(sutherland["dark"], unit="electron", meta={"exptime": 1.0})
     theirs = ccdproc.ccd_process(
-        ccd, oscan=cam.biassec, trim=cam.trimsec, gain=cam.gain * u.electron / u.adu,
-        master_bias=CCDData(sutherland["bias"], unit="electron"), dark_frame=dark,
-        exposure_key="exptime", exposure_unit=u.s, dark_scale=True,
+        ccd,
+        oscan=cam.biassec,
+        trim=cam.trimsec,
+        gain=cam.gain * u.electron / u.adu,
+        master_bias=CCDData(sutherland["bias"], unit="electron"),
+        dark_frame=dark,
+        exposure_key="exptime",
+        exposure_unit=u.s,
+        dark_scale=True,
         master_flat=CCDData(sutherland["flat"], unit=""),
-    )  # fmt: skip
+    )
     assert ours.sci.shape == theirs.shape == cam.trimmed_shape
     np.testing.assert_allclose(ours.sci, theirs.data, rtol=1e-5)
 
@@ -76,8 +104,14 @@ def test_calibrated_frame_equals_ccd_process(sutherland):
 def test_calibrated_frame_is_flat_and_errors_are_honest(simulated, sutherland):
     """Sky is flat after calibration and (sky - median)/ERR has unit spread."""
     cam = sutherland["cam"]
-    cal = calibration.calibrate_frame(sutherland["sci"], sutherland["exptime"], cam,
-                                      sutherland["bias"], sutherland["dark"], sutherland["flat"])  # fmt: skip
+    cal = calibration.calibrate_frame(
+        sutherland["sci"],
+        sutherland["exptime"],
+        cam,
+        sutherland["bias"],
+        sutherland["dark"],
+        sutherland["flat"],
+    )
     good = cal.mask == 0
     sky = np.median(cal.sci[good])
     quadrants = [cal.sci[:128, :128], cal.sci[:128, 128:], cal.sci[128:, :128], cal.sci[128:, 128:]]
@@ -92,8 +126,14 @@ def test_mask_flags_hot_columns_saturation_and_cosmics(simulated, registry, suth
     from telescope_assets_tests.conftest import sim_seed
 
     cam = sutherland["cam"]
-    cal = calibration.calibrate_frame(sutherland["sci"], sutherland["exptime"], cam,
-                                      sutherland["bias"], sutherland["dark"], sutherland["flat"])  # fmt: skip
+    cal = calibration.calibrate_frame(
+        sutherland["sci"],
+        sutherland["exptime"],
+        cam,
+        sutherland["bias"],
+        sutherland["dark"],
+        sutherland["flat"],
+    )
     defects = camera_defects(registry["sutherland"], sim_seed())
     for col in defects.hot_columns:
         assert (cal.mask[:, col] & calibration.MASK_BITS["bad"]).all()
@@ -107,8 +147,16 @@ def test_cosmic_rays_are_masked_and_star_cores_are_not():
     from telescope_assets.simulate.render import Conditions, Source, render_sources
 
     rng = np.random.default_rng(3)
-    cam = Camera(name="t", shape=(300, 300), gain=1.0, read_noise=5.0, dark_current=0.0,
-                 pixel_scale=1.0, saturation=1e9, bias_level=0)  # fmt: skip
+    cam = Camera(
+        name="t",
+        shape=(300, 300),
+        gain=1.0,
+        read_noise=5.0,
+        dark_current=0.0,
+        pixel_scale=1.0,
+        saturation=1e9,
+        bias_level=0,
+    )
     stars = Source(rng.uniform(10, 290, 80), rng.uniform(10, 290, 80), rng.uniform(2e3, 2e5, 80))
     light = render_sources(cam.shape, [stars], 2.5, Conditions())
     image = rng.poisson(light + 200.0).astype(float) + rng.normal(0, 5.0, cam.shape)
@@ -119,7 +167,7 @@ def test_cosmic_rays_are_masked_and_star_cores_are_not():
     cal = calibration.calibrate_frame(image, 1.0, cam, zero, zero, one)
     cr = (cal.mask & calibration.MASK_BITS["cosmic_ray"]) > 0
     found = np.mean([cr[y, x] for y, x in hits])
-    cores = [(int(round(y)), int(round(x))) for x, y in zip(stars.x, stars.y, strict=True)]
+    cores = [(round(y), round(x)) for x, y in zip(stars.x, stars.y, strict=True)]
     flagged_cores = np.mean([cr[y, x] for y, x in cores])
     assert found >= 0.95
     assert flagged_cores <= 0.02
@@ -129,9 +177,18 @@ def test_real_saao_frame_overscan_and_trim_from_its_header():
     with fits.open(real_data("images", "saao_raw", "a8280271.fits")) as hdul:
         raw = hdul[0].data.astype(float)
         header = hdul[0].header
-    cam = Camera(name="STE3", shape=raw.shape, gain=header["GAIN"], read_noise=header["RDNOISE"],
-                 dark_current=0.0, pixel_scale=0.6, saturation=60000, bias_level=0,
-                 biassec=header["BIASSEC"], trimsec=header["TRIMSEC"])  # fmt: skip
+    cam = Camera(
+        name="STE3",
+        shape=raw.shape,
+        gain=header["GAIN"],
+        read_noise=header["RDNOISE"],
+        dark_current=0.0,
+        pixel_scale=0.6,
+        saturation=60000,
+        bias_level=0,
+        biassec=header["BIASSEC"],
+        trimsec=header["TRIMSEC"],
+    )
     ours = calibration.overscan_and_trim(raw, cam)
     theirs = _ccd_reduce(raw, cam, gain=False)
     assert ours.shape == (520, 512)
@@ -143,8 +200,10 @@ def test_real_saao_frame_overscan_and_trim_from_its_header():
 
 
 def test_real_feder_biases_give_master_with_matching_read_noise():
-    biases = [fits.getdata(real_data("images", "feder_bias", f"biastest{i}.fit")).astype(float)
-              for i in range(1, 6)]  # fmt: skip
+    biases = [
+        fits.getdata(real_data("images", "feder_bias", f"biastest{i}.fit")).astype(float)
+        for i in range(1, 6)
+    ]
     master = calibration.combine(np.stack(biases))
     assert np.median(master) == pytest.approx(35860, rel=0.002)
     pairwise = calibration.pairwise_read_noise(biases[0], biases[1])
@@ -157,7 +216,9 @@ def test_real_feder_biases_give_master_with_matching_read_noise():
         loo.append(mad_std(frame - others) / np.sqrt(1 + 1 / 4))
     assert np.mean(loo) == pytest.approx(pairwise, rel=0.05)
     # The master's own noise is read noise / sqrt(n): compare two independent halves.
-    half = calibration.pairwise_read_noise(np.mean(biases[:2], axis=0), np.mean(biases[2:4], axis=0))
+    half = calibration.pairwise_read_noise(
+        np.mean(biases[:2], axis=0), np.mean(biases[2:4], axis=0)
+    )
     assert half == pytest.approx(pairwise / np.sqrt(2), rel=0.1)
 
 
@@ -176,5 +237,6 @@ def test_master_flat_has_unit_mean_and_rejects_empty_flats(sutherland):
     cam = sutherland["cam"]
     dark_raw = np.full(cam.shape, 0, dtype=np.float32)
     with pytest.raises(ValueError, match="non-positive median"):
-        calibration.make_master_flat([dark_raw, dark_raw], [1.0, 1.0], cam,
-                                     sutherland["bias"] + 1e6, sutherland["dark"])  # fmt: skip
+        calibration.make_master_flat(
+            [dark_raw, dark_raw], [1.0, 1.0], cam, sutherland["bias"] + 1e6, sutherland["dark"]
+        )

@@ -22,9 +22,7 @@ def _md_table(df: pd.DataFrame, max_rows: int = 30) -> dg.MetadataValue:
     kinds={"fits", "parquet"},
     check_specs=[dg.AssetCheckSpec("no_quarantined_frames", asset="raw_frames")],
 )
-def raw_frames(
-    context: dg.AssetExecutionContext, lake: LakeResource
-) -> dg.MaterializeResult:
+def raw_frames(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     """Every raw frame received from one site in one night, with what its header says."""
     site, night = site_night(context)
     store = lake.get()
@@ -42,8 +40,9 @@ def raw_frames(
             "n_flat": counts.get("flat", 0),
             "n_quarantined": len(quarantined),
             "quarantine_reasons": dg.MetadataValue.json(reasons),
-            "frames": _md_table(manifest[["frame_id", "frame_type", "filter", "exptime",
-                                          "date_obs", "object"]]),  # fmt: skip
+            "frames": _md_table(
+                manifest[["frame_id", "frame_type", "filter", "exptime", "date_obs", "object"]]
+            ),
             "path": dg.MetadataValue.path(store.full(store.manifest("raw_frames", site, night))),
         },
         check_results=[
@@ -51,8 +50,10 @@ def raw_frames(
                 check_name="no_quarantined_frames",
                 passed=len(quarantined) == 0,
                 severity=dg.AssetCheckSeverity.WARN,
-                metadata={"n_quarantined": len(quarantined),
-                          "reasons": dg.MetadataValue.json(reasons)},  # fmt: skip
+                metadata={
+                    "n_quarantined": len(quarantined),
+                    "reasons": dg.MetadataValue.json(reasons),
+                },
             )
         ],
     )
@@ -82,9 +83,17 @@ def calibration_masters(
             continue
         stats = entry["stats"]
         source = f"fallback from {entry['night']}" if entry["fallback"] else "tonight"
-        rows.append({"master": name, "source": source, "n_frames": entry["n_frames"],
-                     "made_now": entry["made_now"], "median": round(stats["median"], 4),
-                     "mad_std": round(stats["mad_std"], 4), "master_id": entry["master_id"]})  # fmt: skip
+        rows.append(
+            {
+                "master": name,
+                "source": source,
+                "n_frames": entry["n_frames"],
+                "made_now": entry["made_now"],
+                "median": round(stats["median"], 4),
+                "mad_std": round(stats["mad_std"], 4),
+                "master_id": entry["master_id"],
+            }
+        )
         problems += _master_problems(name, entry, site)
     table = pd.DataFrame(rows)
     fallbacks = {n: e["night"] for n, e in manifest.items() if e and e["fallback"]}
@@ -144,7 +153,7 @@ def calibrated_frames(
     registry: RegistryResource,
     dask: DaskResource,
 ) -> dg.MaterializeResult:
-    """Bias-, dark- and flat-corrected science frames (SCI/ERR/MASK, electrons) of one site and night."""
+    """Bias-, dark- and flat-corrected science frames (SCI, ERR, MASK) of one site and night."""
     site_name, night = site_night(context)
     store = lake.get()
     site = registry.get()[site_name]
@@ -166,17 +175,26 @@ def calibrated_frames(
         )
         (kept if fresh else todo).append(old if fresh else row)
     context.log.info(f"{len(todo)} frames to calibrate, {len(kept)} already up to date")
-    done = dask.map(tasks.calibrate_one, todo, lake=store, site=site, masters=masters,
-                    detect_cosmics=config.detect_cosmics)  # fmt: skip
+    done = dask.map(
+        tasks.calibrate_one,
+        todo,
+        lake=store,
+        site=site,
+        masters=masters,
+        detect_cosmics=config.detect_cosmics,
+    )
     table = pd.DataFrame([*kept, *done])
     if table.empty:
         table = pd.DataFrame(columns=["frame_id", "status"])
     table = table.sort_values("frame_id", ignore_index=True)
     store.write_parquet(store.manifest("calibrated_frames", site_name, night), table)
     status = table.status.value_counts().to_dict()
-    unaccounted = sorted(set(science.frame_id) - set(table.frame_id[table.status.isin(
-        ["calibrated", "quarantined"])]))  # fmt: skip
-    nan_frames = table[table.get("n_nan_unmasked", pd.Series(dtype=float)).fillna(0) > 0]
+    unaccounted = sorted(
+        set(science.frame_id)
+        - set(table.frame_id[table.status.isin(["calibrated", "quarantined"])])
+    )
+    nan_counts = table["n_nan_unmasked"] if "n_nan_unmasked" in table else 0 * table.index
+    nan_frames = table[pd.Series(nan_counts, index=table.index).fillna(0) > 0]
     return dg.MaterializeResult(
         metadata={
             "n_science_frames": len(science),
@@ -187,21 +205,38 @@ def calibrated_frames(
             "masters": dg.MetadataValue.json(
                 {k: (v["master_id"] if v else None) for k, v in masters.items()}
             ),
-            "frames": _md_table(table[[c for c in ("frame_id", "status", "filter",
-                                "sky_median_e", "n_cosmic_ray", "n_saturated") if c in table]]),  # fmt: skip
+            "frames": _md_table(
+                table[
+                    [
+                        c
+                        for c in (
+                            "frame_id",
+                            "status",
+                            "filter",
+                            "sky_median_e",
+                            "n_cosmic_ray",
+                            "n_saturated",
+                        )
+                        if c in table
+                    ]
+                ]
+            ),
         },
         check_results=[
             dg.AssetCheckResult(
                 check_name="every_frame_accounted",
                 passed=not unaccounted,
-                metadata={"unaccounted": dg.MetadataValue.json(unaccounted),
-                          "by_status": dg.MetadataValue.json(status)},  # fmt: skip
+                metadata={
+                    "unaccounted": dg.MetadataValue.json(unaccounted),
+                    "by_status": dg.MetadataValue.json(status),
+                },
             ),
             dg.AssetCheckResult(
                 check_name="no_nan_outside_mask",
                 passed=nan_frames.empty,
-                metadata={"frames_with_unmasked_nan": dg.MetadataValue.json(
-                    nan_frames.frame_id.tolist())},  # fmt: skip
+                metadata={
+                    "frames_with_unmasked_nan": dg.MetadataValue.json(nan_frames.frame_id.tolist())
+                },
             ),
         ],
     )

@@ -1,7 +1,5 @@
 """The ``new_frames`` sensor: validate and move new frames, then request partition runs."""
 
-import hashlib
-
 import dagster as dg
 
 from telescope_assets.defs.jobs import frames_job
@@ -18,21 +16,27 @@ OFFLINE_CURSOR = "ingest/offline_cursor.json"
 
 
 def run_requests_for(lake: Lake, batch_ids: list[str]) -> list[dg.RunRequest]:
-    """One run per site × night touched by the batches, keyed by the batches' contents."""
-    touched: dict[tuple[str, str], list[str]] = {}
+    """One run per ledger batch and site × night it touched.
+
+    The run key names the batch and the partition, so a daemon that re-evaluates from an
+    older cursor after a crash asks for exactly the runs it asked for before, and
+    Dagster launches each only once. Runs of one partition never overlap: the
+    ``telescope/partition`` tag has a concurrency limit of one per value (dagster.yaml).
+    """
+    requests = []
     for batch_id in batch_ids:
         for site, night in read_batch(lake, batch_id)["partitions"]:
-            touched.setdefault((site, night), []).append(batch_id)
-    requests = []
-    for (site, night), ids in sorted(touched.items()):
-        digest = hashlib.sha1(",".join(ids).encode()).hexdigest()[:12]
-        requests.append(
-            dg.RunRequest(
-                run_key=f"{site}:{night}:{digest}",
-                partition_key=site_night_key(site, night),
-                tags={"telescope/batches": ",".join(ids)[:1000], "telescope/site": site},
+            requests.append(
+                dg.RunRequest(
+                    run_key=f"{batch_id}:{site}:{night}",
+                    partition_key=site_night_key(site, night),
+                    tags={
+                        "telescope/batch": batch_id,
+                        "telescope/site": site,
+                        "telescope/partition": f"{site}|{night}",
+                    },
+                )
             )
-        )
     return requests
 
 

@@ -1,0 +1,45 @@
+# The two commands of the README: `make demo` and `make test`. Each sets up .venv itself.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export DAGSTER_HOME := $(CURDIR)
+
+.PHONY: install demo test lint format ui bench clean
+
+$(BIN)/python:
+	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required"'
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet --upgrade pip setuptools wheel
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+## Simulate the demo network and run frames_job on the embedded default (SQLite, data/).
+demo: install
+	$(BIN)/telescope-demo
+
+## The whole test suite (lint included), as CI runs it.
+test: install lint
+	$(BIN)/pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+## Dagster UI (webserver + daemon) on http://127.0.0.1:3000 over the demo's state.
+ui: install
+	$(BIN)/dagster dev --host 127.0.0.1 --port 3000 --workspace workspace.yaml
+
+## Speed against a plain ccdproc loop (not a test; prints ratios).
+bench: install
+	$(BIN)/python bench/calibration.py
+
+clean:
+	rm -rf data/lake data/incoming data/truth data/dagster

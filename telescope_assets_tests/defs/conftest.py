@@ -1,0 +1,28 @@
+"""Resources pointed at tmp_path, and helpers to run the frames assets."""
+
+import pytest
+
+from telescope_assets.resources import (
+    DaskResource,
+    IncomingResource,
+    LakeResource,
+    RegistryResource,
+)
+
+
+@pytest.fixture
+def registry_file(tmp_path, registry):
+    path = tmp_path / "sites.yaml"
+    path.write_text(registry.to_yaml())
+    return path
+
+
+@pytest.fixture
+def resources(tmp_path, incoming, registry_file):
+    """Every resource of the code location, local and small (threads for dask)."""
+    return {
+        "lake": LakeResource(root=str(tmp_path / "lake")),
+        "incoming": IncomingResource(url=incoming.url, settle_seconds=0, max_files_per_tick=500),
+        "registry": RegistryResource(path=str(registry_file)),
+        "dask": DaskResource(n_workers=2, processes=False),
+    }

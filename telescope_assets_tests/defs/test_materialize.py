@@ -1,0 +1,77 @@
+"""Layer 3: a partition materialized on an ephemeral instance and on real PostgreSQL."""
+
+import os
+import uuid
+
+import dagster as dg
+import pytest
+
+from telescope_assets.defs.frames.assets import calibrated_frames, calibration_masters, raw_frames
+from telescope_assets.ingest import ingest
+from telescope_assets_tests.conftest import NIGHT
+
+ASSETS = [raw_frames, calibration_masters, calibrated_frames]
+PG = os.environ.get("TELESCOPE_TEST_POSTGRES", "postgresql+psycopg2://postgres@127.0.0.1:5432")
+
+
+def _materialize(resources, registry, instance, site="tololo"):
+    ingest(resources["incoming"].get(), resources["lake"].get(), registry, max_files=10_000)
+    key = dg.MultiPartitionKey({"site": site, "night": NIGHT})
+    return dg.materialize(ASSETS, partition_key=key, resources=resources, instance=instance)
+
+
+def test_partition_materializes_on_an_ephemeral_instance(resources, registry):
+    instance = dg.DagsterInstance.ephemeral()
+    result = _materialize(resources, registry, instance)
+    assert result.success
+    mats = result.asset_materializations_for_node("calibrated_frames")
+    assert mats[0].partition == dg.MultiPartitionKey({"site": "tololo", "night": NIGHT})
+    assert mats[0].metadata["n_calibrated_now"].value == 3
+    evaluations = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    assert evaluations == {
+        "no_quarantined_frames": True,
+        "masters_sane": True,
+        "every_frame_accounted": True,
+        "no_nan_outside_mask": True,
+    }
+
+
+@pytest.fixture
+def postgres_url():
+    psycopg2 = pytest.importorskip("psycopg2")
+    name = f"telescope_assets_test_{uuid.uuid4().hex[:8]}"
+    dsn = PG.replace("postgresql+psycopg2://", "postgresql://")
+    admin = psycopg2.connect(f"{dsn}/postgres")
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    yield f"{PG}/{name}"
+    with admin.cursor() as cur:
+        cur.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
+        )
+        cur.execute(f'DROP DATABASE "{name}"')
+    admin.close()
+
+
+@pytest.mark.postgres
+def test_partition_materializes_on_postgres_through_dagster_postgres(
+    resources, registry, postgres_url
+):
+    import psycopg2
+
+    overrides = {"storage": {"postgres": {"postgres_url": postgres_url}}}
+    with dg.instance_for_test(overrides=overrides) as instance:
+        assert type(instance.event_log_storage).__module__.startswith("dagster_postgres")
+        result = _materialize(resources, registry, instance, site="lapalma")
+        assert result.success
+        records = instance.fetch_materializations(dg.AssetKey("calibrated_frames"), limit=5).records
+        assert len(records) == 1
+        assert records[0].partition_key == dg.MultiPartitionKey({"site": "lapalma", "night": NIGHT})
+    # The events really are rows in that PostgreSQL database.
+    dsn = postgres_url.replace("postgresql+psycopg2://", "postgresql://")
+    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT count(*) FROM event_logs WHERE dagster_event_type = 'ASSET_MATERIALIZATION'"
+        )
+        assert cur.fetchone()[0] == 3
