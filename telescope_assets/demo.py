@@ -33,7 +33,7 @@ def _ensure_dagster_home() -> Path:
 def main(argv: list[str] | None = None) -> int:
     """Run the demo."""
     parser = argparse.ArgumentParser(prog="telescope-demo", description=__doc__.split("\n")[0])
-    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--seed", type=int, default=8)
     parser.add_argument(
         "--skip-simulation",
         action="store_true",

@@ -1,5 +1,6 @@
 """Shared fixtures: a small registry, one simulated night, lakes in tmp_path."""
 
+import os
 import shutil
 from pathlib import Path
 
@@ -10,15 +11,23 @@ from telescope_assets.lake import Lake, Store
 from telescope_assets.registry import load_registry
 from telescope_assets.simulate.network import SimulationConfig, simulate_network
 
-REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
+#: The shared real observations: ``../shared/data/real`` beside the checkout, or elsewhere
+#: through TELESCOPE_REAL_DATA.
+REAL = Path(
+    os.environ.get("TELESCOPE_REAL_DATA")
+    or Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
+)
 NIGHT = "2026-03-18"
 
 
 def real_data(*parts: str) -> Path:
-    """Path to a file of the shared real data (skipped nowhere: the data ship with CI)."""
+    """Path to a file of the shared real data (never skipped: CI has them beside the repo)."""
     path = REAL.joinpath(*parts)
     if not path.exists():
-        raise FileNotFoundError(f"{path} is missing: the shared real data sit beside the repo")
+        raise FileNotFoundError(
+            f"{path} is missing: put the shared real data beside the checkout "
+            "(../shared/data/real) or point TELESCOPE_REAL_DATA at them"
+        )
     return path
 
 

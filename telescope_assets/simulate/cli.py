@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--incoming", default="data/incoming", help="drop folder for frames")
     parser.add_argument("--truth", default="data/truth", help="folder for truth tables")
-    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--seed", type=int, default=8)
     parser.add_argument("--nights", nargs="+", default=list(DEMO_NIGHTS), metavar="YYYY-MM-DD")
     parser.add_argument("--sites", nargs="+", default=None, help="default: every site")
     parser.add_argument("--science-per-night", type=int, default=6)

@@ -44,7 +44,7 @@ OPTICS_FWHM_PX = 2.0
 class SimulationConfig:
     """What to simulate. The defaults are the README's demo."""
 
-    seed: int = 42
+    seed: int = 8
     nights: tuple[str, ...] = DEMO_NIGHTS
     sites: tuple[str, ...] | None = None
     science_per_night: int = 6
@@ -54,6 +54,8 @@ class SimulationConfig:
     science_exptime: float = 60.0
     dark_exptime: float = 60.0
     stars_per_field: int = 1400
+    #: Fraction of uploads cut short in transit (the truth table marks them).
+    truncated_uploads: float = 0.01
     defect_rates: dict[str, float] = field(
         default_factory=lambda: {
             "tracking": 0.05,
@@ -97,7 +99,9 @@ def plan_night(site: Site, night: str, sky: Sky, cfg: SimulationConfig) -> list[
         plan.append(Exposure("dark", t, cfg.dark_exptime))
         t += dt.timedelta(seconds=cfg.dark_exptime + 20)
     t = window.sunset + dt.timedelta(minutes=10)
-    for band in site.filters:
+    # Clouds at dusk: no twilight flats tonight (the pipeline falls back to another night's).
+    flat_bands = () if night_weather(cfg, site.name, night) == "cloudy" else site.filters
+    for band in flat_bands:
         for _ in range(cfg.n_flat):
             plan.append(Exposure("flat", t, 5.0, band=band))
             t += dt.timedelta(seconds=40)
@@ -132,9 +136,14 @@ def plan_night(site: Site, night: str, sky: Sky, cfg: SimulationConfig) -> list[
     return plan
 
 
+def night_weather(cfg: SimulationConfig, site: str, night: str) -> str:
+    """The night's weather at a site: ``clear``, ``thin`` (cirrus) or ``cloudy``."""
+    rng = rng_for(cfg.seed, "weather", site, night)
+    return str(rng.choice(["clear", "thin", "cloudy"], p=[0.7, 0.2, 0.1]))
+
+
 def _conditions(site, night, exp: Exposure, index, cfg, moon_illum, rng) -> Conditions:
-    weather_rng = rng_for(cfg.seed, "weather", site.name, night)
-    state = weather_rng.choice(["clear", "thin", "cloudy"], p=[0.7, 0.2, 0.1])
+    state = night_weather(cfg, site.name, night)
     cond = Conditions(airmass=exp.airmass)
     if state == "clear":
         cond.transparency = rng.uniform(0.93, 1.0)
@@ -380,9 +389,15 @@ def simulate_network(
                 )
                 src_truth = None
             name = _filename(site, exp, night, seq)
+            truncated = bool(
+                rng_for(cfg.seed, "upload", site.name, night, seq).random() < cfg.truncated_uploads
+            )
+            if truncated:
+                data = data[: len(data) // 2]
             _write_atomic(incoming / site.name / name, data)
             fid = frame_id(data)
-            row |= {"frame_id": fid, "filename": f"{site.name}/{name}"} | extra
+            row |= {"frame_id": fid, "filename": f"{site.name}/{name}", "truncated": truncated}
+            row |= extra
             frame_rows.append(row)
             if src_truth is not None:
                 source_tables.append(src_truth.assign(frame_id=fid))
