@@ -8,6 +8,7 @@ import os
 
 import dagster as dg
 
+from telescope_assets.defs.catalogs.assets import frame_quality, source_catalogs
 from telescope_assets.defs.frames.assets import calibrated_frames, calibration_masters, raw_frames
 from telescope_assets.defs.ingest.sensors import new_frames
 from telescope_assets.defs.jobs import frames_job
@@ -40,7 +41,7 @@ def resources_from_env() -> dict:
 
 
 defs = dg.Definitions(
-    assets=[raw_frames, calibration_masters, calibrated_frames],
+    assets=[raw_frames, calibration_masters, calibrated_frames, source_catalogs, frame_quality],
     jobs=[frames_job],
     sensors=[new_frames],
     resources=resources_from_env(),

@@ -69,6 +69,13 @@ def main(argv: list[str] | None = None) -> int:
         )
         bar.close()
 
+    # The simulated network's reference catalogues (its "Gaia") go where the registry
+    # says sites find them: refcat/{field}.parquet in the lake.
+    for path in sorted((truth / "refcat").glob("*.parquet")):
+        rel = f"refcat/{path.name}"
+        if not lake.exists(rel):
+            lake.write_bytes(rel, path.read_bytes())
+
     pending = len(incoming.list("", recursive=True))
     bar = tqdm(total=pending, desc="2/3 ingesting frames", unit="file", file=sys.stderr)
     batches, totals = [], {"accepted": 0, "duplicates": 0, "quarantined": 0}

@@ -57,8 +57,14 @@ def sim_seed() -> int:
 
 @pytest.fixture(scope="session")
 def sim_config():
+    # Bad files are made on purpose by the tests; the simulator's own truncated
+    # uploads are tested separately.
     return SimulationConfig(
-        seed=sim_seed(), nights=(NIGHT,), science_per_night=3, stars_per_field=600
+        seed=sim_seed(),
+        nights=(NIGHT,),
+        science_per_night=3,
+        stars_per_field=600,
+        truncated_uploads=0.0,
     )
 
 

@@ -14,13 +14,22 @@ PACKAGE = Path(telescope_assets.__file__).parent
 def test_code_location_has_the_expected_assets_checks_sensors_and_jobs():
     graph = defs.resolve_asset_graph()
     assets = {k.to_user_string() for k in graph.get_all_asset_keys()}
-    assert assets == {"raw_frames", "calibration_masters", "calibrated_frames"}
+    assert assets == {
+        "raw_frames",
+        "calibration_masters",
+        "calibrated_frames",
+        "source_catalogs",
+        "frame_quality",
+    }
     checks = {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys}
     assert checks == {
         ("raw_frames", "no_quarantined_frames"),
         ("calibration_masters", "masters_sane"),
         ("calibrated_frames", "every_frame_accounted"),
         ("calibrated_frames", "no_nan_outside_mask"),
+        ("source_catalogs", "astrometric_rms"),
+        ("source_catalogs", "zero_point_scatter"),
+        ("source_catalogs", "catalogs_not_empty"),
     }
     assert defs.resolve_sensor_def("new_frames").job_name == "frames_job"
     job = defs.resolve_job_def("frames_job")
@@ -31,6 +40,10 @@ def test_code_location_has_the_expected_assets_checks_sensors_and_jobs():
     parents = graph.get(dg.AssetKey("calibrated_frames")).parent_keys
     assert parents == {dg.AssetKey("raw_frames"), dg.AssetKey("calibration_masters")}
     assert graph.get(dg.AssetKey("calibration_masters")).parent_keys == {dg.AssetKey("raw_frames")}
+    assert graph.get(dg.AssetKey("source_catalogs")).parent_keys == {
+        dg.AssetKey("calibrated_frames")
+    }
+    assert graph.get(dg.AssetKey("frame_quality")).parent_keys == {dg.AssetKey("source_catalogs")}
 
 
 def test_every_asset_has_a_one_sentence_description_and_group():
@@ -38,7 +51,7 @@ def test_every_asset_has_a_one_sentence_description_and_group():
         node = defs.resolve_asset_graph().get(key)
         assert node.description
         assert node.description.endswith(".")
-        assert node.group_name == "frames"
+        assert node.group_name in {"frames", "catalogs"}
 
 
 def _imports(path: Path) -> set[str]:
@@ -59,7 +72,13 @@ def test_science_ml_and_simulate_never_import_dagster():
             assert "dagster" not in _imports(path), f"{path} imports dagster"
             checked += 1
     # The plain modules that dask workers run are pure too.
-    for name in ("lake.py", "tasks.py", "ingest.py", "registry/__init__.py"):
+    for name in (
+        "lake.py",
+        "tasks/calibration.py",
+        "tasks/catalogs.py",
+        "ingest.py",
+        "registry/__init__.py",
+    ):
         assert "dagster" not in _imports(PACKAGE / name)
         checked += 1
     assert checked >= 10

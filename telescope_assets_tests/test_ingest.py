@@ -145,3 +145,25 @@ def test_a_crash_before_the_ledger_is_written_still_requests_the_partitions(
     again = ingest(incoming, lake, registry, max_files=10_000)
     assert len(again.duplicates) == total
     assert set(again.partitions) == {(s, NIGHT) for s in registry.names}
+
+
+def test_simulated_truncated_uploads_are_quarantined_under_their_site(tmp_path, registry):
+    from telescope_assets.lake import Lake
+    from telescope_assets.simulate.network import SimulationConfig, simulate_network
+
+    cfg = SimulationConfig(
+        seed=3,
+        nights=(NIGHT,),
+        sites=("tololo",),
+        science_per_night=2,
+        stars_per_field=100,
+        truncated_uploads=0.3,
+    )
+    frames = simulate_network(registry, tmp_path / "in", tmp_path / "truth", cfg)
+    assert frames.truncated.sum() >= 2
+    lake = Lake(str(tmp_path / "lake"))
+    result = ingest(Store(str(tmp_path / "in")), lake, registry, max_files=1000)
+    assert len(result.quarantined) == frames.truncated.sum()
+    assert {q["reason"] for q in result.quarantined} == {"truncated_data"}
+    assert {(q["site"], q["night"]) for q in result.quarantined} == {("tololo", NIGHT)}
+    assert len(result.accepted) == (~frames.truncated).sum()

@@ -8,7 +8,7 @@ __all__ = ["frames_job"]
 #: per run instead of one per step, which matters for a frame's latency to an alert.
 frames_job = dg.define_asset_job(
     "frames_job",
-    selection=dg.AssetSelection.groups("frames"),
+    selection=dg.AssetSelection.groups("frames", "catalogs"),
     executor_def=dg.in_process_executor,
-    description="Ingested frames of one site × night to calibrated frames.",
+    description="Ingested frames of one site × night to calibrated frames, catalogs and quality.",
 )

@@ -112,6 +112,8 @@ class Site:
     median_seeing_arcsec: float = 1.5
     nominal_zero_point: dict[str, float] = field(default_factory=dict)
     dark_sky_mag: dict[str, float] = field(default_factory=dict)
+    extinction: dict[str, float] = field(default_factory=lambda: {"g": 0.18, "r": 0.10})
+    reference_catalog: str = "refcat/{field}.parquet"
 
     def frame_type(self, value: str) -> str | None:
         """Map the image-type keyword's value to one of ``FRAME_TYPES`` (or ``None``)."""
@@ -232,6 +234,8 @@ def _site_from_entry(name: str, entry: dict[str, Any], source: str) -> Site:
             median_seeing_arcsec=float(entry.get("median_seeing_arcsec", 1.5)),
             nominal_zero_point=dict(entry.get("nominal_zero_point", {})),
             dark_sky_mag=dict(entry.get("dark_sky_mag", {})),
+            extinction=dict(entry.get("extinction", {"g": 0.18, "r": 0.10})),
+            reference_catalog=entry.get("reference_catalog", "refcat/{field}.parquet"),
         )
     except (KeyError, TypeError) as exc:
         raise RegistryError(f"{where}: missing or malformed field ({exc})") from exc

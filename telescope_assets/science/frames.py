@@ -12,6 +12,7 @@ astropy raises many different exception types for different corruptions (``OSErr
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import io
@@ -288,11 +289,21 @@ def inspect_frame(data: bytes, registry: SiteRegistry, prefix_site: str | None =
         With a reason from :data:`REASONS`.
     """
     header, data_offset = parse_header(data)
-    ny, nx, bitpix = _geometry(header, len(data), data_offset)
-    site = _identify_site(header, registry, prefix_site)
-    context: dict[str, str] = {}
     try:
-        info = _describe(data, header, site, (ny, nx, bitpix), context)
+        site = _identify_site(header, registry, prefix_site)
+    except FrameError:
+        _geometry(header, len(data), data_offset)  # a corrupt geometry is the root cause
+        raise
+    context: dict[str, str] = {}
+    # Best effort, so a frame rejected below is still filed under its night; a bad date
+    # is reported below with the other keyword problems.
+    with contextlib.suppress(FrameError):
+        context["night"] = night_of(
+            _parse_date(str(header.get(site.header_map["date_obs"]))), site.timezone
+        )
+    try:
+        geometry = _geometry(header, len(data), data_offset)
+        info = _describe(data, header, site, geometry, context)
     except FrameError as exc:
         exc.site, exc.night = site.name, context.get("night")
         raise

@@ -17,7 +17,6 @@ from telescope_assets.simulate.sky import rng_for
 
 __all__ = ["CameraDefects", "Conditions", "Source", "camera_defects", "render_raw", "write_fits"]
 
-EXTINCTION = {"g": 0.18, "r": 0.10}  # mag per airmass
 CR_RATE = 0.25  # cosmic-ray hits per second per megapixel (a high-altitude site)
 
 
@@ -347,6 +346,6 @@ def frame_zero_point(site: Site, band: str, airmass: float, transparency: float)
     """True zero point (mag giving 1 e-/s) of a frame: nominal, extinction, clouds."""
     return (
         site.nominal_zero_point[band]
-        - EXTINCTION[band] * (airmass - 1.0)
+        - site.extinction[band] * (airmass - 1.0)
         + 2.5 * np.log10(max(transparency, 1e-6))
     )

@@ -1,10 +1,4 @@
-"""Per-partition and per-frame work: read from the lake, call science, write to the lake.
-
-These functions are what the assets hand to dask. They are plain Python (no Dagster)
-and take everything they need as arguments — a :class:`~telescope_assets.lake.Lake`
-(picklable: it is rebuilt from its URL on the worker), the site from the registry, ids
-and paths — so a worker process or a remote dask worker can run them.
-"""
+"""Masters and calibrated frames: lake in, science, lake out."""
 
 from __future__ import annotations
 
@@ -338,7 +332,8 @@ def _write_calibrated(lake, path, cal, raw_header, site: Site, row, masters, pro
     h["FRAMETYP"] = "science"
     h["FILTER"] = row["filter"]
     h["EXPTIME"] = (float(row["exptime"]), "[s]")
-    h["DATE-OBS"] = row["date_obs"]
+    when = dt.datetime.fromisoformat(row["date_obs"]).astimezone(dt.UTC)
+    h["DATE-OBS"] = (when.strftime("%Y-%m-%dT%H:%M:%S.%f"), "UTC start of exposure")
     for key in ("L1IDBIAS", "L1IDDARK", "L1IDFLAT", "PROVKEY"):
         h[key] = prov[key]
     for key, name in (("L1FBBIAS", "bias"), ("L1FBDARK", "dark")):

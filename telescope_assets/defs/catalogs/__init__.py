@@ -1,0 +1,1 @@
+"""Source catalogs and frame quality."""

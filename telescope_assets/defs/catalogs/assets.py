@@ -1,0 +1,236 @@
+"""Source catalogs and classical frame-quality metrics of one site and night."""
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+
+from telescope_assets import tasks
+from telescope_assets.defs.frames.assets import calibrated_frames
+from telescope_assets.defs.partitions import site_night, site_nights
+from telescope_assets.plots import markdown_image, night_quality_plot
+from telescope_assets.resources import DaskResource, LakeResource, RegistryResource
+
+__all__ = ["ASTROMETRIC_RMS_LIMIT_PX", "CatalogConfig", "frame_quality", "source_catalogs"]
+
+#: A frame whose refined WCS leaves more than this RMS (pixels) fails the check.
+ASTROMETRIC_RMS_LIMIT_PX = 0.25
+#: Zero-point scatter (mag) within a night, site and filter above which the check warns.
+ZP_SCATTER_LIMIT = 0.1
+
+
+class CatalogConfig(dg.Config):
+    """Run configuration of ``source_catalogs``."""
+
+    force: bool = False  # re-catalogue every frame, even those up to date
+
+
+def _md(df: pd.DataFrame, rows: int = 40) -> dg.MetadataValue:
+    return dg.MetadataValue.md(df.head(rows).to_markdown(index=False) if len(df) else "_(none)_")
+
+
+@dg.asset(
+    partitions_def=site_nights,
+    group_name="catalogs",
+    kinds={"parquet", "dask"},
+    deps=[calibrated_frames],
+    check_specs=[
+        dg.AssetCheckSpec("astrometric_rms", asset="source_catalogs"),
+        dg.AssetCheckSpec("zero_point_scatter", asset="source_catalogs"),
+        dg.AssetCheckSpec("catalogs_not_empty", asset="source_catalogs"),
+    ],
+)
+def source_catalogs(
+    context: dg.AssetExecutionContext,
+    config: CatalogConfig,
+    lake: LakeResource,
+    registry: RegistryResource,
+    dask: DaskResource,
+) -> dg.MaterializeResult:
+    """Detected sources with positions, aperture fluxes, calibrated magnitudes, shapes and flags."""
+    site_name, night = site_night(context)
+    store = lake.get()
+    site = registry.get()[site_name]
+    cal_path = store.manifest("calibrated_frames", site_name, night)
+    calibrated = store.read_parquet(cal_path) if store.exists(cal_path) else pd.DataFrame()
+    calibrated = calibrated[calibrated.status == "calibrated"] if len(calibrated) else calibrated
+    previous = _by_frame(store, store.manifest("source_catalogs", site_name, night))
+    todo, kept = [], []
+    for row in calibrated.to_dict("records"):
+        old = previous.get(row["frame_id"])
+        fresh = (
+            not config.force
+            and old is not None
+            and old["provkey"] == tasks.catalogs.catalog_provenance(row["provkey"])
+            and store.exists(old["catalog_path"])
+        )
+        (kept if fresh else todo).append(old if fresh else row)
+    context.log.info(f"{len(todo)} frames to catalogue, {len(kept)} up to date")
+    done = dask.map(tasks.catalog_one, todo, lake=store, site=site)
+    table = pd.DataFrame([*kept, *done])
+    if len(table):
+        table = table.sort_values("mjd", ignore_index=True)
+    store.write_parquet(store.manifest("source_catalogs", site_name, night), table)
+    n_rows = int(table.n_sources.sum()) if len(table) else 0
+    checks = _catalog_checks(table)
+    summary = [
+        "frame_id",
+        "filter",
+        "n_sources",
+        "seeing_arcsec",
+        "zero_point",
+        "zero_point_err",
+        "astrometric_rms_px",
+        "quality_flags",
+    ]
+    return dg.MaterializeResult(
+        metadata={
+            "n_frames": len(table),
+            "n_catalogued_now": len(done),
+            "n_sources": n_rows,
+            "median_zero_point": _median(table, "zero_point"),
+            "median_seeing_arcsec": _median(table, "seeing_arcsec"),
+            "median_astrometric_rms_px": _median(table, "astrometric_rms_px"),
+            "frames": _md(table[summary] if len(table) else table),
+            "plot": dg.MetadataValue.md(markdown_image(night_quality_plot(table), "night"))
+            if len(table)
+            else dg.MetadataValue.md("_(no frames)_"),
+        },
+        check_results=checks,
+    )
+
+
+def _median(table: pd.DataFrame, column: str) -> float:
+    if not len(table) or column not in table:
+        return float("nan")
+    return (
+        float(np.nanmedian(table[column].astype(float)))
+        if table[column].notna().any()
+        else float("nan")
+    )
+
+
+def _by_frame(store, path: str) -> dict[str, dict]:
+    if not store.exists(path):
+        return {}
+    return {r["frame_id"]: r for r in store.read_parquet(path).to_dict("records")}
+
+
+def _catalog_checks(table: pd.DataFrame) -> list[dg.AssetCheckResult]:
+    if not len(table):
+        empty = {"n_frames": 0}
+        return [
+            dg.AssetCheckResult(check_name=n, passed=True, metadata=empty)
+            for n in ("astrometric_rms", "zero_point_scatter", "catalogs_not_empty")
+        ]
+    with_ref = table[~table.quality_flags.str.contains("no_reference_catalog")]
+    bad_astrom = with_ref[
+        ~with_ref.wcs_ok | (with_ref.astrometric_rms_px > ASTROMETRIC_RMS_LIMIT_PX)
+    ]
+    # Scatter of the extinction-corrected zero point, i.e. of 2.5 log10(transparency).
+    scatter = {
+        band: float(np.std(2.5 * np.log10(group.transparency))) if len(group) > 1 else 0.0
+        for band, group in table[table.transparency > 0].groupby("filter")
+    }
+    explained = table.quality_flags.str.contains("clouds|no_stars|no_reference_catalog|wcs_failed")
+    empty = table[(table.n_sources < 10) & ~explained]
+    return [
+        dg.AssetCheckResult(
+            check_name="astrometric_rms",
+            passed=bad_astrom.empty,
+            metadata={
+                "limit_px": ASTROMETRIC_RMS_LIMIT_PX,
+                "max_rms_px": _max(with_ref, "astrometric_rms_px"),
+                "failed_frames": dg.MetadataValue.json(bad_astrom.frame_id.tolist()),
+            },
+        ),
+        dg.AssetCheckResult(
+            check_name="zero_point_scatter",
+            passed=all(v <= ZP_SCATTER_LIMIT for v in scatter.values()),
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={
+                "limit_mag": ZP_SCATTER_LIMIT,
+                "scatter_by_filter": dg.MetadataValue.json(scatter),
+            },
+        ),
+        dg.AssetCheckResult(
+            check_name="catalogs_not_empty",
+            passed=empty.empty,
+            metadata={"unexplained_empty_frames": dg.MetadataValue.json(empty.frame_id.tolist())},
+        ),
+    ]
+
+
+def _max(table: pd.DataFrame, column: str) -> float:
+    values = table[column].astype(float) if len(table) else pd.Series(dtype=float)
+    return float(values.max()) if values.notna().any() else float("nan")
+
+
+def classify_frame(row: dict) -> str:
+    """Classical quality class from the metrics: ``good``, ``medium`` or ``bad``."""
+    flags = str(row.get("quality_flags") or "")
+    transp = row.get("transparency", np.nan)
+    seeing = row.get("seeing_arcsec", np.nan)
+    if (
+        "no_stars" in flags
+        or "wcs_failed" in flags
+        or "elongated" in flags
+        or not transp >= 0.5
+        or not seeing <= 3.5
+    ):
+        return "bad"
+    if transp < 0.85 or seeing > 2.5 or row.get("trail_candidates", 0) or row.get("hot_columns", 0):
+        return "medium"
+    return "good"
+
+
+@dg.asset(
+    partitions_def=site_nights,
+    group_name="catalogs",
+    kinds={"parquet"},
+    deps=[source_catalogs],
+)
+def frame_quality(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+    """Seeing, transparency, background, ellipticity, depth and defect indicators of every frame."""
+    site_name, night = site_night(context)
+    store = lake.get()
+    path = store.manifest("source_catalogs", site_name, night)
+    table = store.read_parquet(path) if store.exists(path) else pd.DataFrame()
+    if len(table):
+        table["quality_class"] = [classify_frame(r) for r in table.to_dict("records")]
+    columns = [
+        "frame_id",
+        "filter",
+        "quality_class",
+        "seeing_arcsec",
+        "transparency",
+        "ellipticity",
+        "background_e",
+        "limiting_mag",
+        "n_sources",
+        "trail_candidates",
+        "hot_columns",
+        "quality_flags",
+    ]
+    extra = [
+        "date_obs",
+        "mjd",
+        "object",
+        "airmass",
+        "sky_mag",
+        "zero_point",
+        "astrometric_rms_arcsec",
+    ]
+    out = table[[c for c in [*columns, *extra] if c in table]] if len(table) else table
+    store.write_parquet(store.manifest("frame_quality", site_name, night), out)
+    counts = out.quality_class.value_counts().to_dict() if len(out) else {}
+    return dg.MaterializeResult(
+        metadata={
+            "n_frames": len(out),
+            "n_good": counts.get("good", 0),
+            "n_medium": counts.get("medium", 0),
+            "n_bad": counts.get("bad", 0),
+            "median_seeing_arcsec": _median(out, "seeing_arcsec"),
+            "median_transparency": _median(out, "transparency"),
+            "frames": _md(out[[c for c in columns if c in out]] if len(out) else out),
+        }
+    )

@@ -1,0 +1,188 @@
+"""Astrometric calibration: refine a frame's approximate WCS against a reference catalogue.
+
+1. Project the reference stars through the header's approximate WCS.
+2. Find the pointing offset by voting: every pairing of a bright detection with a bright
+   reference star within ``max_offset_px`` votes for its (dx, dy); the densest cell wins
+   (robust to a few arcseconds of pointing error and to unmatched sources).
+3. Match within a small radius after the shift; fit a TAN WCS (CD matrix and reference
+   point) to the matched pairs; clip outliers; repeat.
+4. Where enough stars support it (and it lowers the residual noticeably), fit SIP
+   distortion as well.
+
+The residual RMS in pixels and the number of matched stars come back with the WCS; a
+solution with too few matches or a large residual is reported as failed, never dropped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["AstrometricSolution", "refine_wcs"]
+
+
+@dataclass
+class AstrometricSolution:
+    """A refined WCS and how well it fits."""
+
+    wcs: object  # astropy.wcs.WCS
+    ok: bool
+    n_matched: int
+    rms_px: float
+    offset_px: tuple[float, float]
+    sip_degree: int
+    message: str
+    det_index: np.ndarray  # matched detection rows
+    ref_index: np.ndarray  # matched reference rows
+
+
+def _vote_offset(xd, yd, xr, yr, max_offset, cell=1.0):
+    dx = (xd[:, None] - xr[None, :]).ravel()
+    dy = (yd[:, None] - yr[None, :]).ravel()
+    near = (np.abs(dx) <= max_offset) & (np.abs(dy) <= max_offset)
+    dx, dy = dx[near], dy[near]
+    if dx.size == 0:
+        return None
+    bins = np.arange(-max_offset, max_offset + cell, cell)
+    hist, ex, ey = np.histogram2d(dx, dy, bins=[bins, bins])
+    # Smooth by summing 2x2 neighbours so a peak on a cell edge is not split.
+    smooth = hist[:-1, :-1] + hist[1:, :-1] + hist[:-1, 1:] + hist[1:, 1:]
+    i, j = np.unravel_index(np.argmax(smooth), smooth.shape)
+    if smooth[i, j] < 4:
+        return None
+    sel = (dx >= ex[i]) & (dx < ex[i + 2]) & (dy >= ey[j]) & (dy < ey[j + 2])
+    return float(np.median(dx[sel])), float(np.median(dy[sel]))
+
+
+def _match(xd, yd, xr, yr, radius):
+    from scipy.spatial import cKDTree
+
+    tree = cKDTree(np.column_stack([xr, yr]))
+    dist, idx = tree.query(np.column_stack([xd, yd]), distance_upper_bound=radius)
+    ok = np.isfinite(dist)
+    det, ref = np.flatnonzero(ok), idx[ok]
+    # Keep one detection per reference star: the closest.
+    order = np.argsort(dist[ok])
+    _, first = np.unique(ref[order], return_index=True)
+    keep = order[first]
+    return det[keep], ref[keep]
+
+
+def refine_wcs(
+    x: np.ndarray,
+    y: np.ndarray,
+    flux: np.ndarray,
+    ref_ra: np.ndarray,
+    ref_dec: np.ndarray,
+    ref_mag: np.ndarray,
+    wcs0,
+    shape: tuple[int, int],
+    max_offset_px: float = 40.0,
+    match_radius_px: float = 1.5,
+    n_bright: int = 150,
+    min_matches: int = 8,
+    max_rms_px: float = 0.5,
+) -> AstrometricSolution:
+    """Refine ``wcs0`` by matching detections to reference stars.
+
+    Parameters
+    ----------
+    x, y, flux : numpy.ndarray
+        Detections (0-based pixel centroids) and fluxes (for choosing bright ones).
+    ref_ra, ref_dec, ref_mag : numpy.ndarray
+        Reference catalogue (degrees, magnitude in the frame's band).
+    wcs0 : astropy.wcs.WCS
+        The approximate WCS from the header.
+    shape : tuple of int
+        Image shape ``(ny, nx)``.
+    max_offset_px : float
+        Largest pointing error searched for.
+    match_radius_px : float
+        Final matching radius.
+    n_bright : int
+        How many of the brightest detections and reference stars vote for the offset.
+    min_matches, max_rms_px : int, float
+        Below/above these the solution is reported as failed.
+
+    Returns
+    -------
+    AstrometricSolution
+    """
+    from astropy import units as u
+    from astropy.coordinates import SkyCoord
+    from astropy.wcs.utils import fit_wcs_from_points
+
+    ny, nx = shape
+    empty = np.array([], dtype=int)
+
+    def failed(msg, n=0, rms=np.nan, off=(np.nan, np.nan)):
+        return AstrometricSolution(wcs0, False, n, rms, off, 0, msg, empty, empty)
+
+    if len(x) < min_matches:
+        return failed(f"only {len(x)} detections")
+    xr, yr = wcs0.all_world2pix(ref_ra, ref_dec, 0)
+    margin = max_offset_px
+    inside = (xr > -margin) & (xr < nx + margin) & (yr > -margin) & (yr < ny + margin)
+    inside &= np.isfinite(ref_mag)
+    if inside.sum() < min_matches:
+        return failed(f"only {int(inside.sum())} reference stars fall on the frame")
+    ref_idx = np.flatnonzero(inside)
+    ref_idx = ref_idx[np.argsort(ref_mag[ref_idx])]
+    det_order = np.argsort(-np.nan_to_num(flux, nan=-np.inf))
+    bright_d = det_order[:n_bright]
+    bright_r = ref_idx[:n_bright]
+    offset = _vote_offset(x[bright_d], y[bright_d], xr[bright_r], yr[bright_r], max_offset_px)
+    if offset is None:
+        return failed("no consistent offset between detections and the reference catalogue")
+    dx, dy = offset
+    world = SkyCoord(ref_ra * u.deg, ref_dec * u.deg)
+    det, ref = _match(x, y, xr[ref_idx] + dx, yr[ref_idx] + dy, 3.0)
+    ref = ref_idx[ref]
+    wcs, sip = wcs0, 0
+    for radius in (3.0, 2.0, match_radius_px, match_radius_px):
+        if len(det) < min_matches:
+            return failed(f"only {len(det)} matched stars", len(det), off=offset)
+        wcs = fit_wcs_from_points(
+            np.vstack([x[det], y[det]]), world[ref], proj_point="center", projection="TAN"
+        )
+        px, py = wcs.all_world2pix(ref_ra[ref_idx], ref_dec[ref_idx], 0)
+        det, ref = _match(x, y, px, py, radius)
+        ref = ref_idx[ref]
+    wcs, rms, det, ref = _clip_and_refit(x, y, world, det, ref, wcs)
+    if len(det) >= 60:
+        sip_wcs = fit_wcs_from_points(
+            np.vstack([x[det], y[det]]),
+            world[ref],
+            proj_point="center",
+            projection="TAN",
+            sip_degree=2,
+        )
+        sip_rms = _rms(sip_wcs, x[det], y[det], world[ref])
+        if sip_rms < 0.8 * rms:
+            wcs, rms, sip = sip_wcs, sip_rms, 2
+    ok = len(det) >= min_matches and rms <= max_rms_px
+    msg = "ok" if ok else f"residual {rms:.2f} px with {len(det)} stars"
+    return AstrometricSolution(wcs, ok, len(det), rms, offset, sip, msg, det, ref)
+
+
+def _rms(wcs, x, y, world) -> float:
+    px, py = wcs.all_world2pix(world.ra.deg, world.dec.deg, 0)
+    return float(np.sqrt(np.mean((px - x) ** 2 + (py - y) ** 2)))
+
+
+def _clip_and_refit(x, y, world, det, ref, wcs, nsigma=3.0):
+    from astropy.wcs.utils import fit_wcs_from_points
+
+    for _ in range(3):
+        px, py = wcs.all_world2pix(world[ref].ra.deg, world[ref].dec.deg, 0)
+        r = np.hypot(px - x[det], py - y[det])
+        scale = 1.4826 * np.median(r) + 1e-6
+        keep = r < nsigma * scale * 1.5
+        if keep.all():
+            break
+        det, ref = det[keep], ref[keep]
+        wcs = fit_wcs_from_points(
+            np.vstack([x[det], y[det]]), world[ref], proj_point="center", projection="TAN"
+        )
+    return wcs, _rms(wcs, x[det], y[det], world[ref]), det, ref

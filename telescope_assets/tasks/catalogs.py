@@ -1,0 +1,325 @@
+"""Source catalogs and frame-quality metrics of calibrated frames: lake in, science, lake out."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import hashlib
+import io
+import time
+import warnings
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from telescope_assets import __version__
+from telescope_assets.lake import Lake
+from telescope_assets.registry import Site
+from telescope_assets.science import astrometry, detection, photcal
+from telescope_assets.science.ephemeris import airmass
+
+__all__ = ["CATALOG_SCHEMA", "CATALOG_VERSION", "catalog_one", "load_reference"]
+
+#: Bump when catalogs change: every frame's catalog becomes stale and is redone.
+CATALOG_VERSION = "cat-1"
+
+
+def _schema():
+    import pyarrow as pa
+
+    fields = [
+        ("source_id", pa.string()),
+        ("frame_id", pa.string()),
+        ("site", pa.string()),
+        ("night", pa.string()),
+        ("filter", pa.string()),
+        ("mjd", pa.float64()),
+        ("x", pa.float64()),
+        ("y", pa.float64()),
+        ("ra", pa.float64()),
+        ("dec", pa.float64()),
+    ]
+    for r in detection.APERTURE_RADII:
+        fields += [(f"flux_r{r:g}", pa.float64()), (f"fluxerr_r{r:g}", pa.float64())]
+    fields += [
+        ("flux_ap", pa.float64()),
+        ("fluxerr_ap", pa.float64()),
+        ("flux_total", pa.float64()),
+        ("snr", pa.float64()),
+        ("mag", pa.float64()),
+        ("mag_err", pa.float64()),
+        ("fwhm", pa.float64()),
+        ("ellipticity", pa.float64()),
+        ("theta", pa.float64()),
+        ("area", pa.float64()),
+        ("peak", pa.float64()),
+        ("flags", pa.int32()),
+        ("ref_id", pa.string()),
+        ("ref_mag", pa.float64()),
+    ]
+    return pa.schema(fields)
+
+
+#: Declared schema of ``source_catalogs`` (one row per source per frame).
+CATALOG_SCHEMA = _schema()
+
+
+@functools.lru_cache(maxsize=32)
+def _reference_cached(url: str, storage: tuple, rel: str) -> pd.DataFrame:
+    lake = Lake(url, dict(storage))
+    data = lake.read_bytes(rel)
+    if rel.endswith(".parquet"):
+        table = pd.read_parquet(io.BytesIO(data))
+    else:
+        from astropy.table import Table
+
+        fmt = "ascii.csv" if rel.endswith(".csv") else "fits"
+        table = Table.read(io.BytesIO(data), format=fmt).to_pandas()
+    missing = {"ra", "dec"} - set(table.columns)
+    if missing:
+        raise ValueError(f"reference catalogue {rel} lacks columns {sorted(missing)}")
+    if "source_id" not in table:
+        table["source_id"] = [f"ref{i}" for i in range(len(table))]
+    if "variable" not in table:
+        table["variable"] = False
+    return table
+
+
+def load_reference(lake: Lake, site: Site, field: str | None) -> tuple[pd.DataFrame | None, str]:
+    """A field's reference catalogue as named by the site's registry entry.
+
+    Returns
+    -------
+    table : pandas.DataFrame or None
+        ``None`` when the field has no catalogue (the frame is then flagged).
+    path : str
+        Where it was looked for.
+    """
+    rel = site.reference_catalog.format(field=field or "_unknown_")
+    if not field or not lake.exists(rel):
+        return None, rel
+    storage = tuple(sorted((k, str(v)) for k, v in lake.storage_options.items()))
+    return _reference_cached(lake.url, storage, rel), rel
+
+
+def catalog_provenance(cal_provkey: str) -> str:
+    """Provenance key of a catalog: its calibrated frame and the catalog code version."""
+    return hashlib.sha256(f"{cal_provkey}|{CATALOG_VERSION}".encode()).hexdigest()[:20]
+
+
+def catalog_one(row: dict, lake: Lake, site: Site) -> dict[str, Any]:
+    """Detect, measure and calibrate every source of one calibrated frame.
+
+    Writes ``catalogs/{site}/{night}/{frame_id}.parquet`` and returns one row of frame
+    quality (with ``status`` ``catalogued``). A frame with no stars, no reference
+    catalogue or a failed WCS still gets its row, with ``quality_flags`` saying why.
+    """
+    start = time.perf_counter()
+    fid, night = row["frame_id"], row["night"]
+    with lake.read_fits(row["path"]) as hdul:
+        sci = hdul["SCI"].data.astype(np.float64)
+        err = hdul["ERR"].data.astype(np.float64)
+        mask = hdul["MASK"].data.astype(np.uint8)
+        header = hdul[0].header
+        sci_header = hdul["SCI"].header
+    from astropy.time import Time
+    from astropy.wcs import WCS, FITSFixedWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FITSFixedWarning)
+        wcs0 = WCS(sci_header)
+    band = header["FILTER"]
+    exptime = float(header["EXPTIME"])
+    when = Time(dt.datetime.fromisoformat(header["DATE-OBS"]).replace(tzinfo=None), scale="utc")
+    field = header.get("OBJECT")
+    scale = site.camera.pixel_scale
+    flags: list[str] = []
+
+    guess = max(site.median_seeing_arcsec / scale, 2.0)
+    # Two passes, as SExtractor users do: the sky again with the sources masked.
+    first = detection.measure_background(sci, mask)
+    footprint = detection.detect_sources(sci, mask, first, fwhm_px=guess).attrs["footprint"]
+    bkg = detection.measure_background(sci, mask, sources=footprint)
+    sources = detection.detect_sources(sci, mask, bkg, fwhm_px=guess)
+    phot = detection.aperture_photometry(
+        sci, err, mask, bkg, sources.x.to_numpy(), sources.y.to_numpy()
+    )
+    sources = pd.concat([sources, phot], axis=1)
+    good_shape = (sources["flags"] == 0) & ~sources.blended & (sources.fwhm > 0)
+    if good_shape.sum() >= 5:
+        bright = good_shape & (sources.peak > 20 * bkg.median_rms)
+        pick = bright if bright.sum() >= 5 else good_shape
+        pick = pick & (pick.cumsum() <= 200)
+        fits = detection.measure_fwhm(
+            sci, bkg, sources.x[pick].to_numpy(), sources.y[pick].to_numpy(), guess
+        )
+        fwhm = float(np.nanmedian(fits)) if np.isfinite(fits).any() else float("nan")
+        ellip = float(np.median(sources.ellipticity[pick]))
+    else:
+        fwhm, ellip = float("nan"), float("nan")
+        flags.append("no_stars")
+    radius = max(3.0, 1.5 * fwhm) if np.isfinite(fwhm) else 5.0
+    big = max(8.0, 5.0 * fwhm) if np.isfinite(fwhm) else 12.0
+    phot2 = detection.aperture_photometry(
+        sci, err, mask, bkg, sources.x.to_numpy(), sources.y.to_numpy(), radii=(radius, big)
+    )
+    sources["flux_ap"] = phot2[f"flux_r{radius:g}"].to_numpy()
+    sources["fluxerr_ap"] = phot2[f"fluxerr_r{radius:g}"].to_numpy()
+    snr = sources.flux_ap / sources.fluxerr_ap
+    sources["snr"] = snr
+    clean = (sources["flags"] == 0) & ~sources.blended
+    apcorr, n_apcorr = _aperture_correction(sci, mask, bkg, sources, phot2, clean, radius, big)
+    sources["flux_total"] = sources.flux_ap * apcorr
+
+    ref, ref_path = load_reference(lake, site, field)
+    sources["ra"] = np.nan
+    sources["dec"] = np.nan
+    sources["ref_id"] = ""
+    sources["ref_mag"] = np.nan
+    solution = None
+    if ref is None:
+        flags.append("no_reference_catalog")
+    elif band not in ref:
+        flags.append("reference_lacks_band")
+    else:
+        solution = astrometry.refine_wcs(
+            sources.x.to_numpy(),
+            sources.y.to_numpy(),
+            sources.flux_ap.to_numpy(),
+            ref.ra.to_numpy(),
+            ref.dec.to_numpy(),
+            ref[band].to_numpy(),
+            wcs0,
+            sci.shape,
+        )
+        if not solution.ok:
+            flags.append("wcs_failed")
+    wcs = solution.wcs if solution is not None and solution.ok else wcs0
+    if len(sources):
+        ra, dec = wcs.all_pix2world(sources.x.to_numpy(), sources.y.to_numpy(), 0)
+        sources["ra"], sources["dec"] = ra, dec
+
+    zp = photcal.ZeroPoint(np.nan, np.nan, 0.0, 0, np.nan, False, "not attempted")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        m_inst = -2.5 * np.log10(sources.flux_total.to_numpy() / exptime)
+        m_inst_err = 1.0857 * sources.fluxerr_ap.to_numpy() / sources.flux_ap.to_numpy()
+    if solution is not None and solution.ok:
+        det, refi = solution.det_index, solution.ref_index
+        sources.loc[sources.index[det], "ref_id"] = ref.source_id.to_numpy()[refi]
+        sources.loc[sources.index[det], "ref_mag"] = ref[band].to_numpy()[refi]
+        usable = clean.to_numpy()[det] & ~ref.variable.to_numpy()[refi].astype(bool)
+        colour = None
+        if {"g", "r"} <= set(ref.columns):
+            colour = (ref.g - ref.r).to_numpy()[refi][usable]
+        ref_err = (
+            ref[f"{band}_err"].to_numpy()[refi]
+            if f"{band}_err" in ref
+            else np.full(len(refi), 0.01)
+        )
+        zp = photcal.fit_zero_point(
+            m_inst[det][usable],
+            m_inst_err[det][usable],
+            ref[band].to_numpy()[refi][usable],
+            ref_err[usable],
+            colour=colour,
+        )
+        if not zp.ok:
+            flags.append("zp_failed")
+    sources["mag"] = m_inst + zp.zp
+    sources["mag_err"] = np.hypot(m_inst_err, zp.zp_err if np.isfinite(zp.zp_err) else 0.0)
+
+    pointing_ra, pointing_dec = (float(v) for v in wcs0.wcs.crval)
+    x_am = float(airmass(site, pointing_ra, pointing_dec, when.datetime))
+    expected = site.nominal_zero_point.get(band, np.nan) - site.extinction.get(band, 0.0) * (
+        x_am - 1
+    )
+    transparency = float(10 ** (0.4 * (zp.zp - expected))) if zp.ok else float("nan")
+    if np.isfinite(transparency) and transparency < 0.5:
+        flags.append("clouds")
+    if np.isfinite(ellip) and ellip > 0.3:
+        flags.append("elongated")
+    trail = int(((sources.ellipticity > 0.8) & (sources.area > 20 * max(fwhm, 2.0) ** 2)).sum())
+    hot_cols = _hot_columns(sci, mask, bkg)
+    sky_mag = (
+        zp.zp - 2.5 * np.log10(max(bkg.median, 1e-3) / exptime / scale**2) if zp.ok else np.nan
+    )
+
+    sources.insert(0, "source_id", [f"{fid}-{i:05d}" for i in range(len(sources))])
+    sources["frame_id"], sources["site"], sources["night"] = fid, site.name, night
+    sources["filter"], sources["mjd"] = band, float(when.mjd)
+    table = sources[[f.name for f in CATALOG_SCHEMA]]
+    path = f"catalogs/{site.name}/{night}/{fid}.parquet"
+    lake.write_parquet(path, table, schema=CATALOG_SCHEMA)
+    return {
+        "frame_id": fid,
+        "site": site.name,
+        "night": night,
+        "status": "catalogued",
+        "catalog_path": path,
+        "provkey": catalog_provenance(row["provkey"]),
+        "date_obs": header["DATE-OBS"],
+        "mjd": float(when.mjd),
+        "filter": band,
+        "object": field,
+        "exptime": exptime,
+        "airmass": x_am,
+        "n_sources": len(sources),
+        "seeing_arcsec": fwhm * scale,
+        "fwhm_px": fwhm,
+        "ellipticity": ellip,
+        "background_e": bkg.median,
+        "background_rms_e": bkg.median_rms,
+        "sky_mag": float(sky_mag),
+        "zero_point": zp.zp,
+        "zero_point_err": zp.zp_err,
+        "zp_n_stars": zp.n_used,
+        "zp_scatter": zp.scatter,
+        "colour_term": zp.colour_term,
+        "transparency": transparency,
+        "aperture_radius_px": radius,
+        "aperture_correction": apcorr,
+        "n_apcorr_stars": n_apcorr,
+        "limiting_mag": photcal.limiting_magnitude(zp.zp, exptime, bkg.median_rms, radius, apcorr),
+        "astrometric_rms_px": solution.rms_px if solution is not None else np.nan,
+        "astrometric_rms_arcsec": (solution.rms_px * scale) if solution is not None else np.nan,
+        "n_astrometric_stars": solution.n_matched if solution is not None else 0,
+        "wcs_ok": bool(solution is not None and solution.ok),
+        "sip_degree": solution.sip_degree if solution else 0,
+        "wcs_header": wcs.to_header(relax=True).tostring(sep="\n"),
+        "reference_catalog": ref_path,
+        "trail_candidates": trail,
+        "hot_columns": hot_cols,
+        "quality_flags": ",".join(flags),
+        "pipeline_version": __version__,
+        "seconds": time.perf_counter() - start,
+    }
+
+
+def _aperture_correction(sci, mask, bkg, sources, phot, clean, radius, big):
+    """Curve of growth from ``radius`` to ``big`` on bright, clean, isolated stars."""
+    from scipy.spatial import cKDTree
+
+    xy = sources[["x", "y"]].to_numpy()
+    if len(xy) < 2:
+        return 1.0, 0
+    dist, _ = cKDTree(xy).query(xy, k=2)
+    isolated = dist[:, 1] > big + 8
+    use = clean.to_numpy() & isolated & (sources.snr.to_numpy() > 50)
+    if use.sum() < 3:
+        return 1.0, int(use.sum())
+    x, y = xy[use, 0], xy[use, 1]
+    local = detection.local_background(sci, mask, bkg, x, y, big + 2, big + 8)
+    small = phot[f"flux_r{radius:g}"].to_numpy()[use] - local * np.pi * radius**2
+    large = phot[f"flux_r{big:g}"].to_numpy()[use] - local * np.pi * big**2
+    return photcal.aperture_correction(small, large, sources.snr.to_numpy()[use])
+
+
+def _hot_columns(sci, mask, bkg) -> int:
+    """Columns whose unmasked median stands above the sky by more than 5 sigma."""
+    data = np.where(mask == 0, sci - bkg.level, np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-masked columns
+        col = np.nanmedian(data, axis=0)
+    noise = bkg.median_rms / np.sqrt(sci.shape[0]) * 1.25
+    return int(np.sum(col > 5 * noise + 0.02 * bkg.median_rms))
