@@ -63,7 +63,7 @@ def sim_config():
         seed=sim_seed(),
         nights=(NIGHT,),
         science_per_night=3,
-        stars_per_field=600,
+        stars_per_field=3000,
         truncated_uploads=0.0,
     )
 

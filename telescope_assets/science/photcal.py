@@ -19,7 +19,7 @@ __all__ = ["ZeroPoint", "aperture_correction", "fit_zero_point", "limiting_magni
 
 
 def aperture_correction(
-    flux_small: np.ndarray, flux_large: np.ndarray, snr: np.ndarray, min_snr: float = 50.0
+    flux_small: np.ndarray, flux_large: np.ndarray, snr: np.ndarray, min_snr: float = 30.0
 ) -> tuple[float, int]:
     """Median ratio of large- to small-aperture flux for high-S/N stars.
 
@@ -100,23 +100,25 @@ def fit_zero_point(
             f"only {int(use.sum())} usable stars",
         )
     delta = m_ref - m_inst
+    base = use.copy()
+    # Start from the median, which outliers (variables, blends) cannot drag, then refit
+    # with least squares, letting stars back in when the model moves towards them.
+    first = np.abs(delta - np.median(delta[base])) < 5 * max(mad_std(delta[base]), 0.01)
+    use = base & first
     w = 1.0 / np.maximum(err, 0.002) ** 2
+    fit_colour = colour is not None and use.sum() >= 20
+    scale = max(mad_std(delta[use]), 1e-4)
     coef = np.array([np.median(delta[use]), 0.0])
-    for _ in range(10):
-        if colour is not None and use.sum() >= 20:
-            design = np.column_stack([np.ones(use.sum()), colour[use]])
-        else:
-            design = np.ones((use.sum(), 1))
-        ww = w[use]
-        coef_fit = np.linalg.lstsq(
-            design * np.sqrt(ww)[:, None], delta[use] * np.sqrt(ww), rcond=None
-        )[0]
-        coef = np.array([coef_fit[0], coef_fit[1] if len(coef_fit) > 1 else 0.0])
-        model = coef[0] + (coef[1] * colour if colour is not None else 0.0)
+    for _ in range(20):
+        design = np.column_stack([np.ones(use.sum())] + ([colour[use]] if fit_colour else []))
+        sw = np.sqrt(w[use])
+        sol = np.linalg.lstsq(design * sw[:, None], delta[use] * sw, rcond=None)[0]
+        coef = np.array([sol[0], sol[1] if fit_colour else 0.0])
+        model = coef[0] + (coef[1] * colour if fit_colour else 0.0)
         resid = delta - model
         scale = max(mad_std(resid[use]), 1e-4)
-        new = use & (np.abs(resid) < sigma * np.maximum(scale, err))
-        if new.sum() == use.sum():
+        new = base & (np.abs(resid) < sigma * np.maximum(scale, err))
+        if np.array_equal(new, use):
             break
         use = new
     n = int(use.sum())

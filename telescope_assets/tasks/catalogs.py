@@ -160,7 +160,8 @@ def catalog_one(row: dict, lake: Lake, site: Site) -> dict[str, Any]:
         fwhm, ellip = float("nan"), float("nan")
         flags.append("no_stars")
     radius = max(3.0, 1.5 * fwhm) if np.isfinite(fwhm) else 5.0
-    big = max(8.0, 5.0 * fwhm) if np.isfinite(fwhm) else 12.0
+    # A Moffat-like PSF (beta ~ 4.8) keeps < 0.1 % of its light beyond 3 FWHM.
+    big = max(8.0, 3.0 * fwhm) if np.isfinite(fwhm) else 12.0
     phot2 = detection.aperture_photometry(
         sci, err, mask, bkg, sources.x.to_numpy(), sources.y.to_numpy(), radii=(radius, big)
     )
@@ -304,12 +305,12 @@ def _aperture_correction(sci, mask, bkg, sources, phot, clean, radius, big):
     if len(xy) < 2:
         return 1.0, 0
     dist, _ = cKDTree(xy).query(xy, k=2)
-    isolated = dist[:, 1] > big + 8
-    use = clean.to_numpy() & isolated & (sources.snr.to_numpy() > 50)
+    isolated = dist[:, 1] > big + 4
+    use = clean.to_numpy() & isolated & (sources.snr.to_numpy() > 30)
     if use.sum() < 3:
         return 1.0, int(use.sum())
     x, y = xy[use, 0], xy[use, 1]
-    local = detection.local_background(sci, mask, bkg, x, y, big + 2, big + 8)
+    local = detection.local_background(sci, mask, bkg, x, y, big + 2, big + 7)
     small = phot[f"flux_r{radius:g}"].to_numpy()[use] - local * np.pi * radius**2
     large = phot[f"flux_r{big:g}"].to_numpy()[use] - local * np.pi * big**2
     return photcal.aperture_correction(small, large, sources.snr.to_numpy()[use])

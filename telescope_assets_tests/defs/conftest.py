@@ -18,8 +18,15 @@ def registry_file(tmp_path, registry):
 
 
 @pytest.fixture
-def resources(tmp_path, incoming, registry_file):
-    """Every resource of the code location, local and small (threads for dask)."""
+def resources(tmp_path, incoming, registry_file, simulated):
+    """Every resource of the code location, local and small (threads for dask).
+
+    The simulated reference catalogues are published in the lake, where the registry
+    says sites find them.
+    """
+    lake = LakeResource(root=str(tmp_path / "lake")).get()
+    for path in (simulated["truth"] / "refcat").glob("*.parquet"):
+        lake.write_bytes(f"refcat/{path.name}", path.read_bytes())
     return {
         "lake": LakeResource(root=str(tmp_path / "lake")),
         "incoming": IncomingResource(url=incoming.url, settle_seconds=0, max_files_per_tick=500),

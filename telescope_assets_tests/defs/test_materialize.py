@@ -6,11 +6,12 @@ import uuid
 import dagster as dg
 import pytest
 
+from telescope_assets.defs.catalogs.assets import frame_quality, source_catalogs
 from telescope_assets.defs.frames.assets import calibrated_frames, calibration_masters, raw_frames
 from telescope_assets.ingest import ingest
 from telescope_assets_tests.conftest import NIGHT
 
-ASSETS = [raw_frames, calibration_masters, calibrated_frames]
+ASSETS = [raw_frames, calibration_masters, calibrated_frames, source_catalogs, frame_quality]
 PG = os.environ.get("TELESCOPE_TEST_POSTGRES", "postgresql+psycopg2://postgres@127.0.0.1:5432")
 
 
@@ -27,13 +28,23 @@ def test_partition_materializes_on_an_ephemeral_instance(resources, registry):
     mats = result.asset_materializations_for_node("calibrated_frames")
     assert mats[0].partition == dg.MultiPartitionKey({"site": "tololo", "night": NIGHT})
     assert mats[0].metadata["n_calibrated_now"].value == 3
-    evaluations = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
-    assert evaluations == {
-        "no_quarantined_frames": True,
-        "masters_sane": True,
-        "every_frame_accounted": True,
-        "no_nan_outside_mask": True,
+    evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    blocking = {n for n, e in evaluations.items() if e.severity == dg.AssetCheckSeverity.ERROR}
+    assert blocking >= {
+        "masters_sane",
+        "every_frame_accounted",
+        "no_nan_outside_mask",
+        "astrometric_rms",
+        "catalogs_not_empty",
     }
+    assert all(evaluations[n].passed for n in blocking)
+    cat = result.asset_materializations_for_node("source_catalogs")[0].metadata
+    assert cat["n_frames"].value == 3
+    assert cat["n_sources"].value > 50
+    assert cat["median_astrometric_rms_px"].value < 0.25
+    assert "data:image/png;base64," in cat["plot"].value
+    quality = result.asset_materializations_for_node("frame_quality")[0].metadata
+    assert quality["n_good"].value + quality["n_medium"].value + quality["n_bad"].value == 3
 
 
 @pytest.fixture
@@ -74,4 +85,4 @@ def test_partition_materializes_on_postgres_through_dagster_postgres(
         cur.execute(
             "SELECT count(*) FROM event_logs WHERE dagster_event_type = 'ASSET_MATERIALIZATION'"
         )
-        assert cur.fetchone()[0] == 3
+        assert cur.fetchone()[0] == 5

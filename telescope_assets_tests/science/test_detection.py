@@ -1,0 +1,161 @@
+"""Detection, photometry, astrometry and zero points against known truth."""
+
+import warnings
+
+import numpy as np
+import pytest
+from astropy.io import fits
+from astropy.wcs import WCS
+
+from telescope_assets.science import astrometry, detection, photcal
+from telescope_assets.simulate.render import Conditions, Source, render_sources
+from telescope_assets_tests.conftest import real_data
+
+
+def _read(*parts):
+    from astropy.utils.exceptions import AstropyUserWarning
+
+    with warnings.catch_warnings():
+        # The ESO header has non-standard ESO-LOG cards; they are irrelevant here.
+        warnings.simplefilter("ignore", AstropyUserWarning)
+        return fits.getdata(real_data(*parts)).astype(float)
+
+
+def _field(n=25, seed=4, shape=(300, 300), fwhm=3.0, sky=300.0, rn=5.0):
+    """n well-separated stars on a flat sky with Poisson and read noise."""
+    rng = np.random.default_rng(seed)
+    grid = np.linspace(30, shape[0] - 30, int(np.sqrt(n)))
+    xx, yy = np.meshgrid(grid, grid)
+    x = xx.ravel() + rng.uniform(-3, 3, n)
+    y = yy.ravel() + rng.uniform(-3, 3, n)
+    flux = 10 ** rng.uniform(3.5, 5.0, n)
+    light = render_sources(shape, [Source(x, y, flux)], fwhm, Conditions())
+    image = rng.poisson(light + sky).astype(float) + rng.normal(0, rn, shape)
+    err = np.sqrt(light + sky + rn**2)
+    return image, err, x, y, flux
+
+
+def test_finds_exactly_the_injected_stars_with_their_positions_and_fluxes():
+    image, err, x, y, flux = _field()
+    mask = np.zeros(image.shape, np.uint8)
+    bkg = detection.measure_background(image, mask, box=50)
+    found = detection.detect_sources(image, mask, bkg, fwhm_px=3.0)
+    assert len(found) == 25
+    order = [
+        int(np.argmin(np.hypot(found.x - xi, found.y - yi))) for xi, yi in zip(x, y, strict=True)
+    ]
+    dx, dy = found.x.to_numpy()[order] - x, found.y.to_numpy()[order] - y
+    assert np.sqrt(np.mean(dx**2 + dy**2)) < 0.05
+    phot = detection.aperture_photometry(image, err, mask, bkg, x, y, radii=(15.0,))
+    pull = (phot["flux_r15"] - flux) / phot["fluxerr_r15"]
+    assert abs(np.mean(pull)) < 0.6
+    assert 0.6 < np.std(pull) < 1.5
+    fwhm = detection.measure_fwhm(image, bkg, x, y, 3.0)
+    assert np.median(fwhm) == pytest.approx(3.0, rel=0.08)
+
+
+def test_flags_saturated_masked_and_edge_sources():
+    image, err, x, y, _ = _field()
+    mask = np.zeros(image.shape, np.uint8)
+    xi, yi = round(x[0]), round(y[0])
+    mask[yi, xi] = 2  # saturated core
+    mask[round(y[1]), round(x[1]) + 1] = 4  # cosmic ray beside the second
+    bkg = detection.measure_background(image, mask, box=50)
+    xs, ys = np.r_[x[:3], 1.0], np.r_[y[:3], 150.0]
+    flags = detection.aperture_photometry(image, err, mask, bkg, xs, ys)["flags"].to_numpy()
+    bits = detection.FLAG_BITS
+    assert flags[0] & bits["saturated"]
+    assert flags[1] & bits["masked"]
+    assert flags[2] == 0
+    assert flags[3] & bits["edge"]
+
+
+def test_matches_sextractor_on_the_real_eso_image():
+    """Positions and aperture fluxes of the ESO NTT image against SExtractor's catalogue."""
+    image = _read("images", "sep", "image.fits")
+    back = _read("images", "sep", "back.fits")
+    rms = _read("images", "sep", "rms.fits")
+    cat = np.loadtxt(real_data("images", "sep", "image.cat"))
+    xwin, ywin = cat[:, 3] - 1, cat[:, 4] - 1  # SExtractor is 1-based
+    flux_aper, fluxerr_aper, flags = cat[:, 12], cat[:, 13], cat[:, 20].astype(int)
+    bkg = detection.Background(back, rms, float(np.median(back)), float(np.median(rms)))
+    mask = np.zeros(image.shape, np.uint8)
+    found = detection.detect_sources(image, mask, bkg, fwhm_px=3.0, nsigma=1.5)
+    from scipy.spatial import cKDTree
+
+    dist, _idx = cKDTree(np.column_stack([found.x, found.y])).query(np.column_stack([xwin, ywin]))
+    clean = (flags == 0) & (flux_aper / fluxerr_aper > 10)
+    assert clean.sum() >= 20
+    matched = clean & (dist < 1.0)
+    assert matched.sum() >= 0.9 * clean.sum()
+    assert np.median(dist[matched]) < 0.1  # windowed centroids agree with XWIN_IMAGE
+    # Photometry at SExtractor's own positions and background, r = 5 px (PHOT_APERTURES 10).
+    err = np.sqrt(rms**2 + np.clip(image - back, 0, None))
+    phot = detection.aperture_photometry(
+        image, err, mask, bkg, xwin[clean], ywin[clean], radii=(5.0,)
+    )
+    ratio = phot["flux_r5"].to_numpy() / flux_aper[clean]
+    bright = (flux_aper[clean] / fluxerr_aper[clean]) > 50
+    assert np.median(np.abs(ratio[bright] - 1)) < 0.01
+    assert np.max(np.abs(ratio[bright] - 1)) < 0.03
+
+
+def test_zero_point_and_colour_term_are_recovered_despite_outliers():
+    rng = np.random.default_rng(2)
+    n = 200
+    m_ref = rng.uniform(14, 19, n)
+    colour = rng.uniform(0.2, 1.5, n)
+    m_inst = m_ref - 23.4 - 0.05 * colour + rng.normal(0, 0.01, n)
+    m_inst[:10] -= 0.8  # variables and blends
+    zp = photcal.fit_zero_point(m_inst, np.full(n, 0.01), m_ref, np.full(n, 0.005), colour)
+    assert zp.ok
+    assert zp.zp == pytest.approx(23.4, abs=0.005)
+    assert zp.colour_term == pytest.approx(0.05, abs=0.01)
+    assert zp.n_used <= n - 10
+    assert zp.zp_err < 0.003
+    few = photcal.fit_zero_point(m_inst[:3], np.full(3, 0.01), m_ref[:3], np.full(3, 0.01))
+    assert not few.ok
+    assert "3 usable" in few.message
+
+
+def test_wcs_is_refined_from_a_shifted_rotated_guess():
+    rng = np.random.default_rng(8)
+    truth = WCS(naxis=2)
+    truth.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    truth.wcs.crval = [150.0, -10.0]
+    truth.wcs.crpix = [512.5, 512.5]
+    th = np.radians(0.08)
+    truth.wcs.cd = (1.1 / 3600) * np.array([[-np.cos(th), np.sin(th)], [np.sin(th), np.cos(th)]])
+    guess = truth.deepcopy()
+    guess.wcs.crval = [150.0 + 5 / 3600, -10.0 - 4 / 3600]  # 5" and 4" of pointing error
+    guess.wcs.cd = (1.1 / 3600) * np.array([[-1.0, 0.0], [0.0, 1.0]])
+    n = 400
+    ra, dec = truth.all_pix2world(rng.uniform(-20, 1044, n), rng.uniform(-20, 1044, n), 0)
+    mag = rng.uniform(12, 20, n)
+    x, y = truth.all_world2pix(ra, dec, 0)
+    on = (x > 0) & (x < 1023) & (y > 0) & (y < 1023)
+    keep = on & (rng.random(n) < 0.8)  # not every reference star is detected
+    xd = x[keep] + rng.normal(0, 0.03, keep.sum())
+    yd = y[keep] + rng.normal(0, 0.03, keep.sum())
+    sol = astrometry.refine_wcs(xd, yd, 10 ** (-0.4 * mag[keep]), ra, dec, mag, guess, (1024, 1024))
+    assert sol.ok
+    assert sol.n_matched >= 0.95 * keep.sum()
+    px, py = sol.wcs.all_world2pix(ra[on], dec[on], 0)
+    assert np.sqrt(np.mean((px - x[on]) ** 2 + (py - y[on]) ** 2)) < 0.02
+    assert sol.rms_px == pytest.approx(0.03 * np.sqrt(2), rel=0.3)
+
+
+def test_wcs_failure_is_reported_not_raised():
+    guess = WCS(naxis=2)
+    guess.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    guess.wcs.crval = [150.0, -10.0]
+    guess.wcs.crpix = [512.5, 512.5]
+    guess.wcs.cd = (1.1 / 3600) * np.eye(2) * [-1, 1]
+    rng = np.random.default_rng(1)
+    xd, yd = rng.uniform(0, 1024, 50), rng.uniform(0, 1024, 50)
+    ra, dec = rng.uniform(149.8, 150.2, 80), rng.uniform(-10.2, -9.8, 80)
+    sol = astrometry.refine_wcs(
+        xd, yd, np.ones(50), ra, dec, np.full(80, 15.0), guess, (1024, 1024)
+    )
+    assert not sol.ok
+    assert sol.message
