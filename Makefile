@@ -40,6 +40,7 @@ ui: install
 ## Speed against a plain ccdproc loop (not a test; prints ratios).
 bench: install
 	$(BIN)/python bench/calibration.py
+	$(BIN)/python bench/catalogs.py
 
 clean:
 	rm -rf data/lake data/incoming data/truth data/dagster

@@ -89,7 +89,14 @@ def main(argv: list[str] | None = None) -> int:
         bar.update(len(result.accepted) + len(result.duplicates) + len(result.quarantined))
     bar.close()
 
-    requests = run_requests_for(lake, batches)
+    # The sensor asks for one run per batch and partition; run here, one per partition
+    # does the same work (later nights after earlier ones, for master fallbacks).
+    by_partition: dict = {}
+    for request in run_requests_for(lake, batches):
+        by_partition.setdefault(request.partition_key, request)
+    requests = sorted(
+        by_partition.values(), key=lambda r: (r.tags["telescope/site"], r.partition_key)
+    )
     instance = dg.DagsterInstance.get()
     job = defs.resolve_job_def("frames_job")
     failed = []

@@ -5,7 +5,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import dagster as dg
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 __all__ = ["DaskResource"]
 
@@ -13,10 +13,11 @@ __all__ = ["DaskResource"]
 class DaskResource(dg.ConfigurableResource):
     """Maps per-frame work over dask workers.
 
-    With no ``scheduler_address`` each use starts a local cluster of ``n_workers``
-    processes (threads if ``processes`` is false) and closes it afterwards; with an
-    address (``tcp://host:8786``) it connects to a running cluster. Results come back in
-    input order, so they never depend on the number of workers.
+    With no ``scheduler_address`` a run starts one local cluster of ``n_workers``
+    processes (threads if ``processes`` is false) the first time an asset maps work, and
+    closes it when the run ends, so every asset of a run shares it; with an address
+    (``tcp://host:8786``) it connects to a running cluster. Results come back in input
+    order, so they never depend on the number of workers.
     """
 
     scheduler_address: str | None = Field(
@@ -25,34 +26,55 @@ class DaskResource(dg.ConfigurableResource):
     n_workers: int = Field(default=2, description="Workers of the local cluster.")
     processes: bool = Field(default=True, description="Local workers as processes.")
 
-    @contextmanager
-    def client(self):
-        """A connected ``distributed.Client``."""
+    _client: Any = PrivateAttr(default=None)
+    _cluster: Any = PrivateAttr(default=None)
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        """Close the run's cluster, if one was started."""
+        self.close()
+
+    def close(self) -> None:
+        """Close the client and the local cluster."""
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+        if self._cluster is not None:
+            self._cluster.close()
+            self._cluster = None
+
+    def _connect(self):
         from distributed import Client, LocalCluster
 
-        if self.scheduler_address:
-            with Client(self.scheduler_address) as client:
-                yield client
-            return
-        # Worker processes talk over TCP on loopback only; threads use in-process comms.
-        where = {"host": "127.0.0.1"} if self.processes else {}
-        with (
-            LocalCluster(
-                n_workers=self.n_workers,
-                threads_per_worker=1,
-                processes=self.processes,
-                dashboard_address=None,
-                **where,
-            ) as cluster,
-            Client(cluster) as client,
-        ):
-            yield client
+        if self._client is None:
+            if self.scheduler_address:
+                self._client = Client(self.scheduler_address)
+            else:
+                # Worker processes talk over TCP on loopback only; threads in-process.
+                where = {"host": "127.0.0.1"} if self.processes else {}
+                self._cluster = LocalCluster(
+                    n_workers=self.n_workers,
+                    threads_per_worker=1,
+                    processes=self.processes,
+                    dashboard_address="127.0.0.1:0",  # any free port, loopback only
+                    **where,
+                )
+                self._client = Client(self._cluster)
+        return self._client
+
+    @contextmanager
+    def client(self):
+        """A connected ``distributed.Client`` (closed on exit if this call started it)."""
+        started = self._client is None
+        try:
+            yield self._connect()
+        finally:
+            if started:
+                self.close()
 
     def map(self, fn: Callable, items: Iterable[Any], **kwargs: Any) -> list[Any]:
         """``[fn(item, **kwargs) for item in items]``, computed on the cluster."""
         items = list(items)
         if not items:
             return []
-        with self.client() as client:
-            futures = client.map(fn, items, pure=False, **kwargs)
-            return client.gather(futures)
+        client = self._connect()
+        return client.gather(client.map(fn, items, pure=False, **kwargs))

@@ -8,8 +8,10 @@ from telescope_assets_tests.conftest import NIGHT
 
 
 def _tick(resources, cursor):
-    with dg.instance_for_test() as instance:
-        ctx = dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources)
+    with (
+        dg.instance_for_test() as instance,
+        dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources) as ctx,
+    ):
         return new_frames(ctx)
 
 
