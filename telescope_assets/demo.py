@@ -117,35 +117,40 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if failed else 0
 
 
+def _read(lake, rel):
+    import pandas as pd
+
+    return lake.read_parquet(rel) if lake.exists(rel) else pd.DataFrame()
+
+
 def _summary(lake, registry, totals, n_runs, failed, home) -> None:
     import pandas as pd
 
     rows = []
     for site in registry.names:
         for night in lake.list_dirs(f"raw/{site}"):
-            raw = (
-                lake.read_parquet(lake.manifest("raw_frames", site, night))
-                if lake.exists(lake.manifest("raw_frames", site, night))
-                else pd.DataFrame()
-            )
-            cal_path = lake.manifest("calibrated_frames", site, night)
-            cal = lake.read_parquet(cal_path) if lake.exists(cal_path) else pd.DataFrame()
-            masters = (
-                lake.read_json(f"masters/{site}/{night}/manifest.json")
-                if lake.exists(f"masters/{site}/{night}/manifest.json")
-                else {}
-            )
+            raw = _read(lake, lake.manifest("raw_frames", site, night))
+            cal = _read(lake, lake.manifest("calibrated_frames", site, night))
+            quality = _read(lake, lake.manifest("frame_quality", site, night))
+            path = f"masters/{site}/{night}/manifest.json"
+            masters = lake.read_json(path) if lake.exists(path) else {}
+            classes = quality.quality_class.value_counts() if len(quality) else pd.Series()
             rows.append(
                 {
                     "site": site,
                     "night": night,
                     "raw": len(raw),
-                    "science": int((raw.frame_type == "science").sum()) if len(raw) else 0,
                     "calibrated": int((cal.status == "calibrated").sum()) if len(cal) else 0,
                     "quarantined": len(lake.quarantined(site, night)),
-                    "masters": ",".join(sorted(k for k, v in masters.items() if v)),
-                    "fallbacks": ",".join(
+                    "fallback masters": ",".join(
                         sorted(k for k, v in masters.items() if v and v["fallback"])
+                    ),
+                    "sources": int(quality.n_sources.sum()) if len(quality) else 0,
+                    'seeing"': round(float(quality.seeing_arcsec.median()), 2)
+                    if len(quality)
+                    else None,
+                    "good/med/bad": "/".join(
+                        str(classes.get(c, 0)) for c in ("good", "medium", "bad")
                     ),
                 }
             )
@@ -158,7 +163,7 @@ def _summary(lake, registry, totals, n_runs, failed, home) -> None:
         f"{totals['quarantined']} quarantined; {n_runs} runs of frames_job"
         + (f", FAILED: {failed}" if failed else "")
     )
-    print(f"lake:             {lake.url}/  (raw/, masters/, calibrated/, manifests/, quarantine/)")
+    print(f"lake:             {lake.url}/  (raw, masters, calibrated, catalogs, manifests)")
     print("truth tables:     data/truth/")
     print(f"Dagster instance: {home}/data/dagster (SQLite)")
     print("Look at it:       make ui   then open http://127.0.0.1:3000 (asset lineage, runs)")

@@ -139,7 +139,8 @@ def catalog_one(row: dict, lake: Lake, site: Site) -> dict[str, Any]:
     guess = max(site.median_seeing_arcsec / scale, 2.0)
     # Two passes, as SExtractor users do: the sky again with the sources masked.
     first = detection.measure_background(sci, mask)
-    footprint = detection.detect_sources(sci, mask, first, fwhm_px=guess).attrs["footprint"]
+    first_pass = detection.detect_sources(sci, mask, first, fwhm_px=guess, deblend=False)
+    footprint = first_pass.attrs["footprint"]
     bkg = detection.measure_background(sci, mask, sources=footprint)
     sources = detection.detect_sources(sci, mask, bkg, fwhm_px=guess)
     phot = detection.aperture_photometry(
