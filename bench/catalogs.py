@@ -56,6 +56,7 @@ def _plain_photutils(path: str, lake: Lake) -> int:
     segm = deblend_sources(conv, segm, 5, progress_bar=False)
     cat = SourceCatalog(data, segm, convolved_data=conv, mask=mask)
     pos = np.column_stack([cat.x_centroid_win, cat.y_centroid_win])
+    pos = pos[np.isfinite(pos).all(axis=1)]
     aps = [CircularAperture(pos, r=r) for r in (3.0, 5.0, 8.0)]
     aperture_photometry(data, aps, error=err, mask=mask)
     return len(pos)

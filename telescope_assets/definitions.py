@@ -12,10 +12,20 @@ from telescope_assets.defs.catalogs.assets import frame_quality, source_catalogs
 from telescope_assets.defs.frames.assets import calibrated_frames, calibration_masters, raw_frames
 from telescope_assets.defs.ingest.sensors import new_frames
 from telescope_assets.defs.jobs import frames_job
+from telescope_assets.defs.models.assets import (
+    anomaly_model,
+    frame_quality_model,
+    frame_quality_training_set,
+    models_job,
+    real_bogus_model,
+    real_bogus_training_set,
+    weekly_retraining,
+)
 from telescope_assets.resources import (
     DaskResource,
     IncomingResource,
     LakeResource,
+    MlflowResource,
     RegistryResource,
 )
 
@@ -33,6 +43,10 @@ def resources_from_env() -> dict:
             settle_seconds=float(os.environ.get("TELESCOPE_INCOMING_SETTLE_SECONDS", "2")),
         ),
         "registry": RegistryResource(path=os.environ.get("TELESCOPE_ASSETS_REGISTRY") or None),
+        "mlflow": MlflowResource(
+            tracking_uri=os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///models/mlflow.db"),
+            artifact_root=os.environ.get("TELESCOPE_MLFLOW_ARTIFACTS", "models/artifacts"),
+        ),
         "dask": DaskResource(
             scheduler_address=os.environ.get("TELESCOPE_DASK_SCHEDULER") or None,
             n_workers=int(os.environ.get("TELESCOPE_DASK_WORKERS", "2")),
@@ -41,8 +55,20 @@ def resources_from_env() -> dict:
 
 
 defs = dg.Definitions(
-    assets=[raw_frames, calibration_masters, calibrated_frames, source_catalogs, frame_quality],
-    jobs=[frames_job],
+    assets=[
+        raw_frames,
+        calibration_masters,
+        calibrated_frames,
+        source_catalogs,
+        frame_quality,
+        frame_quality_training_set,
+        real_bogus_training_set,
+        frame_quality_model,
+        real_bogus_model,
+        anomaly_model,
+    ],
+    jobs=[frames_job, models_job],
     sensors=[new_frames],
+    schedules=[weekly_retraining],
     resources=resources_from_env(),
 )

@@ -16,13 +16,13 @@ import pandas as pd
 from telescope_assets import __version__
 from telescope_assets.lake import Lake
 from telescope_assets.registry import Site
-from telescope_assets.science import astrometry, detection, photcal
+from telescope_assets.science import astrometry, detection, photcal, thumbnails
 from telescope_assets.science.ephemeris import airmass
 
 __all__ = ["CATALOG_SCHEMA", "CATALOG_VERSION", "catalog_one", "load_reference"]
 
 #: Bump when catalogs change: every frame's catalog becomes stale and is redone.
-CATALOG_VERSION = "cat-1"
+CATALOG_VERSION = "cat-2"
 
 
 def _schema():
@@ -250,6 +250,14 @@ def catalog_one(row: dict, lake: Lake, site: Site) -> dict[str, Any]:
     sources.insert(0, "source_id", [f"{fid}-{i:05d}" for i in range(len(sources))])
     sources["frame_id"], sources["site"], sources["night"] = fid, site.name, night
     sources["filter"], sources["mjd"] = band, float(when.mjd)
+    thumbnail_path = None
+    if min(sci.shape) >= thumbnails.REGION:
+        thumbnail_path = f"thumbnails/{site.name}/{night}/{fid}.npy"
+        buf = io.BytesIO()
+        np.save(
+            buf, thumbnails.frame_thumbnail(np.where(mask & 1, np.nan, sci)), allow_pickle=False
+        )
+        lake.write_bytes(thumbnail_path, buf.getvalue())
     table = sources[[f.name for f in CATALOG_SCHEMA]]
     path = f"catalogs/{site.name}/{night}/{fid}.parquet"
     lake.write_parquet(path, table, schema=CATALOG_SCHEMA)
@@ -290,6 +298,7 @@ def catalog_one(row: dict, lake: Lake, site: Site) -> dict[str, Any]:
         "sip_degree": solution.sip_degree if solution else 0,
         "wcs_header": wcs.to_header(relax=True).tostring(sep="\n"),
         "reference_catalog": ref_path,
+        "thumbnail_path": thumbnail_path,
         "trail_candidates": trail,
         "hot_columns": hot_cols,
         "quality_flags": ",".join(flags),

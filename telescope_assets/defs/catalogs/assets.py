@@ -6,9 +6,11 @@ import pandas as pd
 
 from telescope_assets import tasks
 from telescope_assets.defs.frames.assets import calibrated_frames
+from telescope_assets.defs.models.assets import anomaly_model, frame_quality_model
 from telescope_assets.defs.partitions import site_night, site_nights
 from telescope_assets.plots import markdown_image, night_quality_plot
-from telescope_assets.resources import DaskResource, LakeResource, RegistryResource
+from telescope_assets.resources import DaskResource, LakeResource, MlflowResource, RegistryResource
+from telescope_assets.resources.mlflow import NoChampionError
 
 __all__ = ["ASTROMETRIC_RMS_LIMIT_PX", "CatalogConfig", "frame_quality", "source_catalogs"]
 
@@ -186,21 +188,39 @@ def classify_frame(row: dict) -> str:
 @dg.asset(
     partitions_def=site_nights,
     group_name="catalogs",
-    kinds={"parquet"},
-    deps=[source_catalogs],
+    kinds={"parquet", "pytorch"},
+    deps=[source_catalogs, frame_quality_model, anomaly_model],
 )
-def frame_quality(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
-    """Seeing, transparency, background, ellipticity, depth and defect indicators of every frame."""
+def frame_quality(
+    context: dg.AssetExecutionContext, lake: LakeResource, mlflow: MlflowResource
+) -> dg.MaterializeResult:
+    """Seeing, transparency, depth, defects, CNN class and anomaly score of every frame."""
     site_name, night = site_night(context)
     store = lake.get()
     path = store.manifest("source_catalogs", site_name, night)
     table = store.read_parquet(path) if store.exists(path) else pd.DataFrame()
+    try:
+        cnn, cnn_version = mlflow.load_champion("frame_quality")
+        ae, ae_version = mlflow.load_champion("anomaly")
+    except NoChampionError as exc:
+        raise dg.Failure(description=str(exc)) from exc
+    ae_run = mlflow.champion("anomaly").run_id
+    threshold = mlflow.run_metrics(ae_run).get("eval_threshold_at_fpr_1pct", float("inf"))
     if len(table):
         table["quality_class"] = [classify_frame(r) for r in table.to_dict("records")]
+        table = _apply_models(store, table, cnn, ae, threshold)
+        table["cnn_model"] = f"frame_quality/{cnn_version}"
+        table["anomaly_model"] = f"anomaly/{ae_version}"
     columns = [
         "frame_id",
         "filter",
         "quality_class",
+        "cnn_class",
+        "p_good",
+        "p_medium",
+        "p_bad",
+        "anomaly_score",
+        "anomalous",
         "seeing_arcsec",
         "transparency",
         "ellipticity",
@@ -211,6 +231,7 @@ def frame_quality(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.M
         "hot_columns",
         "quality_flags",
     ]
+    flag_columns = [c for c in table.columns if c.startswith("p_flag_")]
     extra = [
         "date_obs",
         "mjd",
@@ -219,18 +240,71 @@ def frame_quality(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.M
         "sky_mag",
         "zero_point",
         "astrometric_rms_arcsec",
+        "cnn_model",
+        "anomaly_model",
+        *flag_columns,
     ]
     out = table[[c for c in [*columns, *extra] if c in table]] if len(table) else table
     store.write_parquet(store.manifest("frame_quality", site_name, night), out)
     counts = out.quality_class.value_counts().to_dict() if len(out) else {}
+    cnn_counts = out.cnn_class.value_counts().to_dict() if "cnn_class" in out else {}
     return dg.MaterializeResult(
         metadata={
             "n_frames": len(out),
             "n_good": counts.get("good", 0),
             "n_medium": counts.get("medium", 0),
             "n_bad": counts.get("bad", 0),
+            "cnn_classes": dg.MetadataValue.json(cnn_counts),
+            "n_anomalous": int(out.anomalous.sum()) if "anomalous" in out else 0,
+            "frame_quality_model": f"frame_quality/{cnn_version}",
+            "anomaly_model": f"anomaly/{ae_version}",
             "median_seeing_arcsec": _median(out, "seeing_arcsec"),
             "median_transparency": _median(out, "transparency"),
             "frames": _md(out[[c for c in columns if c in out]] if len(out) else out),
         }
     )
+
+
+def _apply_models(store, table: pd.DataFrame, cnn, ae, threshold: float) -> pd.DataFrame:
+    """CNN class, probabilities and flags, and the autoencoder's score, for every frame."""
+    import io
+
+    import torch
+
+    from telescope_assets.simulate.training import FLAG_NAMES
+
+    has = (
+        table.thumbnail_path.notna() if "thumbnail_path" in table else pd.Series(False, table.index)
+    )
+    table = table.copy()
+    for name in ("cnn_class", "p_good", "p_medium", "p_bad", "anomaly_score", "anomalous"):
+        table[name] = None
+    if not has.any():
+        return table
+    rows = table[has]
+    thumbs = np.stack(
+        [np.load(io.BytesIO(store.read_bytes(p)), allow_pickle=False) for p in rows.thumbnail_path]
+    )
+    # Frames without a measurement (no stars) are described as the worst case.
+    scalars = np.column_stack(
+        [
+            rows.seeing_arcsec.fillna(10.0),
+            rows.transparency.fillna(0.0),
+            rows.ellipticity.fillna(0.5),
+        ]
+    ).astype(np.float32)
+    with torch.no_grad():
+        x = torch.as_tensor(thumbs)
+        logits = cnn(x, torch.as_tensor(scalars))
+        probs = torch.softmax(logits[:, :3], 1).numpy()
+        flags = torch.sigmoid(logits[:, 3:]).numpy()
+        score = ((ae(x) - x) ** 2).mean(dim=(1, 2, 3)).numpy()
+    classes = np.array(["good", "medium", "bad"])
+    table.loc[has, "cnn_class"] = classes[probs.argmax(1)]
+    for i, name in enumerate(("p_good", "p_medium", "p_bad")):
+        table.loc[has, name] = probs[:, i]
+    for j, name in enumerate(FLAG_NAMES):
+        table.loc[has, f"p_flag_{name}"] = flags[:, j]
+    table.loc[has, "anomaly_score"] = score
+    table.loc[has, "anomalous"] = score > threshold
+    return table

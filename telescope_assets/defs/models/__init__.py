@@ -1,0 +1,1 @@
+"""Training sets, the three models, and their retraining schedule."""

@@ -1,0 +1,196 @@
+"""Training sets from the simulator's truth, and models trained, gated and registered in MLflow."""
+
+import hashlib
+import io
+
+import dagster as dg
+import numpy as np
+
+from telescope_assets.plots import markdown_image
+from telescope_assets.resources import LakeResource, MlflowResource
+
+__all__ = [
+    "TrainingSetConfig",
+    "anomaly_model",
+    "frame_quality_model",
+    "frame_quality_training_set",
+    "models_job",
+    "real_bogus_model",
+    "real_bogus_training_set",
+    "weekly_retraining",
+]
+
+#: Seeds of the fixed held-out evaluation sets: never used for training, never changed,
+#: so every version is compared with the champion on exactly the same examples.
+EVAL_SEEDS = {"frame_quality": 990_001, "real_bogus": 990_002}
+
+
+class TrainingSetConfig(dg.Config):
+    """Size and seed of a generated training set."""
+
+    n_train: int = 6000
+    n_eval: int = 1500
+    seed: int = 1
+
+
+def _save(lake, rel: str, arrays: dict[str, np.ndarray]) -> str:
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    data = buf.getvalue()
+    lake.write_bytes(rel, data)
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def _load(lake, rel: str) -> dict[str, np.ndarray]:
+    with np.load(io.BytesIO(lake.read_bytes(rel)), allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+def _training_set(name, generate, config, lake, describe) -> dg.MaterializeResult:
+    store = lake.get()
+    train = generate(config.n_train, config.seed)
+    evaluation = generate(config.n_eval, EVAL_SEEDS[name])
+    version = _save(store, f"training/{name}/train.npz", train)
+    eval_version = _save(store, f"training/{name}/eval.npz", evaluation)
+    return dg.MaterializeResult(
+        metadata={"n_train": config.n_train, "n_eval": config.n_eval, "seed": config.seed,
+                  "train_sha256": version, "eval_sha256": eval_version, **describe(train)},
+        data_version=dg.DataVersion(version),
+    )
+
+
+@dg.asset(group_name="training", kinds={"numpy"})
+def frame_quality_training_set(config: TrainingSetConfig, lake: LakeResource) -> dg.MaterializeResult:
+    """Simulated frame thumbnails with measured seeing, transparency and ellipticity, quality class and defect flags."""
+    from telescope_assets.simulate.training import FLAG_NAMES, QUALITY_CLASSES, quality_examples
+
+    def describe(a):
+        counts = np.bincount(a["y"], minlength=3)
+        return {
+            "classes": dg.MetadataValue.json(dict(zip(QUALITY_CLASSES, counts.tolist(), strict=True))),
+            "flags": dg.MetadataValue.json(dict(zip(FLAG_NAMES, a["flags"].sum(0).tolist(), strict=True))),
+            "anomalous_fraction": float(a["anomalous"].mean()),
+        }
+
+    return _training_set("frame_quality", quality_examples, config, lake, describe)
+
+
+@dg.asset(group_name="training", kinds={"numpy"})
+def real_bogus_training_set(config: TrainingSetConfig, lake: LakeResource) -> dg.MaterializeResult:
+    """Simulated 63×63 science/reference/difference triplets of five real/bogus classes."""
+    from telescope_assets.simulate.training import RB_CLASSES, real_bogus_examples
+
+    def describe(a):
+        counts = np.bincount(a["y"], minlength=len(RB_CLASSES))
+        return {"classes": dg.MetadataValue.json(dict(zip(RB_CLASSES, counts.tolist(), strict=True)))}
+
+    return _training_set("real_bogus", real_bogus_examples, config, lake, describe)
+
+
+class TrainingConfig(dg.Config):
+    """Run configuration of a model's training."""
+
+    seed: int = 0
+    max_epochs: int | None = None  # None: the model kind's default
+
+
+def _train(context, kind, data_name, config, lake, mlflow) -> dg.MaterializeResult:
+    from telescope_assets.tasks.models import train_and_register
+
+    store = lake.get()
+    train = _load(store, f"training/{data_name}/train.npz")
+    evaluation = _load(store, f"training/{data_name}/eval.npz")
+    upstream = context.instance.get_latest_materialization_event(
+        dg.AssetKey(f"{data_name}_training_set")
+    )
+    tags = {
+        "dagster_run_id": context.run_id,
+        "training_set": f"{data_name}_training_set",
+        "training_set_run_id": upstream.run_id if upstream else "unknown",
+    }
+    report = train_and_register(kind, train, evaluation, mlflow_resource=mlflow, tags=tags,
+                                seed=config.seed, max_epochs=config.max_epochs)
+    champion = mlflow.champion(kind)
+    champion_metric = None
+    if champion is not None:
+        champion_metric = (
+            report["metrics"][report["metric"]]
+            if champion.version == report["version"]
+            else report["previous_metric"]
+        )
+    from telescope_assets.ml.train import MODELS
+
+    spec = MODELS[kind]
+    ok = champion is not None and champion_metric is not None and spec.meets_target(champion_metric)
+    plots = "\n\n".join(markdown_image(png, name) for name, png in report["plots"].items())
+    return dg.MaterializeResult(
+        metadata={
+            "registered_version": report["version"],
+            "promoted": report["promoted"],
+            "decision": report["reason"],
+            "champion_version": str(report["champion_version"]),
+            f"eval_{spec.metric}": report["metrics"][spec.metric],
+            "target": f"{spec.metric} {'>=' if spec.higher_is_better else '<='} {spec.target}",
+            "metrics": dg.MetadataValue.json(report["metrics"]),
+            "train_seconds": round(report["train_seconds"], 1),
+            "mlflow_run_id": report["run_id"],
+            "model_uri": f"models:/{kind}@champion",
+            "evaluation_plots": dg.MetadataValue.md(plots),
+        },
+        check_results=[
+            dg.AssetCheckResult(
+                check_name="champion_meets_target",
+                passed=ok,
+                metadata={"new_version": report["version"], "new_value": report["metrics"][spec.metric],
+                          "champion_version": str(report["champion_version"]),
+                          "champion_value": champion_metric if champion_metric is not None else float("nan"),
+                          "target": spec.target, "decision": report["reason"]},
+            )
+        ],
+    )
+
+
+def _model_asset(kind: str, data_name: str, description: str):
+    training_set = {"frame_quality": frame_quality_training_set, "real_bogus": real_bogus_training_set}[data_name]
+
+    @dg.asset(
+        name=f"{kind}_model",
+        group_name="models",
+        kinds={"pytorch", "mlflow"},
+        deps=[training_set],
+        description=description,
+        check_specs=[dg.AssetCheckSpec("champion_meets_target", asset=f"{kind}_model", blocking=True)],
+    )
+    def _asset(context: dg.AssetExecutionContext, config: TrainingConfig, lake: LakeResource,
+               mlflow: MlflowResource) -> dg.MaterializeResult:
+        return _train(context, kind, data_name, config, lake, mlflow)
+
+    return _asset
+
+
+frame_quality_model = _model_asset(
+    "frame_quality", "frame_quality",
+    "Frame-quality CNN (class and defect flags) registered in MLflow; alias champion is production.",
+)
+real_bogus_model = _model_asset(
+    "real_bogus", "real_bogus",
+    "Five-class real/bogus CNN of difference-image triplets registered in MLflow.",
+)
+anomaly_model = _model_asset(
+    "anomaly", "frame_quality",
+    "Convolutional autoencoder whose reconstruction error scores unusual frames, in MLflow.",
+)
+
+models_job = dg.define_asset_job(
+    "models_job",
+    selection=dg.AssetSelection.groups("training", "models"),
+    description="Regenerate the training sets and retrain the three models (gated promotion).",
+)
+
+weekly_retraining = dg.ScheduleDefinition(
+    name="weekly_retraining",
+    job=models_job,
+    cron_schedule="0 12 * * 1",
+    default_status=dg.DefaultScheduleStatus.STOPPED,
+    description="Mondays 12:00 UTC; a retrain that does not beat the champion changes nothing.",
+)

@@ -1,0 +1,103 @@
+"""MLflow tracking and model registry as a Dagster resource (around ``MlflowClient``).
+
+Models are logged in MLflow's ``pt2`` format (``torch.export``: a graph and tensors, no
+pickled Python objects), and loading runs with ``MLFLOW_ALLOW_PICKLE_DESERIALIZATION``
+off, so a pickled or tampered artifact is refused instead of executed.
+"""
+
+import os
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+from pydantic import Field
+
+__all__ = ["CHAMPION", "MlflowResource", "NoChampionError"]
+
+CHAMPION = "champion"
+
+
+class NoChampionError(RuntimeError):
+    """A consumer asked for a model that has no champion version."""
+
+
+def _safe_mode() -> None:
+    os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] = "false"
+
+
+class MlflowResource(dg.ConfigurableResource):
+    """Where runs are tracked and models registered.
+
+    The embedded default is a SQLite store under ``models/`` with artifacts beside it;
+    production points ``tracking_uri`` at an ``mlflow server`` (PostgreSQL backend, S3
+    artifacts).
+    """
+
+    tracking_uri: str = Field(default="sqlite:///models/mlflow.db")
+    artifact_root: str = Field(
+        default="models/artifacts", description="Artifact location for new experiments."
+    )
+
+    def client(self):
+        """An ``MlflowClient`` on this tracking and registry URI."""
+        from mlflow import MlflowClient
+
+        _safe_mode()
+        return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+
+    def experiment_id(self, name: str) -> str:
+        """The experiment of a model (created on first use)."""
+        client = self.client()
+        found = client.get_experiment_by_name(name)
+        if found is not None:
+            return found.experiment_id
+        location = self.artifact_root
+        if "://" not in location:
+            Path(location).mkdir(parents=True, exist_ok=True)
+            location = Path(location).resolve().as_uri()
+        return client.create_experiment(name, artifact_location=f"{location}/{name}")
+
+    def champion(self, name: str):
+        """The registered version with alias ``champion``, or ``None``."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return self.client().get_model_version_by_alias(name, CHAMPION)
+        except MlflowException:
+            return None
+
+    def load_champion(self, name: str) -> tuple[Any, str]:
+        """Load ``models:/<name>@champion`` safely.
+
+        Returns
+        -------
+        model : callable
+            The network (an exported program's module).
+        version : str
+            The registered version loaded.
+
+        Raises
+        ------
+        NoChampionError
+            If no version is champion yet.
+        """
+        version = self.champion(name)
+        if version is None:
+            raise NoChampionError(
+                f"model {name!r} has no '{CHAMPION}' version in the registry at "
+                f"{self.tracking_uri}: materialize the 'models' group (job models_job) first"
+            )
+        return self.load_version(name, version.version), version.version
+
+    def run_metrics(self, run_id: str) -> dict[str, float]:
+        """The metrics logged by a training run (e.g. its evaluation thresholds)."""
+        return dict(self.client().get_run(run_id).data.metrics)
+
+    def load_version(self, name: str, version: str):
+        """Load one registered version (pickle refused)."""
+        import mlflow.pytorch
+
+        _safe_mode()
+        mlflow.set_tracking_uri(self.tracking_uri)
+        mlflow.set_registry_uri(self.tracking_uri)
+        return mlflow.pytorch.load_model(f"models:/{name}/{version}")

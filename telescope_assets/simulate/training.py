@@ -1,0 +1,254 @@
+"""Labelled examples for the network's models, drawn from the simulator's physics.
+
+Labels come free in simulation (as they did for GOTO's and ZTF's classifiers): every
+example is rendered from known conditions, so its class is the truth.
+
+* :func:`quality_examples` — frame thumbnails (two channels, see
+  :func:`frame_thumbnail`) with the measured seeing and transparency, a quality class
+  (good / medium / bad, the simulator's rule) and six defect flags.
+* :func:`real_bogus_examples` — 63×63 science / reference / difference triplets of five
+  classes: real transient, cosmic ray, bad pixel or column, satellite trail, bad
+  subtraction or noise.
+
+Everything is deterministic for a seed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from telescope_assets.science.thumbnails import REGION, THUMB, frame_thumbnail, normalise
+from telescope_assets.simulate.network import OPTICS_FWHM_PX, quality_class
+from telescope_assets.simulate.render import Conditions, Source, render_sources
+
+__all__ = [
+    "FLAG_NAMES",
+    "QUALITY_CLASSES",
+    "RB_CLASSES",
+    "quality_examples",
+    "real_bogus_examples",
+]
+
+QUALITY_CLASSES = ("good", "medium", "bad")
+FLAG_NAMES = ("clouds", "poor_seeing", "tracking", "focus", "hot_pixels", "satellite_trail")
+RB_CLASSES = ("real", "cosmic_ray", "bad_pixel", "satellite_trail", "bad_subtraction")
+STAMP = 63
+
+# How the catalog pipeline's measurements relate to truth (telescope_assets_tests/
+# test_catalogs.py): Gaussian-core FWHM fits read ~4 % above the delivered FWHM; the
+# zero point, hence transparency, is good to ~1 %.
+SEEING_BIAS, SEEING_SCATTER, TRANSPARENCY_SCATTER = 1.04, 0.02, 0.01
+ELLIPTICITY_SCATTER = 0.04
+
+
+def _ellipticity(cond: Conditions, pixel_scale: float) -> float:
+    """Ellipticity of the PSF's second moments: a Gaussian smeared along a trail."""
+    sigma2 = (cond.seeing_arcsec / pixel_scale / 2.355) ** 2
+    major = sigma2 + cond.tracking_px**2 / 12
+    return float(1 - np.sqrt(sigma2 / major))
+
+
+def _quality_conditions(rng, pixel_scale: float) -> Conditions:
+    """Conditions drawn so that the three classes and every defect are well represented."""
+    cond = Conditions()
+    kind = rng.choice(["good", "medium", "bad"], p=[0.35, 0.35, 0.30])
+    atm = rng.uniform(0.9, 2.0) if kind == "good" else rng.uniform(0.9, 3.8)
+    cond.seeing_arcsec = float(np.hypot(atm, OPTICS_FWHM_PX * pixel_scale))
+    cond.transparency = float(rng.uniform(0.86, 1.0) if kind == "good" else rng.uniform(0.15, 1.0))
+    if kind != "good":
+        defect = rng.choice(
+            ["none", "tracking", "focus", "satellite", "hot_column"],
+            p=[0.4, 0.15, 0.15, 0.15, 0.15],
+        )
+        if defect == "tracking":
+            cond.tracking_px = float(rng.uniform(5, 12))
+            cond.tracking_angle = float(rng.uniform(0, np.pi))
+            cond.flags.append("tracking")
+        elif defect == "focus":
+            cond.defocus_px = float(rng.uniform(4, 8))
+            cond.flags.append("focus")
+        elif defect == "satellite":
+            cond.satellite = (
+                float(rng.uniform(64, 192)),
+                float(rng.uniform(64, 192)),
+                float(rng.uniform(0, np.pi)),
+                float(rng.uniform(200, 1500)),
+            )
+            cond.flags.append("satellite_trail")
+        elif defect == "hot_column":
+            cond.new_hot_column = int(rng.integers(40, 216))
+            cond.flags.append("hot_pixels")
+    if cond.transparency < 0.5:
+        cond.flags.append("clouds")
+    if cond.seeing_arcsec > 3.5:
+        cond.flags.append("poor_seeing")
+    return cond
+
+
+def _render_frame(rng, cond: Conditions, pixel_scale: float, exptime=60.0) -> np.ndarray:
+    """A calibrated 256² frame in electrons: stars, sky, defects, noise."""
+    n = rng.integers(40, 160)
+    mag = 12 + 9.5 * rng.random(n) ** 0.35  # more faint stars than bright
+    flux = 10 ** (-0.4 * (mag - 23.5)) * exptime * cond.transparency
+    x, y = rng.uniform(-10, REGION + 10, n), rng.uniform(-10, REGION + 10, n)
+    light = render_sources(
+        (REGION, REGION), [Source(x, y, flux)], cond.seeing_arcsec / pixel_scale, cond
+    )
+    yy, xx = np.mgrid[0:REGION, 0:REGION]
+    if cond.satellite is not None:
+        x0, y0, angle, level = cond.satellite
+        dist = np.abs(-(xx - x0) * np.sin(angle) + (yy - y0) * np.cos(angle))
+        light += level * np.exp(-0.5 * (dist / 1.2) ** 2)
+    if "clouds" in cond.flags:
+        light *= 1 + 0.3 * ((xx + yy) / (2 * REGION) - 0.5)
+    sky = 10 ** (-0.4 * (rng.uniform(19.5, 21.5) - 23.5)) * pixel_scale**2 * exptime
+    electrons = light + sky
+    if cond.new_hot_column is not None:
+        electrons[:, cond.new_hot_column] += 20.0 * exptime
+    image = rng.poisson(np.clip(electrons, 0, None)).astype(float) + rng.normal(
+        0, 6.0, electrons.shape
+    )
+    return image - sky
+
+
+def quality_examples(n: int, seed: int) -> dict[str, np.ndarray]:
+    """Frame-quality examples.
+
+    Returns
+    -------
+    dict
+        ``x`` (n, 2, 64, 64) thumbnails, ``scalars`` (n, 3) measured seeing (arcsec),
+        transparency and ellipticity, ``y`` (n,) class index into :data:`QUALITY_CLASSES`, ``flags``
+        (n, 6) 0/1 for :data:`FLAG_NAMES`, ``anomalous`` (n,) morphological defects.
+    """
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 1]))
+    xs = np.empty((n, 2, THUMB, THUMB), np.float32)
+    scalars = np.empty((n, 3), np.float32)
+    y = np.empty(n, np.int64)
+    flags = np.zeros((n, len(FLAG_NAMES)), np.float32)
+    for i in range(n):
+        scale = float(rng.uniform(0.9, 1.3))
+        cond = _quality_conditions(rng, scale)
+        xs[i] = frame_thumbnail(_render_frame(rng, cond, scale))
+        scalars[i] = (
+            cond.seeing_arcsec * SEEING_BIAS * (1 + rng.normal(0, SEEING_SCATTER)),
+            cond.transparency + rng.normal(0, TRANSPARENCY_SCATTER),
+            _ellipticity(cond, scale) + abs(rng.normal(0, ELLIPTICITY_SCATTER)),
+        )
+        y[i] = QUALITY_CLASSES.index(quality_class(cond))
+        for j, name in enumerate(FLAG_NAMES):
+            flags[i, j] = float(name in cond.flags)
+    morphological = flags[
+        :, [FLAG_NAMES.index(f) for f in ("tracking", "focus", "hot_pixels", "satellite_trail")]
+    ]
+    return {
+        "x": xs,
+        "scalars": scalars,
+        "y": y,
+        "flags": flags,
+        "anomalous": morphological.max(axis=1).astype(np.int64),
+    }
+
+
+def _stamp_pair(rng, fwhm_sci, fwhm_ref):
+    """Science and reference 63×63 stamps of the same star field (noise-free)."""
+    n = rng.integers(0, 6)
+    x, y = rng.uniform(0, STAMP, n), rng.uniform(0, STAMP, n)
+    # Keep field stars off the centre so the centre is the candidate.
+    far = np.hypot(x - 31, y - 31) > 8
+    x, y = x[far], y[far]
+    flux = 10 ** rng.uniform(2.5, 4.5, len(x))
+    sci = render_sources((STAMP, STAMP), [Source(x, y, flux)], fwhm_sci, Conditions())
+    ref = render_sources((STAMP, STAMP), [Source(x, y, flux)], fwhm_ref, Conditions())
+    return sci, ref
+
+
+def real_bogus_examples(n: int, seed: int) -> dict[str, np.ndarray]:
+    """Real/bogus triplets.
+
+    Returns
+    -------
+    dict
+        ``x`` (n, 3, 63, 63) normalised science, reference, difference stamps; ``y``
+        (n,) class index into :data:`RB_CLASSES`; ``snr`` (n,) of the central source in
+        the difference (NaN where there is none).
+    """
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 2]))
+    xs = np.empty((n, 3, STAMP, STAMP), np.float32)
+    y = rng.integers(0, len(RB_CLASSES), n)
+    snrs = np.full(n, np.nan, np.float32)
+    yy, xx = np.mgrid[0:STAMP, 0:STAMP]
+    for i in range(n):
+        fwhm_sci = rng.uniform(2.0, 4.5)
+        fwhm_ref = rng.uniform(2.0, fwhm_sci)
+        sky_sci, sky_ref = rng.uniform(100, 1500), rng.uniform(400, 6000)
+        sci, ref = _stamp_pair(rng, fwhm_sci, fwhm_ref)
+        noise_sci = np.sqrt(sky_sci + 36)
+        cx, cy = 31 + rng.uniform(-1, 1), 31 + rng.uniform(-1, 1)
+        cls = RB_CLASSES[y[i]]
+        extra = np.zeros((STAMP, STAMP))
+        if cls == "real":
+            snr = rng.uniform(8, 100)
+            # Flux that reaches this S/N in an optimal aperture of the science PSF.
+            flux = snr * noise_sci * np.sqrt(4 * np.pi * (fwhm_sci / 2.355) ** 2)
+            extra = render_sources(
+                (STAMP, STAMP), [Source(np.r_[cx], np.r_[cy], np.r_[flux])], fwhm_sci, Conditions()
+            )
+            snrs[i] = snr
+            if rng.random() < 0.3:  # on a galaxy, present in both images
+                gal = (
+                    10 ** rng.uniform(3, 4.5)
+                    * np.exp(
+                        -0.5
+                        * ((xx - cx - rng.normal(0, 2)) ** 2 + (yy - cy) ** 2)
+                        / rng.uniform(3, 6) ** 2
+                    )
+                    / (2 * np.pi * 16)
+                )
+                sci, ref = sci + gal, ref + gal
+        elif cls == "cosmic_ray":
+            for k in range(rng.integers(1, 4)):
+                extra[int(cy) + k * rng.integers(-1, 2), int(cx) + k * rng.integers(0, 2)] += (
+                    rng.uniform(15, 150) * noise_sci
+                )
+        elif cls == "bad_pixel":
+            if rng.random() < 0.5:
+                extra[:, int(cx)] += rng.uniform(3, 30) * noise_sci
+            else:
+                extra[int(cy) - 1 : int(cy) + 1, int(cx) - 1 : int(cx) + 1] += (
+                    rng.uniform(10, 100) * noise_sci
+                )
+        elif cls == "satellite_trail":
+            ang = rng.uniform(0, np.pi)
+            dist = np.abs(-(xx - cx) * np.sin(ang) + (yy - cy) * np.cos(ang))
+            extra = rng.uniform(3, 40) * noise_sci * np.exp(-0.5 * (dist / (fwhm_sci / 2.355)) ** 2)
+        # What an ideal PSF-matched reference subtracts: the field as the science sees it.
+        model = sci.copy()
+        if cls == "bad_subtraction" and rng.random() < 0.7:
+            # A star in both images, subtracted with a misalignment or a wrong PSF.
+            flux = 10 ** rng.uniform(3.5, 5.5)
+            star = render_sources(
+                (STAMP, STAMP), [Source(np.r_[cx], np.r_[cy], np.r_[flux])], fwhm_sci, Conditions()
+            )
+            shift = rng.normal(0, 0.8, 2)
+            moved = Source(
+                np.r_[cx + shift[0]], np.r_[cy + shift[1]], np.r_[flux * rng.uniform(0.9, 1.1)]
+            )
+            sci = sci + star
+            ref = ref + render_sources(
+                (STAMP, STAMP), [Source(np.r_[cx], np.r_[cy], np.r_[flux])], fwhm_ref, Conditions()
+            )
+            model = model + render_sources(
+                (STAMP, STAMP), [moved], fwhm_sci * rng.uniform(0.75, 1.25), Conditions()
+            )
+        elif cls == "bad_subtraction":
+            # Pure noise: a >= 5 sigma fluctuation at the centre of an empty difference.
+            extra[int(cy), int(cx)] += rng.uniform(5, 7) * noise_sci
+        sci_img = (
+            rng.poisson(sci + extra + sky_sci).astype(float) + rng.normal(0, 6, sci.shape) - sky_sci
+        )
+        ref_img = rng.poisson((ref + sky_ref) * 4).astype(float) / 4 - sky_ref  # a deep stack
+        ref_noise = rng.normal(0, 0.3 * noise_sci, sci.shape)
+        diff = sci_img - model + ref_noise
+        xs[i] = np.stack([normalise(sci_img), normalise(ref_img), normalise(diff)])
+    return {"x": xs, "y": y.astype(np.int64), "snr": snrs}

@@ -1,0 +1,148 @@
+"""Train, evaluate, log, register and (maybe) promote one model: the MLflow side of ``fit()``."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from telescope_assets.ml.evaluate import evaluate
+from telescope_assets.ml.train import MODELS, fit
+
+__all__ = ["example_inputs", "train_and_register"]
+
+
+def example_inputs(kind: str, arrays: dict[str, np.ndarray], n: int = 2):
+    """The model's input example: what ``forward`` takes, as numpy arrays."""
+    if kind == "frame_quality":
+        return [arrays["x"][:n], arrays["scalars"][:n]]
+    return arrays["x"][:n]
+
+
+def train_and_register(
+    kind: str,
+    train: dict[str, np.ndarray],
+    evaluation: dict[str, np.ndarray],
+    *,
+    mlflow_resource,
+    tags: dict[str, str],
+    seed: int = 0,
+    max_epochs: int | None = None,
+) -> dict[str, Any]:
+    """Train ``kind``, log everything to MLflow, register a version, gate the champion.
+
+    The new version becomes ``champion`` only if it meets the target and beats the
+    current champion on the same fixed evaluation set (the first version needs only
+    the target). Returns a report: metrics of both, the decision and why.
+    """
+    import mlflow
+    import mlflow.pytorch
+    from lightning.pytorch.loggers import MLFlowLogger
+
+    spec = MODELS[kind]
+    client = mlflow_resource.client()
+    experiment_id = mlflow_resource.experiment_id(kind)
+    experiment = client.get_experiment(experiment_id)
+    logger = MLFlowLogger(
+        experiment_name=experiment.name,
+        tracking_uri=mlflow_resource.tracking_uri,
+        tags=tags,
+        run_name=f"{kind}-{time.strftime('%Y%m%dT%H%M%S')}",
+    )
+    inputs = dict(train)
+    if kind == "anomaly":  # the autoencoder learns what normal frames look like
+        inputs = {"x": train["x"][train["anomalous"] == 0]}
+    start = time.perf_counter()
+    net, fit_metrics = fit(kind, inputs, seed=seed, max_epochs=max_epochs, logger=logger)
+    seconds = time.perf_counter() - start
+    run_id = logger.run_id
+    metrics, plots = evaluate(kind, net, evaluation)
+    mlflow.set_tracking_uri(mlflow_resource.tracking_uri)
+    mlflow.set_registry_uri(mlflow_resource.tracking_uri)
+    with mlflow.start_run(run_id=run_id):
+        mlflow.log_params(
+            {
+                "kind": kind,
+                "seed": seed,
+                "n_train": len(inputs["x"]),
+                "n_eval": len(evaluation["x"]),
+                "epochs": max_epochs or spec.epochs,
+            }
+        )
+        mlflow.log_metrics({f"eval_{k}": float(v) for k, v in metrics.items()})
+        mlflow.log_metric("train_seconds", seconds)
+        with tempfile.TemporaryDirectory() as tmp:
+            for name, png in plots.items():
+                Path(tmp, name).write_bytes(png)
+                mlflow.log_artifact(str(Path(tmp, name)), artifact_path="evaluation")
+        example = example_inputs(kind, evaluation)
+        info = mlflow.pytorch.log_model(
+            net,
+            name="model",
+            input_example=example,
+            serialization_format="pt2",
+            registered_model_name=kind,
+            pip_requirements=["torch==2.13.0"],
+        )
+    version = str(info.registered_model_version)
+    client.set_model_version_tag(kind, version, "training_run", run_id)
+    for key, value in tags.items():
+        client.set_model_version_tag(kind, version, key, value)
+    decision = _gate(kind, spec, metrics, version, evaluation, mlflow_resource)
+    client.set_model_version_tag(kind, version, "gate", decision["reason"])
+    if decision["promote"]:
+        client.set_registered_model_alias(kind, "champion", version)
+    champion = mlflow_resource.champion(kind)
+    return {
+        "kind": kind,
+        "version": version,
+        "run_id": run_id,
+        "metrics": metrics,
+        "fit_metrics": fit_metrics,
+        "train_seconds": seconds,
+        "plots": plots,
+        "promoted": decision["promote"],
+        "reason": decision["reason"],
+        "previous_champion": decision.get("previous_version"),
+        "previous_metric": decision.get("previous_metric"),
+        "champion_version": champion.version if champion else None,
+        "metric": spec.metric,
+        "target": spec.target,
+    }
+
+
+def _gate(kind, spec, metrics, version, evaluation, mlflow_resource) -> dict[str, Any]:
+    new = metrics[spec.metric]
+    if not spec.meets_target(new):
+        return {
+            "promote": False,
+            "reason": f"{spec.metric}={new:.4f} misses the target {spec.target}",
+        }
+    current = mlflow_resource.champion(kind)
+    if current is None:
+        return {
+            "promote": True,
+            "reason": f"first version meeting the target ({spec.metric}={new:.4f})",
+        }
+    old_net = mlflow_resource.load_version(kind, current.version)
+    old = evaluate(kind, old_net, evaluation)[0][spec.metric]
+    info = {"previous_version": current.version, "previous_metric": old}
+    if spec.better(new, old):
+        return info | {
+            "promote": True,
+            "reason": f"{spec.metric} {new:.4f} beats champion v{current.version} ({old:.4f})",
+        }
+    return info | {
+        "promote": False,
+        "reason": f"{spec.metric} {new:.4f} does not beat champion v{current.version} "
+        f"({old:.4f}); production unchanged",
+    }
+
+
+def disable_mlflow_noise() -> None:
+    """Quiet MLflow's console hints during automated runs."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
