@@ -20,6 +20,11 @@ def test_code_location_has_the_expected_assets_checks_sensors_and_jobs():
         "calibrated_frames",
         "source_catalogs",
         "frame_quality",
+        "frame_quality_training_set",
+        "real_bogus_training_set",
+        "frame_quality_model",
+        "real_bogus_model",
+        "anomaly_model",
     }
     checks = {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys}
     assert checks == {
@@ -30,6 +35,9 @@ def test_code_location_has_the_expected_assets_checks_sensors_and_jobs():
         ("source_catalogs", "astrometric_rms"),
         ("source_catalogs", "zero_point_scatter"),
         ("source_catalogs", "catalogs_not_empty"),
+        ("frame_quality_model", "champion_meets_target"),
+        ("real_bogus_model", "champion_meets_target"),
+        ("anomaly_model", "champion_meets_target"),
     }
     assert defs.resolve_sensor_def("new_frames").job_name == "frames_job"
     job = defs.resolve_job_def("frames_job")
@@ -43,7 +51,18 @@ def test_code_location_has_the_expected_assets_checks_sensors_and_jobs():
     assert graph.get(dg.AssetKey("source_catalogs")).parent_keys == {
         dg.AssetKey("calibrated_frames")
     }
-    assert graph.get(dg.AssetKey("frame_quality")).parent_keys == {dg.AssetKey("source_catalogs")}
+    assert graph.get(dg.AssetKey("frame_quality")).parent_keys == {
+        dg.AssetKey("source_catalogs"),
+        dg.AssetKey("frame_quality_model"),
+        dg.AssetKey("anomaly_model"),
+    }
+    assert graph.get(dg.AssetKey("anomaly_model")).parent_keys == {
+        dg.AssetKey("frame_quality_training_set")
+    }
+    assert defs.resolve_job_def("models_job") is not None
+    schedule = defs.resolve_schedule_def("weekly_retraining")
+    assert schedule.cron_schedule == "0 12 * * 1"
+    assert schedule.job_name == "models_job"
 
 
 def test_every_asset_has_a_one_sentence_description_and_group():
@@ -51,7 +70,7 @@ def test_every_asset_has_a_one_sentence_description_and_group():
         node = defs.resolve_asset_graph().get(key)
         assert node.description
         assert node.description.endswith(".")
-        assert node.group_name in {"frames", "catalogs"}
+        assert node.group_name in {"frames", "catalogs", "training", "models"}
 
 
 def _imports(path: Path) -> set[str]:

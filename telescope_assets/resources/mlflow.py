@@ -87,7 +87,7 @@ class MlflowResource(dg.ConfigurableResource):
                 f"model {name!r} has no '{CHAMPION}' version in the registry at "
                 f"{self.tracking_uri}: materialize the 'models' group (job models_job) first"
             )
-        return self.load_version(name, version.version), version.version
+        return self.load_version(name, version.version), str(version.version)
 
     def run_metrics(self, run_id: str) -> dict[str, float]:
         """The metrics logged by a training run (e.g. its evaluation thresholds)."""

@@ -80,14 +80,7 @@ def train_and_register(
                 Path(tmp, name).write_bytes(png)
                 mlflow.log_artifact(str(Path(tmp, name)), artifact_path="evaluation")
         example = example_inputs(kind, evaluation)
-        info = mlflow.pytorch.log_model(
-            net,
-            name="model",
-            input_example=example,
-            serialization_format="pt2",
-            registered_model_name=kind,
-            pip_requirements=["torch==2.13.0"],
-        )
+        info = _log_model(net, kind, example)
     version = str(info.registered_model_version)
     client.set_model_version_tag(kind, version, "training_run", run_id)
     for key, value in tags.items():
@@ -109,10 +102,39 @@ def train_and_register(
         "reason": decision["reason"],
         "previous_champion": decision.get("previous_version"),
         "previous_metric": decision.get("previous_metric"),
-        "champion_version": champion.version if champion else None,
+        "champion_version": str(champion.version) if champion else None,
         "metric": spec.metric,
         "target": spec.target,
     }
+
+
+def _log_model(net, kind: str, example):
+    """Log in ``pt2`` (torch.export: no pickled objects) with a signature, and register."""
+    import warnings
+
+    import mlflow.pytorch
+    import torch
+    from mlflow.models import infer_signature
+
+    with torch.no_grad():
+        if isinstance(example, list):
+            output = net(*(torch.as_tensor(e) for e in example)).numpy()
+            signature = infer_signature({"image": example[0], "scalars": example[1]}, output)
+        else:
+            output = net(torch.as_tensor(example)).numpy()
+            signature = infer_signature(example, output)
+    with warnings.catch_warnings():
+        # MLflow notes it cannot validate the pt2 wrapper's Any-typed predict hints.
+        warnings.filterwarnings("ignore", message=".*inferred as AnyType.*")
+        return mlflow.pytorch.log_model(
+            net,
+            name="model",
+            input_example=example,
+            signature=signature,
+            serialization_format="pt2",
+            registered_model_name=kind,
+            pip_requirements=["torch==2.13.0"],
+        )
 
 
 def _gate(kind, spec, metrics, version, evaluation, mlflow_resource) -> dict[str, Any]:

@@ -18,7 +18,7 @@ def registry_file(tmp_path, registry):
 
 
 @pytest.fixture
-def resources(tmp_path, incoming, registry_file, simulated):
+def resources(tmp_path, incoming, registry_file, simulated, mlflow_champions):
     """Every resource of the code location, local and small (threads for dask).
 
     The simulated reference catalogues are published in the lake, where the registry
@@ -32,4 +32,5 @@ def resources(tmp_path, incoming, registry_file, simulated):
         "incoming": IncomingResource(url=incoming.url, settle_seconds=0, max_files_per_tick=500),
         "registry": RegistryResource(path=str(registry_file)),
         "dask": DaskResource(n_workers=2, processes=False),
+        "mlflow": mlflow_champions,
     }

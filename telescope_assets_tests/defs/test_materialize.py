@@ -8,6 +8,7 @@ import pytest
 
 from telescope_assets.defs.catalogs.assets import frame_quality, source_catalogs
 from telescope_assets.defs.frames.assets import calibrated_frames, calibration_masters, raw_frames
+from telescope_assets.defs.models.assets import anomaly_model, frame_quality_model
 from telescope_assets.ingest import ingest
 from telescope_assets_tests.conftest import NIGHT
 
@@ -18,7 +19,11 @@ PG = os.environ.get("TELESCOPE_TEST_POSTGRES", "postgresql+psycopg2://postgres@1
 def _materialize(resources, registry, instance, site="tololo"):
     ingest(resources["incoming"].get(), resources["lake"].get(), registry, max_files=10_000)
     key = dg.MultiPartitionKey({"site": site, "night": NIGHT})
-    return dg.materialize(ASSETS, partition_key=key, resources=resources, instance=instance)
+    # The models are upstream (trained elsewhere): present, not materialized here.
+    models = [anomaly_model.to_source_asset(), frame_quality_model.to_source_asset()]
+    return dg.materialize(
+        [*ASSETS, *models], partition_key=key, resources=resources, instance=instance
+    )
 
 
 def test_partition_materializes_on_an_ephemeral_instance(resources, registry):
@@ -45,6 +50,14 @@ def test_partition_materializes_on_an_ephemeral_instance(resources, registry):
     assert "data:image/png;base64," in cat["plot"].value
     quality = result.asset_materializations_for_node("frame_quality")[0].metadata
     assert quality["n_good"].value + quality["n_medium"].value + quality["n_bad"].value == 3
+    # The consumer records which model versions it used, in metadata and in its table.
+    assert quality["frame_quality_model"].value == "frame_quality/1"
+    assert quality["anomaly_model"].value == "anomaly/1"
+    lake = resources["lake"].get()
+    table = lake.read_parquet(lake.manifest("frame_quality", "tololo", NIGHT))
+    assert set(table.cnn_model) == {"frame_quality/1"}
+    assert set(table.cnn_class) <= {"good", "medium", "bad"}
+    assert table[["p_good", "p_medium", "p_bad"]].astype(float).sum(axis=1).round(5).eq(1).all()
 
 
 @pytest.fixture
