@@ -3,10 +3,12 @@
 What it does, in order, with a progress bar for each long step:
 
 1. simulates the demo nights of every site into ``data/incoming`` (truth in ``data/truth``);
-2. ingests the incoming files exactly as the ``new_frames`` sensor does (same code);
-3. runs ``frames_job`` for every site × night that received frames, in the SQLite Dagster
+2. runs ``models_job`` once (training sets, the three models, gated ``champion``
+   aliases in the MLflow store under ``models/``);
+3. ingests the incoming files exactly as the ``new_frames`` sensor does (same code);
+4. runs ``frames_job`` for every site × night that received frames, in the SQLite Dagster
    instance under ``data/dagster``, so the runs and materializations show in the UI;
-4. prints what was produced and where to look.
+5. prints what was produced and where to look.
 
 Running it again does only what is new (nothing, if no frames arrived).
 """
@@ -76,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
         if not lake.exists(rel):
             lake.write_bytes(rel, path.read_bytes())
 
+    instance = dg.DagsterInstance.get()
+    _train_models(defs, instance, resources["mlflow"])
+
     pending = len(incoming.list("", recursive=True))
     bar = tqdm(total=pending, desc="2/3 ingesting frames", unit="file", file=sys.stderr)
     batches, totals = [], {"accepted": 0, "duplicates": 0, "quarantined": 0}
@@ -97,7 +102,6 @@ def main(argv: list[str] | None = None) -> int:
     requests = sorted(
         by_partition.values(), key=lambda r: (r.tags["telescope/site"], r.partition_key)
     )
-    instance = dg.DagsterInstance.get()
     job = defs.resolve_job_def("frames_job")
     failed = []
     for request in tqdm(requests, desc="3/3 running frames_job", unit="partition", file=sys.stderr):
@@ -115,6 +119,34 @@ def main(argv: list[str] | None = None) -> int:
 
     _summary(lake, registry, totals, len(requests), failed, home)
     return 1 if failed else 0
+
+
+def _train_models(defs, instance, mlflow) -> None:
+    """Run models_job once: training sets, three models, gated champions in MLflow."""
+    import sys
+
+    from mlflow.exceptions import MlflowException
+
+    client = mlflow.client()
+    try:
+        have = all(
+            client.get_registered_model(n) for n in ("frame_quality", "real_bogus", "anomaly")
+        )
+    except MlflowException:
+        have = False
+    if have and mlflow.champion("frame_quality") is not None:
+        return
+    print("training the models (models_job: about 6 minutes on 2 cores) ...", file=sys.stderr)
+    result = defs.resolve_job_def("models_job").execute_in_process(
+        instance=instance,
+        tags={"telescope/launched_by": "telescope-demo"},
+        run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+    )
+    for kind in ("frame_quality", "real_bogus", "anomaly"):
+        event = result.asset_materializations_for_node(f"{kind}_model")
+        meta = event[0].metadata if event else {}
+        print(f"  {kind:14s} v{meta['registered_version'].value}: {meta['decision'].value}",
+              file=sys.stderr)  # fmt: skip
 
 
 def _read(lake, rel):

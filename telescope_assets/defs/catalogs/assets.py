@@ -201,11 +201,17 @@ def frame_quality(
     table = store.read_parquet(path) if store.exists(path) else pd.DataFrame()
     try:
         cnn, cnn_version = mlflow.load_champion("frame_quality")
-        ae, ae_version = mlflow.load_champion("anomaly")
     except NoChampionError as exc:
         raise dg.Failure(description=str(exc)) from exc
-    ae_run = mlflow.champion("anomaly").run_id
-    threshold = mlflow.run_metrics(ae_run).get("eval_threshold_at_fpr_1pct", float("inf"))
+    # The anomaly score is an addition: without an autoencoder champion (none has met
+    # its target yet) frames are still classified, and the metadata says so.
+    try:
+        ae, ae_version = mlflow.load_champion("anomaly")
+        ae_run = mlflow.champion("anomaly").run_id
+        threshold = mlflow.run_metrics(ae_run).get("eval_threshold_at_fpr_1pct", float("inf"))
+    except NoChampionError as exc:
+        context.log.warning(str(exc))
+        ae, ae_version, threshold = None, "none", float("inf")
     if len(table):
         table["quality_class"] = [classify_frame(r) for r in table.to_dict("records")]
         table = _apply_models(store, table, cnn, ae, threshold)
@@ -255,7 +261,9 @@ def frame_quality(
             "n_medium": counts.get("medium", 0),
             "n_bad": counts.get("bad", 0),
             "cnn_classes": dg.MetadataValue.json(cnn_counts),
-            "n_anomalous": int(out.anomalous.sum()) if "anomalous" in out else 0,
+            "n_anomalous": int(out.anomalous.fillna(False).astype(bool).sum())
+            if "anomalous" in out
+            else 0,
             "frame_quality_model": f"frame_quality/{cnn_version}",
             "anomaly_model": f"anomaly/{ae_version}",
             "median_seeing_arcsec": _median(out, "seeing_arcsec"),
@@ -298,13 +306,14 @@ def _apply_models(store, table: pd.DataFrame, cnn, ae, threshold: float) -> pd.D
         logits = cnn(x, torch.as_tensor(scalars))
         probs = torch.softmax(logits[:, :3], 1).numpy()
         flags = torch.sigmoid(logits[:, 3:]).numpy()
-        score = ((ae(x) - x) ** 2).mean(dim=(1, 2, 3)).numpy()
+        score = ((ae(x) - x) ** 2).mean(dim=(1, 2, 3)).numpy() if ae is not None else None
     classes = np.array(["good", "medium", "bad"])
     table.loc[has, "cnn_class"] = classes[probs.argmax(1)]
     for i, name in enumerate(("p_good", "p_medium", "p_bad")):
         table.loc[has, name] = probs[:, i]
     for j, name in enumerate(FLAG_NAMES):
         table.loc[has, f"p_flag_{name}"] = flags[:, j]
-    table.loc[has, "anomaly_score"] = score
-    table.loc[has, "anomalous"] = score > threshold
+    if score is not None:
+        table.loc[has, "anomaly_score"] = score
+        table.loc[has, "anomalous"] = score > threshold
     return table
