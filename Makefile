@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export DAGSTER_HOME := $(CURDIR)
 
-.PHONY: install demo test lint format ui bench clean
+.PHONY: install demo test lint format ui mlflow-ui bench clean
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required"'
@@ -37,10 +37,14 @@ format: install
 ui: install
 	$(BIN)/dagster dev --host 127.0.0.1 --port 3000 --workspace workspace.yaml
 
+## MLflow UI (runs, registered models, champion aliases) on http://127.0.0.1:5000.
+mlflow-ui: install
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///models/mlflow.db --host 127.0.0.1 --port 5000
+
 ## Speed against a plain ccdproc loop (not a test; prints ratios).
 bench: install
 	$(BIN)/python bench/calibration.py
 	$(BIN)/python bench/catalogs.py
 
 clean:
-	rm -rf data/lake data/incoming data/truth data/dagster
+	rm -rf data/lake data/incoming data/truth data/dagster models/mlflow.db models/artifacts

@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     truth = Path("data/truth")
 
     if not args.skip_simulation and not (truth / "frames.parquet").exists():
-        bar = tqdm(desc="1/3 simulating the network", unit="frame", file=sys.stderr)
+        bar = tqdm(desc="1/4 simulating the network", unit="frame", file=sys.stderr)
         simulate_network(
             registry,
             incoming.url,
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     _train_models(defs, instance, resources["mlflow"])
 
     pending = len(incoming.list("", recursive=True))
-    bar = tqdm(total=pending, desc="2/3 ingesting frames", unit="file", file=sys.stderr)
+    bar = tqdm(total=pending, desc="3/4 ingesting frames", unit="file", file=sys.stderr)
     batches, totals = [], {"accepted": 0, "duplicates": 0, "quarantined": 0}
     while True:
         result = ingest(incoming, lake, registry, max_files=100, night_range=night_range())
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     job = defs.resolve_job_def("frames_job")
     failed = []
-    for request in tqdm(requests, desc="3/3 running frames_job", unit="partition", file=sys.stderr):
+    for request in tqdm(requests, desc="4/4 running frames_job", unit="partition", file=sys.stderr):
         outcome = job.execute_in_process(
             instance=instance,
             partition_key=request.partition_key,
@@ -136,7 +136,7 @@ def _train_models(defs, instance, mlflow) -> None:
         have = False
     if have and mlflow.champion("frame_quality") is not None:
         return
-    print("training the models (models_job: about 6 minutes on 2 cores) ...", file=sys.stderr)
+    print("2/4 training the models (models_job, about 6 minutes on 2 cores) ...", file=sys.stderr)
     result = defs.resolve_job_def("models_job").execute_in_process(
         instance=instance,
         tags={"telescope/launched_by": "telescope-demo"},

@@ -200,6 +200,12 @@ class Lake(Store):
         """Path of an asset's per-partition table."""
         return f"manifests/{asset}/{site}/{night}.parquet"
 
+    def rows_by_frame(self, rel: str) -> dict[str, dict]:
+        """A per-frame Parquet table (a partition manifest) as ``{frame_id: row}``."""
+        if not self.exists(rel):
+            return {}
+        return {r["frame_id"]: r for r in self.read_parquet(rel).to_dict("records")}
+
     def quarantined(self, site: str, night: str) -> list[dict]:
         """Reasons of every file quarantined for one site and night."""
         return [self.read_json(p) for p in self.list(f"quarantine/{site}/{night}", ".json")]

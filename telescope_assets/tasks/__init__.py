@@ -26,4 +26,47 @@ __all__ = [
     "catalog_one",
     "load_reference",
     "raw_manifest",
+    "split_up_to_date",
 ]
+
+
+def split_up_to_date(rows, previous, expected, lake, path_field, force=False):
+    """Split frames into those to (re)process and those whose output is current.
+
+    A frame is current when its previous manifest row has the same provenance key
+    (inputs, model and code versions) and its output file still exists.
+
+    Parameters
+    ----------
+    rows : iterable of dict
+        Frames of the partition (each with ``frame_id``).
+    previous : dict
+        ``{frame_id: row}`` of the asset's last manifest.
+    expected : callable
+        ``row -> provenance key`` (``None`` when it cannot be processed yet).
+    lake : Lake
+        To check that outputs exist.
+    path_field : str
+        Field of a manifest row naming the output file.
+    force : bool
+        Reprocess everything.
+
+    Returns
+    -------
+    todo, kept : list of dict
+        Rows to process; previous manifest rows to keep.
+    """
+    todo, kept = [], []
+    for row in rows:
+        old = previous.get(row["frame_id"])
+        key = expected(row)
+        fresh = (
+            not force
+            and key is not None
+            and old is not None
+            and old.get("provkey") == key
+            and isinstance(old.get(path_field), str)
+            and lake.exists(old[path_field])
+        )
+        (kept if fresh else todo).append(old if fresh else row)
+    return todo, kept

@@ -55,17 +55,15 @@ def source_catalogs(
     cal_path = store.manifest("calibrated_frames", site_name, night)
     calibrated = store.read_parquet(cal_path) if store.exists(cal_path) else pd.DataFrame()
     calibrated = calibrated[calibrated.status == "calibrated"] if len(calibrated) else calibrated
-    previous = _by_frame(store, store.manifest("source_catalogs", site_name, night))
-    todo, kept = [], []
-    for row in calibrated.to_dict("records"):
-        old = previous.get(row["frame_id"])
-        fresh = (
-            not config.force
-            and old is not None
-            and old["provkey"] == tasks.catalogs.catalog_provenance(row["provkey"])
-            and store.exists(old["catalog_path"])
-        )
-        (kept if fresh else todo).append(old if fresh else row)
+    previous = store.rows_by_frame(store.manifest("source_catalogs", site_name, night))
+    todo, kept = tasks.split_up_to_date(
+        calibrated.to_dict("records"),
+        previous,
+        lambda row: tasks.catalogs.catalog_provenance(row["provkey"]),
+        store,
+        "catalog_path",
+        force=config.force,
+    )
     context.log.info(f"{len(todo)} frames to catalogue, {len(kept)} up to date")
     done = dask.map(tasks.catalog_one, todo, lake=store, site=site)
     table = pd.DataFrame([*kept, *done])
@@ -109,12 +107,6 @@ def _median(table: pd.DataFrame, column: str) -> float:
         if table[column].notna().any()
         else float("nan")
     )
-
-
-def _by_frame(store, path: str) -> dict[str, dict]:
-    if not store.exists(path):
-        return {}
-    return {r["frame_id"]: r for r in store.read_parquet(path).to_dict("records")}
 
 
 def _catalog_checks(table: pd.DataFrame) -> list[dg.AssetCheckResult]:

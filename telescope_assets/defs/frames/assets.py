@@ -160,20 +160,15 @@ def calibrated_frames(
     raw = tasks.raw_manifest(store, site_name, night)
     science = raw[raw.frame_type == "science"]
     masters = store.read_json(f"masters/{site_name}/{night}/manifest.json")
-    previous = _previous(store, site_name, night)
-    todo, kept = [], []
-    for row in science.to_dict("records"):
+    previous = store.rows_by_frame(store.manifest("calibrated_frames", site_name, night))
+
+    def expected(row):
         prov = tasks.calibration_provenance(row["frame_id"], masters, row["filter"])
-        old = previous.get(row["frame_id"])
-        fresh = (
-            not config.force
-            and prov is not None
-            and old is not None
-            and old.get("status") == "calibrated"
-            and old.get("provkey") == prov["PROVKEY"]
-            and store.exists(old["path"])
-        )
-        (kept if fresh else todo).append(old if fresh else row)
+        return prov["PROVKEY"] if prov else None
+
+    todo, kept = tasks.split_up_to_date(
+        science.to_dict("records"), previous, expected, store, "path", force=config.force
+    )
     context.log.info(f"{len(todo)} frames to calibrate, {len(kept)} already up to date")
     done = dask.map(
         tasks.calibrate_one,
@@ -240,11 +235,3 @@ def calibrated_frames(
             ),
         ],
     )
-
-
-def _previous(store, site: str, night: str) -> dict[str, dict]:
-    path = store.manifest("calibrated_frames", site, night)
-    if not store.exists(path):
-        return {}
-    df = store.read_parquet(path)
-    return {r["frame_id"]: r for r in df.to_dict("records")}
