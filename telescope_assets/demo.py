@@ -43,6 +43,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     home = _ensure_dagster_home()
+    import logging
+
+    # MLflow and Lightning configure the root logger; dask's cluster chatter is not news.
+    for name in ("distributed", "lightning.pytorch", "mlflow"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
     import dagster as dg
     from tqdm import tqdm
