@@ -46,6 +46,19 @@ def sutherland(simulated, registry):
     }
 
 
+def _calibrate(m, detect_cosmics=True):
+    """Our calibration of the fixture's science frame with its masters."""
+    return calibration.calibrate_frame(
+        m["sci"],
+        m["exptime"],
+        m["cam"],
+        m["bias"],
+        m["dark"],
+        m["flat"],
+        detect_cosmics=detect_cosmics,
+    )
+
+
 def _ccd_reduce(raw, cam, gain=True):
     ccd = CCDData(raw.astype(float), unit="adu")
     ccd = ccdproc.subtract_overscan(ccd, fits_section=cam.biassec, median=True, model=None)
@@ -72,15 +85,7 @@ def test_master_bias_equals_ccdproc_combine(sutherland):
 
 def test_calibrated_frame_equals_ccd_process(sutherland):
     cam = sutherland["cam"]
-    ours = calibration.calibrate_frame(
-        sutherland["sci"],
-        sutherland["exptime"],
-        cam,
-        sutherland["bias"],
-        sutherland["dark"],
-        sutherland["flat"],
-        detect_cosmics=False,
-    )
+    ours = _calibrate(sutherland, detect_cosmics=False)
     ccd = CCDData(
         sutherland["sci"].astype(float), unit="adu", meta={"exptime": sutherland["exptime"]}
     )
@@ -103,15 +108,8 @@ def test_calibrated_frame_equals_ccd_process(sutherland):
 
 def test_calibrated_frame_is_flat_and_errors_are_honest(simulated, sutherland):
     """Sky is flat after calibration and (sky - median)/ERR has unit spread."""
-    cam = sutherland["cam"]
-    cal = calibration.calibrate_frame(
-        sutherland["sci"],
-        sutherland["exptime"],
-        cam,
-        sutherland["bias"],
-        sutherland["dark"],
-        sutherland["flat"],
-    )
+    sutherland["cam"]
+    cal = _calibrate(sutherland)
     good = cal.mask == 0
     sky = np.median(cal.sci[good])
     quadrants = [cal.sci[:128, :128], cal.sci[:128, 128:], cal.sci[128:, :128], cal.sci[128:, 128:]]
@@ -125,15 +123,8 @@ def test_mask_flags_hot_columns_saturation_and_cosmics(simulated, registry, suth
     from telescope_assets.simulate.render import camera_defects
     from telescope_assets_tests.conftest import sim_seed
 
-    cam = sutherland["cam"]
-    cal = calibration.calibrate_frame(
-        sutherland["sci"],
-        sutherland["exptime"],
-        cam,
-        sutherland["bias"],
-        sutherland["dark"],
-        sutherland["flat"],
-    )
+    sutherland["cam"]
+    cal = _calibrate(sutherland)
     defects = camera_defects(registry["sutherland"], sim_seed())
     for col in defects.hot_columns:
         assert (cal.mask[:, col] & calibration.MASK_BITS["bad"]).all()
