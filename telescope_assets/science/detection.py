@@ -72,15 +72,20 @@ def measure_background(
     ignore = mask.astype(bool) | ~np.isfinite(sci)
     if sources is not None:
         ignore = ignore | sources
-    bkg = Background2D(
-        sci,
-        box,
-        mask=ignore,
-        filter_size=(3, 3),
-        bkg_estimator=SExtractorBackground(),
-        bkg_rms_estimator=StdBackgroundRMS(),
-        exclude_percentile=80.0,
-    )
+    from astropy.utils.exceptions import AstropyUserWarning
+
+    with warnings.catch_warnings():
+        # photutils hands masked pixels to sigma clipping as NaN, which astropy notes.
+        warnings.filterwarnings("ignore", "Input data contains invalid values", AstropyUserWarning)
+        bkg = Background2D(
+            sci,
+            box,
+            mask=ignore,
+            filter_size=(3, 3),
+            bkg_estimator=SExtractorBackground(),
+            bkg_rms_estimator=StdBackgroundRMS(),
+            exclude_percentile=80.0,
+        )
     return Background(
         level=bkg.background,
         rms=bkg.background_rms,
@@ -243,8 +248,11 @@ def measure_fwhm(
     size = int(2 * round(1.5 * guess) + 1)
     size = max(size, 7)
     data = np.where(np.isfinite(sci), sci, 0.0) - background.level
+    from astropy.utils.exceptions import AstropyUserWarning
+
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # fit warnings on a few poor stars are expected
+        # A few poor stars (blends, cosmic-ray remnants) do not converge; the median ignores them.
+        warnings.simplefilter("ignore", AstropyUserWarning)
         return np.asarray(
             fit_fwhm(data, xypos=np.column_stack([x, y]), fwhm=guess, fit_shape=size), dtype=float
         )
