@@ -119,17 +119,17 @@ def test_results_do_not_depend_on_the_number_of_workers(ingested, tmp_path):
     _run_all(ingested)
     lake = ingested["lake"].get()
     table = lake.read_parquet(lake.manifest("calibrated_frames", SITE, NIGHT))
-    one = {**ingested, "dask": DaskResource(n_workers=1, processes=False)}
-    _run_all(one, CalibrationConfig(force=True))
-    table1 = lake.read_parquet(lake.manifest("calibrated_frames", SITE, NIGHT))
+    several = {**ingested, "dask": DaskResource(n_workers=2, processes=True)}
+    _run_all(several, CalibrationConfig(force=True))
+    table_several = lake.read_parquet(lake.manifest("calibrated_frames", SITE, NIGHT))
     for path in table.path:
         with lake.read_fits(path) as hdul:
             sci, mask = hdul["SCI"].data.copy(), hdul["MASK"].data.copy()
-        assert path in set(table1.path)
+        assert path in set(table_several.path)
         with lake.read_fits(path) as hdul:
             np.testing.assert_array_equal(hdul["SCI"].data, sci)
             np.testing.assert_array_equal(hdul["MASK"].data, mask)
-    assert table.sky_median_e.tolist() == table1.sky_median_e.tolist()
+    assert table.sky_median_e.tolist() == table_several.sky_median_e.tolist()
 
 
 def test_a_frame_that_fails_calibration_is_quarantined_and_the_rest_proceed(ingested, registry):
