@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -163,8 +162,3 @@ def _gate(kind, spec, metrics, version, evaluation, mlflow_resource) -> dict[str
         "reason": f"{spec.metric} {new:.4f} does not beat champion v{current.version} "
         f"({old:.4f}); production unchanged",
     }
-
-
-def disable_mlflow_noise() -> None:
-    """Quiet MLflow's console hints during automated runs."""
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")

@@ -197,13 +197,15 @@ def frame_quality(
         raise dg.Failure(description=str(exc)) from exc
     # The anomaly score is an addition: without an autoencoder champion (none has met
     # its target yet) frames are still classified, and the metadata says so.
-    try:
-        ae, ae_version = mlflow.load_champion("anomaly")
-        ae_run = mlflow.champion("anomaly").run_id
-        threshold = mlflow.run_metrics(ae_run).get("eval_threshold_at_fpr_1pct", float("inf"))
-    except NoChampionError as exc:
-        context.log.warning(str(exc))
+    champion = mlflow.champion("anomaly")
+    if champion is None:
+        context.log.warning("model 'anomaly' has no champion: frames get no anomaly score")
         ae, ae_version, threshold = None, "none", float("inf")
+    else:
+        ae_version = str(champion.version)
+        ae = mlflow.load_version("anomaly", ae_version)
+        metrics = mlflow.run_metrics(champion.run_id)
+        threshold = metrics.get("eval_threshold_at_fpr_1pct", float("inf"))
     if len(table):
         table["quality_class"] = [classify_frame(r) for r in table.to_dict("records")]
         table = _apply_models(store, table, cnn, ae, threshold)
