@@ -106,7 +106,7 @@ def mlflow_champions(tmp_path_factory):
     from telescope_assets.ml.train import fit
     from telescope_assets.resources import MlflowResource
     from telescope_assets.simulate.training import quality_examples
-    from telescope_assets.tasks.models import _log_model, example_inputs
+    from telescope_assets.tasks.models import _log_model, example_inputs, model_arrays
 
     root = tmp_path_factory.mktemp("mlflow_champions")
     store = MlflowResource(
@@ -116,7 +116,8 @@ def mlflow_champions(tmp_path_factory):
     mlflow.set_tracking_uri(store.tracking_uri)
     mlflow.set_registry_uri(store.tracking_uri)
     for kind, keys in (("frame_quality", ("x", "scalars", "y", "flags")), ("anomaly", ("x",))):
-        net, _ = fit(kind, {k: data[k] for k in keys}, max_epochs=1)
+        arrays = model_arrays(kind, data)
+        net, _ = fit(kind, {k: arrays[k] for k in keys}, max_epochs=1)
         with mlflow.start_run(experiment_id=store.experiment_id(kind)):
             mlflow.log_metric("eval_threshold_at_fpr_1pct", 0.5)
             info = _log_model(net, kind, example_inputs(kind, data))

@@ -69,7 +69,10 @@ class RealBogusNet(nn.Module):
 
 
 class ConvAutoencoder(nn.Module):
-    """Convolutional autoencoder of 2×64×64 thumbnails; reconstruction error scores oddity."""
+    """Convolutional autoencoder of 2×32×32 anomaly representations (or any side divisible by 8).
+
+    Its reconstruction error scores oddity.
+    """
 
     def __init__(self, channels: int = 2, width: int = 16):
         super().__init__()

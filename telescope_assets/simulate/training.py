@@ -17,7 +17,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from telescope_assets.science.thumbnails import REGION, THUMB, frame_thumbnail, normalise
+from telescope_assets.science.thumbnails import (
+    ANOMALY_SIDE,
+    REGION,
+    THUMB,
+    anomaly_representation,
+    frame_thumbnail,
+    normalise,
+)
 from telescope_assets.simulate.network import OPTICS_FWHM_PX, quality_class
 from telescope_assets.simulate.render import Conditions, Source, render_sources
 
@@ -118,18 +125,23 @@ def quality_examples(n: int, seed: int) -> dict[str, np.ndarray]:
     -------
     dict
         ``x`` (n, 2, 64, 64) thumbnails, ``scalars`` (n, 3) measured seeing (arcsec),
-        transparency and ellipticity, ``y`` (n,) class index into :data:`QUALITY_CLASSES`, ``flags``
-        (n, 6) 0/1 for :data:`FLAG_NAMES`, ``anomalous`` (n,) morphological defects.
+        transparency and ellipticity, ``anomaly_x`` (n, 2, 32, 32) the autoencoder's
+        input (:func:`anomaly_representation`), ``y`` (n,) class index into
+        :data:`QUALITY_CLASSES`, ``flags`` (n, 6) 0/1 for :data:`FLAG_NAMES`,
+        ``anomalous`` (n,) morphological defects.
     """
     rng = np.random.default_rng(np.random.SeedSequence([seed, 1]))
     xs = np.empty((n, 2, THUMB, THUMB), np.float32)
+    anomaly_x = np.empty((n, 2, ANOMALY_SIDE, ANOMALY_SIDE), np.float32)
     scalars = np.empty((n, 3), np.float32)
     y = np.empty(n, np.int64)
     flags = np.zeros((n, len(FLAG_NAMES)), np.float32)
     for i in range(n):
         scale = float(rng.uniform(0.9, 1.3))
         cond = _quality_conditions(rng, scale)
-        xs[i] = frame_thumbnail(_render_frame(rng, cond, scale))
+        frame = _render_frame(rng, cond, scale)
+        xs[i] = frame_thumbnail(frame)
+        anomaly_x[i] = anomaly_representation(frame)
         scalars[i] = (
             cond.seeing_arcsec * SEEING_BIAS * (1 + rng.normal(0, SEEING_SCATTER)),
             cond.transparency + rng.normal(0, TRANSPARENCY_SCATTER),
@@ -143,6 +155,7 @@ def quality_examples(n: int, seed: int) -> dict[str, np.ndarray]:
     ]
     return {
         "x": xs,
+        "anomaly_x": anomaly_x,
         "scalars": scalars,
         "y": y,
         "flags": flags,

@@ -22,7 +22,7 @@ from telescope_assets.science.ephemeris import airmass
 __all__ = ["CATALOG_SCHEMA", "CATALOG_VERSION", "catalog_one", "load_reference"]
 
 #: Bump when catalogs change: every frame's catalog becomes stale and is redone.
-CATALOG_VERSION = "cat-2"
+CATALOG_VERSION = "cat-3"
 
 
 def _schema():
@@ -250,14 +250,18 @@ def catalog_one(row: dict, lake: Lake, site: Site) -> dict[str, Any]:
     sources.insert(0, "source_id", [f"{fid}-{i:05d}" for i in range(len(sources))])
     sources["frame_id"], sources["site"], sources["night"] = fid, site.name, night
     sources["filter"], sources["mjd"] = band, float(when.mjd)
-    thumbnail_path = None
+    thumbnail_path = anomaly_input_path = None
     if min(sci.shape) >= thumbnails.REGION:
+        good = np.where(mask & 1, np.nan, sci)
         thumbnail_path = f"thumbnails/{site.name}/{night}/{fid}.npy"
-        buf = io.BytesIO()
-        np.save(
-            buf, thumbnails.frame_thumbnail(np.where(mask & 1, np.nan, sci)), allow_pickle=False
-        )
-        lake.write_bytes(thumbnail_path, buf.getvalue())
+        anomaly_input_path = f"thumbnails/{site.name}/{night}/{fid}.anomaly.npy"
+        for rel, array in (
+            (thumbnail_path, thumbnails.frame_thumbnail(good)),
+            (anomaly_input_path, thumbnails.anomaly_representation(good)),
+        ):
+            buf = io.BytesIO()
+            np.save(buf, array, allow_pickle=False)
+            lake.write_bytes(rel, buf.getvalue())
     table = sources[[f.name for f in CATALOG_SCHEMA]]
     path = f"catalogs/{site.name}/{night}/{fid}.parquet"
     lake.write_parquet(path, table, schema=CATALOG_SCHEMA)
@@ -299,6 +303,7 @@ def catalog_one(row: dict, lake: Lake, site: Site) -> dict[str, Any]:
         "wcs_header": wcs.to_header(relax=True).tostring(sep="\n"),
         "reference_catalog": ref_path,
         "thumbnail_path": thumbnail_path,
+        "anomaly_input_path": anomaly_input_path,
         "trail_candidates": trail,
         "hot_columns": hot_cols,
         "quality_flags": ",".join(flags),

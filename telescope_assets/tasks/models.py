@@ -12,11 +12,23 @@ import numpy as np
 from telescope_assets.ml.evaluate import evaluate
 from telescope_assets.ml.train import MODELS, fit
 
-__all__ = ["example_inputs", "train_and_register"]
+__all__ = ["example_inputs", "model_arrays", "train_and_register"]
+
+
+def model_arrays(kind: str, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The arrays of a training set that ``kind`` sees, under the names it expects.
+
+    The autoencoder shares the frame-quality training set but reads its own
+    representation (``anomaly_x``: PSF stack and line sinogram) as ``x``.
+    """
+    if kind == "anomaly" and "anomaly_x" in arrays:
+        return {"x": arrays["anomaly_x"], "anomalous": arrays["anomalous"]}
+    return arrays
 
 
 def example_inputs(kind: str, arrays: dict[str, np.ndarray], n: int = 2):
     """The model's input example: what ``forward`` takes, as numpy arrays."""
+    arrays = model_arrays(kind, arrays)
     if kind == "frame_quality":
         return [arrays["x"][:n], arrays["scalars"][:n]]
     return arrays["x"][:n]
@@ -52,6 +64,7 @@ def train_and_register(
         tags=tags,
         run_name=f"{kind}-{time.strftime('%Y%m%dT%H%M%S')}",
     )
+    train, evaluation = model_arrays(kind, train), model_arrays(kind, evaluation)
     inputs = dict(train)
     if kind == "anomaly":  # the autoencoder learns what normal frames look like
         inputs = {"x": train["x"][train["anomalous"] == 0]}

@@ -9,7 +9,7 @@ from telescope_assets.ml.evaluate import evaluate
 from telescope_assets.ml.train import MODELS, fit
 from telescope_assets.resources.mlflow import MlflowResource, NoChampionError
 from telescope_assets.simulate.training import quality_examples, real_bogus_examples
-from telescope_assets.tasks.models import train_and_register
+from telescope_assets.tasks.models import model_arrays, train_and_register
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +24,7 @@ def rb_small():
 
 @pytest.mark.parametrize("kind", ["frame_quality", "real_bogus", "anomaly"])
 def test_fast_dev_run_of_every_module(kind, quality_small, rb_small):
-    arrays = rb_small if kind == "real_bogus" else quality_small
+    arrays = model_arrays(kind, rb_small if kind == "real_bogus" else quality_small)
     net, _ = fit(kind, {k: arrays[k] for k in MODELS[kind].keys}, fast_dev_run=True)
     x = torch.as_tensor(arrays["x"][:4])
     with torch.no_grad():
@@ -164,3 +164,27 @@ def test_tampered_artifact_is_refused(store, champion_report):
     mlflow.set_tracking_uri(store.tracking_uri)
     with pytest.raises(MlflowException, match="pickle"):
         mlflow.pytorch.load_model(str(local))
+
+
+def test_autoencoder_meets_its_target_through_the_registry(store):
+    """The full path of the anomaly model: train on normal frames, register, gate, load."""
+    train, evaluation = quality_examples(600, seed=21), quality_examples(500, seed=990_001)
+    # A tenth of the production data, so more epochs (still ~10 s).
+    report = train_and_register(
+        "anomaly",
+        train,
+        evaluation,
+        mlflow_resource=store,
+        tags={"training_set": "test"},
+        max_epochs=80,
+    )
+    print({k: v for k, v in report.items() if k != "plots"})
+    assert report["metrics"]["n_normal"] > 250
+    assert report["metrics"]["n_anomalous"] > 150
+    assert report["metrics"]["tpr_at_fpr_1pct"] >= 0.90
+    assert report["promoted"], report["reason"]
+    net, version = store.load_champion("anomaly")
+    assert version == report["version"]
+    rep = model_arrays("anomaly", evaluation)
+    metrics, _ = evaluate("anomaly", net, rep)
+    assert metrics["tpr_at_fpr_1pct"] == pytest.approx(report["metrics"]["tpr_at_fpr_1pct"])

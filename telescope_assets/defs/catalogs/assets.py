@@ -300,7 +300,17 @@ def _apply_models(store, table: pd.DataFrame, cnn, ae, threshold: float) -> pd.D
         logits = cnn(x, torch.as_tensor(scalars))
         probs = torch.softmax(logits[:, :3], 1).numpy()
         flags = torch.sigmoid(logits[:, 3:]).numpy()
-        score = ((ae(x) - x) ** 2).mean(dim=(1, 2, 3)).numpy() if ae is not None else None
+        score = None
+        if ae is not None:
+            a = torch.as_tensor(
+                np.stack(
+                    [
+                        np.load(io.BytesIO(store.read_bytes(p)), allow_pickle=False)
+                        for p in rows.anomaly_input_path
+                    ]
+                )
+            )
+            score = ((ae(a) - a) ** 2).mean(dim=(1, 2, 3)).numpy()
     classes = np.array(["good", "medium", "bad"])
     table.loc[has, "cnn_class"] = classes[probs.argmax(1)]
     for i, name in enumerate(("p_good", "p_medium", "p_bad")):
