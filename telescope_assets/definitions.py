@@ -11,7 +11,7 @@ import dagster as dg
 from telescope_assets.defs.catalogs.assets import frame_quality, source_catalogs
 from telescope_assets.defs.frames.assets import calibrated_frames, calibration_masters, raw_frames
 from telescope_assets.defs.ingest.sensors import new_frames
-from telescope_assets.defs.jobs import frames_job
+from telescope_assets.defs.jobs import followup_job, frames_job
 from telescope_assets.defs.models.assets import (
     anomaly_model,
     frame_quality_model,
@@ -21,6 +21,13 @@ from telescope_assets.defs.models.assets import (
     real_bogus_training_set,
     weekly_retraining,
 )
+from telescope_assets.defs.transients.assets import (
+    alerts,
+    followup_requests,
+    reference_images,
+    transient_candidates,
+)
+from telescope_assets.defs.transients.sensors import new_alerts
 from telescope_assets.resources import (
     DaskResource,
     IncomingResource,
@@ -61,14 +68,18 @@ defs = dg.Definitions(
         calibrated_frames,
         source_catalogs,
         frame_quality,
+        reference_images,
+        transient_candidates,
+        alerts,
+        followup_requests,
         frame_quality_training_set,
         real_bogus_training_set,
         frame_quality_model,
         real_bogus_model,
         anomaly_model,
     ],
-    jobs=[frames_job, models_job],
-    sensors=[new_frames],
+    jobs=[frames_job, followup_job, models_job],
+    sensors=[new_frames, new_alerts],
     schedules=[weekly_retraining],
     resources=resources_from_env(),
 )

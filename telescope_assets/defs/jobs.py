@@ -2,13 +2,22 @@
 
 import dagster as dg
 
-__all__ = ["frames_job"]
+__all__ = ["followup_job", "frames_job"]
 
 #: Everything per site × night that follows from new frames. In-process: one process
 #: per run instead of one per step, which matters for a frame's latency to an alert.
 frames_job = dg.define_asset_job(
     "frames_job",
-    selection=dg.AssetSelection.groups("frames", "catalogs"),
+    selection=dg.AssetSelection.groups("frames", "catalogs", "transients"),
     executor_def=dg.in_process_executor,
-    description="Ingested frames of one site × night to calibrated frames, catalogs and quality.",
+    description="Ingested frames of one site × night to calibrated frames, catalogs, quality, "
+    "references, transient candidates and alerts.",
+)
+
+#: Launched by the ``new_alerts`` sensor for every new ``alerts`` materialization.
+followup_job = dg.define_asset_job(
+    "followup_job",
+    selection=dg.AssetSelection.groups("followup"),
+    executor_def=dg.in_process_executor,
+    description="Follow-up requests at the other sites for the alerts of one site × night.",
 )

@@ -14,7 +14,14 @@ import numpy as np
 
 from telescope_assets.science.nights import night_noon_utc
 
-__all__ = ["NightWindow", "airmass", "night_window", "offline_astropy"]
+__all__ = [
+    "NightWindow",
+    "Visibility",
+    "airmass",
+    "night_window",
+    "observability",
+    "offline_astropy",
+]
 
 _CONFIGURED = False
 
@@ -125,3 +132,65 @@ def airmass(site, ra_deg, dec_deg, when) -> np.ndarray:
     alt = np.asarray(alt)
     with np.errstate(divide="ignore"):
         return np.where(alt > 0, 1 / np.sin(np.radians(np.clip(alt, 1e-3, 90))), np.inf)
+
+
+@dataclass(frozen=True)
+class Visibility:
+    """When a target can be observed from a site on one night (UTC), or why not."""
+
+    site: str
+    night: str
+    observable: bool
+    start: dt.datetime | None
+    end: dt.datetime | None
+    min_airmass: float
+    moon_separation_deg: float
+    reason: str
+
+
+def observability(
+    site,
+    night: str,
+    ra_deg: float,
+    dec_deg: float,
+    *,
+    after: dt.datetime | None = None,
+    max_airmass: float = 2.0,
+    min_moon_separation_deg: float = 30.0,
+    step_minutes: float = 10.0,
+) -> Visibility:
+    """The window of astronomical night in which a target has airmass below ``max_airmass``.
+
+    Only time after ``after`` counts (an alert cannot be followed up in the past). The
+    target is refused when the Moon is closer than ``min_moon_separation_deg``.
+    """
+    offline_astropy()
+    from astropy import units as u
+    from astropy.coordinates import SkyCoord, get_body
+    from astropy.time import Time
+
+    window = night_window(site, night)
+    name = site.name
+    if window.dark_hours <= 0:
+        return Visibility(name, night, False, None, None, np.inf, np.nan, "no astronomical night")
+    start, end = window.evening_twilight_end, window.morning_twilight_start
+    if after is not None:
+        start = max(start, after)
+    if start >= end:
+        return Visibility(name, night, False, None, None, np.inf, np.nan, "night already over")
+    n = max(int((end - start).total_seconds() / 60 / step_minutes), 1) + 1
+    times = [start + (end - start) * (i / (n - 1 if n > 1 else 1)) for i in range(n)]
+    x = airmass(site, ra_deg, dec_deg, times)
+    target = SkyCoord(ra_deg * u.deg, dec_deg * u.deg)
+    mid = Time(times[n // 2])
+    moon = get_body("moon", mid, location=site.location)
+    sep = float(moon.separation(target, origin_mismatch="ignore").deg)
+    ok = x < max_airmass
+    best = float(np.min(x))
+    if not ok.any():
+        reason = "below the horizon all night" if np.isinf(best) else f"airmass ≥ {max_airmass}"
+        return Visibility(name, night, False, None, None, best, sep, reason)
+    if sep < min_moon_separation_deg:
+        return Visibility(name, night, False, None, None, best, sep, f"Moon {sep:.0f}° away")
+    idx = np.flatnonzero(ok)
+    return Visibility(name, night, True, times[idx[0]], times[idx[-1]], best, sep, "observable")

@@ -1,0 +1,1 @@
+"""References, transient candidates, alerts, the alert sensor and follow-up requests."""

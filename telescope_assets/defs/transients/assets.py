@@ -1,0 +1,347 @@
+"""References, transient candidates, alerts and cross-site follow-up requests."""
+
+import io
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+
+from telescope_assets import tasks
+from telescope_assets.defs.catalogs.assets import frame_quality, source_catalogs
+from telescope_assets.defs.frames.assets import calibrated_frames
+from telescope_assets.defs.models.assets import real_bogus_model
+from telescope_assets.defs.partitions import site_night, site_nights
+from telescope_assets.resources import DaskResource, LakeResource, MlflowResource, RegistryResource
+from telescope_assets.resources.mlflow import NoChampionError
+from telescope_assets.tasks import alerts as alert_tasks
+from telescope_assets.tasks import followup as followup_tasks
+from telescope_assets.tasks import transients as tr
+
+__all__ = ["AlertConfig", "alerts", "followup_requests", "reference_images", "transient_candidates"]
+
+
+def _md(df: pd.DataFrame, rows: int = 30) -> dg.MetadataValue:
+    return dg.MetadataValue.md(df.head(rows).to_markdown(index=False) if len(df) else "_(none)_")
+
+
+def _read(store, asset: str, site: str, night: str) -> pd.DataFrame:
+    path = store.manifest(asset, site, night)
+    return store.read_parquet(path) if store.exists(path) else pd.DataFrame()
+
+
+@dg.asset(
+    partitions_def=site_nights,
+    group_name="transients",
+    kinds={"fits"},
+    deps=[calibrated_frames, source_catalogs, frame_quality],
+)
+def reference_images(
+    context: dg.AssetExecutionContext, lake: LakeResource, registry: RegistryResource
+) -> dg.MaterializeResult:
+    """Deep stacks (site, field, filter) of the best frames of earlier nights, for this night.
+
+    One per field and filter observed tonight: the sharpest usable frames of earlier nights
+    (good or medium quality, WCS and zero point solved, not anomalous), aligned on the
+    sharpest frame's refined WCS, scaled to its zero point and stacked with their own
+    ``ERR``/``MASK``; the ``FRAMES`` table names them. Content-addressed: rebuilt only when
+    better frames exist. The first night of a field has no reference yet.
+    """
+    site_name, night = site_night(context)
+    store = lake.get()
+    site = registry.get()[site_name]
+    tonight = _read(store, "source_catalogs", site_name, night)
+    earlier = tr.earlier_frames(store, site_name, night)
+    rows = []
+    pairs = sorted({(r.object, r.filter) for r in tonight.itertuples()}) if len(tonight) else []
+    for field, band in pairs:
+        ref_id, _pick = tr.reference_plan(earlier, field, band)
+        if not ref_id:
+            rows.append(
+                {"field": field, "filter": band, "reference_id": "", "status": "no earlier frames"}
+            )
+            continue
+        entry = tr.build_reference(store, site, field, band, earlier)
+        rows.append(entry | {"status": "built" if entry["built_now"] else "unchanged"})
+    table = pd.DataFrame(rows)
+    store.write_parquet(store.manifest("reference_images", site_name, night), table)
+    built = int((table.status == "built").sum()) if len(table) else 0
+    return dg.MaterializeResult(
+        metadata={
+            "n_references": int((table.reference_id != "").sum()) if len(table) else 0,
+            "n_built_now": built,
+            "n_without_reference": int((table.reference_id == "").sum()) if len(table) else 0,
+            "references": _md(
+                table[
+                    [
+                        c
+                        for c in (
+                            "field",
+                            "filter",
+                            "reference_id",
+                            "n_frames",
+                            "frames",
+                            "seeing_arcsec",
+                            "status",
+                        )
+                        if c in table
+                    ]
+                ]
+                if len(table)
+                else table
+            ),
+        }
+    )
+
+
+@dg.asset(
+    partitions_def=site_nights,
+    group_name="transients",
+    kinds={"parquet", "pytorch", "dask"},
+    deps=[reference_images, source_catalogs, real_bogus_model],
+)
+def transient_candidates(
+    context: dg.AssetExecutionContext,
+    lake: LakeResource,
+    registry: RegistryResource,
+    dask: DaskResource,
+    mlflow: MlflowResource,
+) -> dg.MaterializeResult:
+    """≥ 5σ sources in each frame's difference with its reference, scored by ``real_bogus``.
+
+    Per frame: align the reference onto the frame, match PSFs (Bramich kernel), subtract,
+    detect; 63×63 science / reference / difference cutouts; the ``real_bogus@champion``
+    class probabilities and its version.
+    """
+    from telescope_assets.simulate.training import RB_CLASSES
+
+    site_name, night = site_night(context)
+    store = lake.get()
+    site = registry.get()[site_name]
+    try:
+        net, rb_version = mlflow.load_champion("real_bogus")
+    except NoChampionError as exc:
+        raise dg.Failure(description=str(exc)) from exc
+    catalogs = _read(store, "source_catalogs", site_name, night)
+    refs = _read(store, "reference_images", site_name, night)
+    by_key = {
+        (r["field"], r["filter"]): r for r in refs.to_dict("records") if r.get("reference_id")
+    }
+    todo, skipped = [], []
+    for row in catalogs.to_dict("records") if len(catalogs) else []:
+        ref = by_key.get((row["object"], row["filter"]))
+        if ref is None:
+            skipped.append({"frame_id": row["frame_id"], "status": "no_reference"})
+        elif not row["wcs_ok"] or not np.isfinite(row["zero_point"]):
+            skipped.append({"frame_id": row["frame_id"], "status": "no_wcs_or_zero_point"})
+        else:
+            todo.append((row, ref))
+    done = dask.map(tr.difference_pair, todo, lake=store, site=site)
+    frames = pd.DataFrame([*done, *skipped])
+    tables = []
+    for row in done:
+        if row["status"] != "subtracted":
+            continue
+        cands = store.read_parquet(row["candidates_path"])
+        if not len(cands):
+            continue
+        with np.load(io.BytesIO(store.read_bytes(row["cutouts_path"])), allow_pickle=False) as z:
+            stamps = z["cutouts"]
+        probs = alert_tasks.score(net, stamps, RB_CLASSES)
+        for i, name in enumerate(RB_CLASSES):
+            cands[f"p_{name}"] = probs[:, i]
+        cands["rb_class"] = np.asarray(RB_CLASSES)[probs.argmax(1)]
+        tables.append(cands)
+    table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+    if len(table):
+        table["rb_model"] = f"real_bogus/{rb_version}"
+    store.write_parquet(store.manifest("transient_candidates", site_name, night), table)
+    store.write_parquet(store.manifest("transient_frames", site_name, night), frames)
+    n_real = int((table.rb_class == "real").sum()) if len(table) else 0
+    return dg.MaterializeResult(
+        metadata={
+            "n_frames_subtracted": int((frames.status == "subtracted").sum()) if len(frames) else 0,
+            "n_frames_without_reference": int((frames.status == "no_reference").sum())
+            if len(frames)
+            else 0,
+            "n_candidates": len(table),
+            "n_real": n_real,
+            "real_bogus_model": f"real_bogus/{rb_version}",
+            "frames": _md(frames),
+        }
+    )
+
+
+class AlertConfig(dg.Config):
+    """Run configuration of ``alerts``."""
+
+    min_real_score: float = 0.5  # p(real) a candidate needs to become an alert
+    min_snr: float = 5.0
+
+
+@dg.asset(
+    partitions_def=site_nights,
+    group_name="transients",
+    kinds={"avro", "parquet"},
+    deps=[transient_candidates],
+    pool="alert_objects",
+)
+def alerts(
+    context: dg.AssetExecutionContext,
+    config: AlertConfig,
+    lake: LakeResource,
+    registry: RegistryResource,
+) -> dg.MaterializeResult:
+    """Candidates with a real score above the threshold, associated with objects, as Avro.
+
+    Ids are the candidates' (stable across reruns and backfills); a known variable or an
+    already-alerted object is recognised by position. One packet per alert (ZTF's shape:
+    candidate, previous candidates, gzipped FITS cutouts, scores with model versions) at
+    ``alerts/<site>/<night>/<alert_id>.avro``, written once. The ``alert_objects`` pool
+    runs one ``alerts`` step at a time, so two sites never create one object twice.
+    """
+    site_name, night = site_night(context)
+    store = lake.get()
+    site = registry.get()[site_name]
+    cands = _read(store, "transient_candidates", site_name, night)
+    if len(cands):
+        keep = (cands.p_real >= config.min_real_score) & (cands.snr >= config.min_snr)
+        chosen = cands[keep].copy()
+    else:
+        chosen = pd.DataFrame()
+    objects = (
+        store.read_parquet(alert_tasks.OBJECTS_PATH)
+        if store.exists(alert_tasks.OBJECTS_PATH)
+        else pd.DataFrame()
+    )
+    table = pd.DataFrame()
+    n_written = 0
+    if len(chosen):
+        chosen["alert_id"] = chosen.candidate_id
+        parts = []
+        for field, group in chosen.groupby("field"):
+            refcat, _ = tasks.catalogs.load_reference(store, site, field)
+            assoc, objects = alert_tasks.associate(group, refcat, objects)
+            parts.append(assoc)
+        table = pd.concat(parts, ignore_index=True).sort_values("alert_id", ignore_index=True)
+        store.write_parquet(alert_tasks.OBJECTS_PATH, objects)
+        history = _alert_history(store, table.object_id.unique())
+        stamps_by_frame = {}
+        paths = []
+        for row in table.to_dict("records"):
+            fid = row["frame_id"]
+            if fid not in stamps_by_frame:
+                rel = f"candidates/{site_name}/{night}/{fid}.npz"
+                with np.load(io.BytesIO(store.read_bytes(rel)), allow_pickle=False) as z:
+                    stamps_by_frame[fid] = dict(zip(z["candidate_id"], z["cutouts"], strict=True))
+            previous = [p for p in history.get(row["object_id"], []) if p["mjd"] < row["mjd"]]
+            scores = {k: row[k] for k in row if k.startswith("p_")}
+            record = alert_tasks.packet(
+                row, stamps_by_frame[fid][row["candidate_id"]], previous, scores
+            )
+            path = alert_tasks.packet_path(row)
+            n_written += alert_tasks.write_packet(store, record, path)
+            paths.append(path)
+        table["packet_path"] = paths
+    store.write_parquet(store.manifest("alerts", site_name, night), table)
+    kinds = table.object_kind.value_counts().to_dict() if len(table) else {}
+    show = [
+        "alert_id",
+        "object_id",
+        "object_kind",
+        "ra",
+        "dec",
+        "mag",
+        "snr",
+        "p_real",
+        "rb_model",
+        "reference_id",
+    ]
+    return dg.MaterializeResult(
+        metadata={
+            "n_alerts": len(table),
+            "n_packets_written_now": n_written,
+            "object_kinds": dg.MetadataValue.json(kinds),
+            "min_real_score": config.min_real_score,
+            "real_bogus_model": str(table.rb_model.iloc[0]) if len(table) else "",
+            "alerts": _md(table[show] if len(table) else table),
+        }
+    )
+
+
+def _alert_history(store, object_ids) -> dict[str, list[dict]]:
+    """Earlier alerts of these objects, at every site and night (for ``prv_candidates``)."""
+    wanted = set(object_ids)
+    out: dict[str, list[dict]] = {}
+    for rel in store.list("manifests/alerts", ".parquet", recursive=True):
+        table = store.read_parquet(rel)
+        if not len(table) or "object_id" not in table:
+            continue
+        for row in table[table.object_id.isin(wanted)].to_dict("records"):
+            out.setdefault(row["object_id"], []).append(row)
+    return out
+
+
+@dg.asset(
+    partitions_def=site_nights,
+    group_name="followup",
+    kinds={"json"},
+    deps=[alerts],
+)
+def followup_requests(
+    context: dg.AssetExecutionContext, lake: LakeResource, registry: RegistryResource
+) -> dg.MaterializeResult:
+    """Observation requests at every other site that can see each new transient tonight.
+
+    Known variable stars get no follow-up. Requests are written to
+    ``queues/<site>/<alert_id>.json`` once (idempotent per alert and site), ranked by the
+    earliest good window and the site's recent conditions.
+    """
+    site_name, night = site_night(context)
+    store = lake.get()
+    reg = registry.get()
+    table = _read(store, "alerts", site_name, night)
+    wanted = table[table.object_kind == "transient"] if len(table) else table
+    conditions = {
+        name: followup_tasks.recent_conditions(store, name, night)
+        for name in reg.names
+        if name != site_name
+    }
+    requests, refusals, written = [], [], 0
+    for alert in wanted.to_dict("records"):
+        reqs, refused = followup_tasks.plan_alert(alert, reg, conditions)
+        for req in reqs:
+            path = followup_tasks.queue_path(req["site"], alert["alert_id"])
+            if not store.exists(path):
+                store.write_json(path, req)
+                written += 1
+        requests += reqs
+        refusals += [r | {"alert_id": alert["alert_id"]} for r in refused]
+    out = followup_tasks.as_table(requests)
+    store.write_parquet(store.manifest("followup_requests", site_name, night), out)
+    by_site = out.site.value_counts().to_dict() if len(out) else {}
+    return dg.MaterializeResult(
+        metadata={
+            "n_alerts_followed": len(wanted),
+            "n_requests": len(out),
+            "n_written_now": written,
+            "requests_by_site": dg.MetadataValue.json(by_site),
+            "refused": _md(pd.DataFrame(refusals)),
+            "requests": _md(
+                out[
+                    [
+                        c
+                        for c in (
+                            "request_id",
+                            "site",
+                            "priority",
+                            "window_start",
+                            "window_end",
+                            "filters",
+                            "exptime",
+                        )
+                        if c in out
+                    ]
+                ]
+            ),
+        }
+    )

@@ -1,0 +1,45 @@
+"""The ``new_alerts`` sensor: every new ``alerts`` materialization → a follow-up run."""
+
+import dagster as dg
+
+from telescope_assets.defs.jobs import followup_job
+
+__all__ = ["new_alerts"]
+
+#: Materializations read per tick; the rest wait for the next one (the cursor says where).
+BATCH = 100
+
+
+@dg.sensor(
+    job=followup_job,
+    minimum_interval_seconds=2,
+    default_status=dg.DefaultSensorStatus.STOPPED,
+    description="Requests a follow-up run for every new materialization of `alerts`, read "
+    "from the event log after a storage-id cursor (nothing between ticks is dropped).",
+)
+def new_alerts(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+    """Read ``alerts`` materializations after the cursor, oldest first, in bounded batches."""
+    after = int(context.cursor) if context.cursor else None
+    records = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey("alerts"), after_storage_id=after),
+        limit=BATCH,
+        ascending=True,
+    ).records
+    if not records:
+        return dg.SensorResult(skip_reason="no new alerts", cursor=context.cursor)
+    requests = []
+    for record in records:
+        partition = record.partition_key
+        if partition is None:
+            continue
+        n = record.asset_materialization.metadata.get("n_alerts")
+        if n is not None and int(n.value) == 0:
+            continue  # nothing to follow up
+        requests.append(
+            dg.RunRequest(
+                run_key=f"followup:{record.storage_id}",
+                partition_key=partition,
+                tags={"telescope/alerts_storage_id": str(record.storage_id)},
+            )
+        )
+    return dg.SensorResult(run_requests=requests, cursor=str(records[-1].storage_id))

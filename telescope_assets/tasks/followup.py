@@ -1,0 +1,124 @@
+"""Cross-site follow-up: which other sites can observe an alert's target tonight, and how.
+
+Every site other than the one that alerted is checked (astronomical night after the
+alert, airmass < 2, Moon ≥ 30° away). Observable sites are ranked by the earliest start
+of their window, then by their recent conditions (the latest frame-quality partition:
+median transparency and seeing). Each gets a request in its queue,
+``queues/<site>/<alert_id>.json``, written once (idempotent per alert and site).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from telescope_assets.lake import Lake
+from telescope_assets.registry import Site, SiteRegistry
+from telescope_assets.science.ephemeris import observability
+from telescope_assets.science.nights import night_of
+
+__all__ = ["exposure_for", "plan_alert", "queue_path", "recent_conditions"]
+
+#: S/N a follow-up exposure aims for, and its limits (seconds).
+TARGET_SNR, MIN_EXPTIME, MAX_EXPTIME = 20.0, 30.0, 600.0
+
+
+def queue_path(site: str, alert_id: str) -> str:
+    """Where a follow-up request for ``site`` lives."""
+    return f"queues/{site}/{alert_id}.json"
+
+
+def recent_conditions(lake: Lake, site: str, night: str) -> dict[str, float]:
+    """Median transparency and seeing of the site's latest frame-quality night ≤ ``night``."""
+    nights = [
+        p.rsplit("/", 1)[-1].removesuffix(".parquet")
+        for p in lake.list(f"manifests/frame_quality/{site}", ".parquet")
+    ]
+    nights = [n for n in nights if n <= night]
+    for n in sorted(nights, reverse=True):
+        table = lake.read_parquet(f"manifests/frame_quality/{site}/{n}.parquet")
+        if len(table) and table.transparency.notna().any():
+            return {
+                "night": n,
+                "transparency": float(np.nanmedian(table.transparency.astype(float))),
+                "seeing_arcsec": float(np.nanmedian(table.seeing_arcsec.astype(float))),
+            }
+    return {"night": None, "transparency": np.nan, "seeing_arcsec": np.nan}
+
+
+def exposure_for(site: Site, band: str, mag: float, seeing_arcsec: float) -> float:
+    """Exposure (s) reaching :data:`TARGET_SNR` on a ``mag`` point source (sky-limited)."""
+    zp = site.nominal_zero_point.get(band, 23.5)
+    sky_mag = 20.5  # mag/arcsec², a grey sky
+    seeing = seeing_arcsec if np.isfinite(seeing_arcsec) else site.median_seeing_arcsec
+    scale = site.camera.pixel_scale
+    npix = np.pi * (seeing / scale) ** 2  # an aperture of radius one FWHM
+    source = 10 ** (-0.4 * (mag - zp))  # e-/s
+    sky = 10 ** (-0.4 * (sky_mag - zp)) * scale**2 * npix  # e-/s in the aperture
+    # Solve S/N = s t / sqrt(s t + b t + npix RN²) for t.
+    a, b, c = source**2, -(TARGET_SNR**2) * (source + sky), -(TARGET_SNR**2) * npix * 36.0
+    t = (-b + np.sqrt(b * b - 4 * a * c)) / (2 * a)
+    return float(np.clip(np.ceil(t / 10) * 10, MIN_EXPTIME, MAX_EXPTIME))
+
+
+def plan_alert(
+    alert: dict, registry: SiteRegistry, conditions: dict[str, dict]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Requests for every other site that can observe the alert tonight, and the refusals."""
+    when = dt.datetime.fromtimestamp((alert["mjd"] - 40587.0) * 86400.0, dt.UTC)
+    requests, refused = [], []
+    for name in registry.names:
+        if name == alert["site"]:
+            continue
+        site = registry[name]
+        night = night_of(when, site.timezone)
+        vis = observability(site, night, float(alert["ra"]), float(alert["dec"]), after=when)
+        if not vis.observable:
+            refused.append({"site": name, "night": night, "reason": vis.reason})
+            continue
+        cond = conditions.get(name, {})
+        seeing = cond.get("seeing_arcsec", np.nan)
+        mag = float(alert["mag"]) if np.isfinite(alert["mag"]) else 19.0
+        requests.append(
+            {
+                "request_id": f"{alert['alert_id']}@{name}",
+                "alert_id": alert["alert_id"],
+                "object_id": alert["object_id"],
+                "site": name,
+                "night": night,
+                "ra": float(alert["ra"]),
+                "dec": float(alert["dec"]),
+                "filters": list(site.filters),
+                "exptime": {b: exposure_for(site, b, mag, seeing) for b in site.filters},
+                "expected_mag": mag,
+                "window_start": vis.start.isoformat(),
+                "window_end": vis.end.isoformat(),
+                "min_airmass": round(vis.min_airmass, 3),
+                "moon_separation_deg": round(vis.moon_separation_deg, 1),
+                "recent_transparency": cond.get("transparency", np.nan),
+                "recent_seeing_arcsec": seeing,
+            }
+        )
+    transparency = [
+        r["recent_transparency"] if np.isfinite(r["recent_transparency"]) else 0.0 for r in requests
+    ]
+    order = sorted(
+        range(len(requests)),
+        key=lambda i: (requests[i]["window_start"], -transparency[i]),
+    )
+    for rank, i in enumerate(order, start=1):
+        requests[i]["priority"] = rank
+    return sorted(requests, key=lambda r: r["priority"]), refused
+
+
+def as_table(requests: list[dict]) -> pd.DataFrame:
+    """Requests as a flat table (filters and exposures as text)."""
+    if not requests:
+        return pd.DataFrame(columns=["request_id", "alert_id", "site", "priority"])
+    df = pd.DataFrame(requests)
+    df["filters"] = df.filters.map(",".join)
+    df["exptime"] = df.exptime.map(lambda d: ",".join(f"{k}:{v:g}" for k, v in d.items()))
+    return df

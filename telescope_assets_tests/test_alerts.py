@@ -1,0 +1,161 @@
+"""Alert packets (compared with real ZTF packets), association and the follow-up planner."""
+
+import datetime as dt
+import gzip
+import io
+
+import numpy as np
+import pandas as pd
+import pytest
+from astropy.io import fits
+
+from telescope_assets.lake import Lake
+from telescope_assets.registry import load_registry
+from telescope_assets.science.ephemeris import airmass
+from telescope_assets.tasks import alerts, followup
+from telescope_assets_tests.conftest import real_data
+
+ZTF = real_data("alerts", "ztf")
+
+
+def _alert_row(**over):
+    row = {
+        "alert_id": "f00d-c000",
+        "candidate_id": "f00d-c000",
+        "object_id": "TA260319abcdef",
+        "object_kind": "transient",
+        "frame_id": "f00d",
+        "site": "tololo",
+        "night": "2026-03-19",
+        "mjd": 61118.2,
+        "filter": "r",
+        "field": "F1",
+        "x": 100.2,
+        "y": 200.7,
+        "ra": 150.1,
+        "dec": -30.2,
+        "mag": 18.3,
+        "mag_err": 0.05,
+        "flux_ap": 5000.0,
+        "fluxerr_ap": 100.0,
+        "snr": 50.0,
+        "fwhm_px": 3.1,
+        "zero_point": 23.4,
+        "p_real": 0.98,
+        "rb_class": "real",
+        "rb_model": "real_bogus/3",
+        "reference_id": "ref-0123456789ab",
+    }
+    return row | over
+
+
+# ZTF's cutouts have a SIMPLE card astropy finds non-standard; the data read fine.
+@pytest.mark.filterwarnings("ignore:Found a SIMPLE card:astropy.io.fits.verify.VerifyWarning")
+def test_packet_has_ztf_shape_and_round_trips(tmp_path):
+    lake = Lake(str(tmp_path))
+    stamps = np.random.default_rng(0).normal(size=(3, 63, 63)).astype(np.float32)
+    row = _alert_row()
+    previous = [_alert_row(alert_id="beef-c001", mjd=61117.2, mag=18.9)]
+    record = alerts.packet(row, stamps, previous, {"p_real": 0.98, "p_cosmic_ray": 0.01})
+    path = alerts.packet_path(row)
+    assert alerts.write_packet(lake, record, path)
+    assert not alerts.write_packet(lake, record, path)  # immutable: written once
+    ours = alerts.read_packet(lake.read_bytes(path))
+    ztf_files = sorted(ZTF.glob("*.avro"))
+    assert ztf_files, f"no ZTF packets in {ZTF}"
+    for ztf_path in ztf_files:
+        ztf = alerts.read_packet(ztf_path.read_bytes())
+        # Every top-level field of ZTF's packet is in ours, with the same kind of value.
+        assert set(ztf) <= set(ours)
+        for key in ("cutoutScience", "cutoutTemplate", "cutoutDifference"):
+            assert set(ztf[key]) == set(ours[key]) == {"fileName", "stampData"}
+            assert ours[key]["fileName"].endswith(".fits.gz")
+            assert ztf[key]["fileName"].endswith(".fits.gz")
+        shared = {"jd", "ra", "dec", "isdiffpos", "xpos", "ypos", "magap", "sigmagap", "rb", "fwhm"}
+        assert shared <= set(ztf["candidate"]) & set(ours["candidate"])
+        assert isinstance(ztf["prv_candidates"], list)
+        assert isinstance(ours["prv_candidates"], list)
+    assert ours["candid"] == "f00d-c000"
+    assert ours["objectId"] == "TA260319abcdef"
+    assert ours["candidate"]["jd"] == pytest.approx(61118.2 + 2400000.5)
+    assert ours["candidate"]["rb"] == pytest.approx(0.98)
+    assert ours["model_versions"] == {"real_bogus": "real_bogus/3"}
+    assert [p["candid"] for p in ours["prv_candidates"]] == ["beef-c001"]
+    # The cutouts are gzipped FITS images, as ZTF's are.
+    for key, i in (("cutoutScience", 0), ("cutoutTemplate", 1), ("cutoutDifference", 2)):
+        data = fits.getdata(io.BytesIO(gzip.decompress(ours[key]["stampData"])))
+        np.testing.assert_allclose(data, stamps[i])
+    ztf = alerts.read_packet(ztf_files[0].read_bytes())
+    assert fits.getdata(io.BytesIO(gzip.decompress(ztf["cutoutScience"]["stampData"]))).shape == (
+        63,
+        63,
+    )
+
+
+def test_association_recognises_catalogued_variables_and_earlier_objects():
+    refcat = pd.DataFrame(
+        {
+            "source_id": ["S1", "S2"],
+            "ra": [150.0, 150.01],
+            "dec": [-30.0, -30.0],
+            "variable": [True, False],
+        }
+    )
+    new = pd.DataFrame(
+        [
+            _alert_row(alert_id="a", ra=150.0 + 0.3 / 3600, dec=-30.0),  # on the variable
+            _alert_row(alert_id="b", ra=150.01, dec=-30.0 + 0.5 / 3600),  # on a constant star
+            _alert_row(alert_id="c", ra=150.2, dec=-30.1),  # nothing there: new object
+        ]
+    )
+    out, objects = alerts.associate(new, refcat, pd.DataFrame())
+    assert out.object_kind.tolist() == ["known_variable", "star", "transient"]
+    assert out.object_id.tolist()[:2] == ["S1", "S2"]
+    assert out.object_id.iloc[2].startswith("TA260319")
+    again = pd.DataFrame(
+        [_alert_row(alert_id="d", ra=150.2 + 1 / 3600, dec=-30.1, night="2026-03-20")]
+    )
+    out2, objects2 = alerts.associate(again, refcat, objects)
+    assert out2.object_id.iloc[0] == out.object_id.iloc[2]  # same object, another night
+    assert len(objects2) == len(objects) == 3
+
+
+@pytest.mark.parametrize("dec", [-30.0, 60.0])
+def test_followup_goes_only_to_sites_that_can_see_the_target(dec):
+    reg = load_registry()
+    when = dt.datetime(2026, 3, 19, 22, 0, tzinfo=dt.UTC)  # La Palma's night, Chile's evening
+    mjd = 40587.0 + when.timestamp() / 86400
+    alert = _alert_row(site="lapalma", dec=dec, ra=150.0, mjd=mjd)
+    requests, refused = followup.plan_alert(alert, reg, {})
+    sites = {r["site"] for r in requests}
+    assert "lapalma" not in sites
+    assert sites | {r["site"] for r in refused} == set(reg.names) - {"lapalma"}
+    for req in requests:
+        start = dt.datetime.fromisoformat(req["window_start"])
+        end = dt.datetime.fromisoformat(req["window_end"])
+        assert start < end
+        # Real visibility: the target is above airmass 2 at both ends of the window.
+        site = reg[req["site"]]
+        assert airmass(site, 150.0, dec, [start, end]).max() < 2.0 + 1e-6
+        assert all(30 <= t <= 600 for t in req["exptime"].values())
+    if dec == 60.0:
+        # +60° never rises above airmass 2 from the southern sites.
+        assert sites == set()
+        assert {r["reason"] for r in refused} <= {
+            "below the horizon all night",
+            "airmass ≥ 2.0",
+            "night already over",
+        }
+    else:
+        # A southern target at -30°: night in South Africa and Chile; Siding Spring's is over.
+        assert sites == {"tololo", "sutherland"}
+        assert {r["site"]: r["reason"] for r in refused}["sidingspring"] == "night already over"
+        assert sorted(r["priority"] for r in requests) == list(range(1, len(requests) + 1))
+
+
+def test_exposure_grows_for_fainter_targets():
+    site = load_registry()["tololo"]
+    times = [followup.exposure_for(site, "r", m, 1.5) for m in (15.0, 18.0, 20.0, 23.0)]
+    assert times == sorted(times)
+    assert times[0] == 30.0
+    assert times[-1] == 600.0
