@@ -6,8 +6,10 @@ What it does, in order, with a progress bar for each long step:
 2. runs ``models_job`` once (training sets, the three models, gated ``champion``
    aliases in the MLflow store under ``models/``);
 3. ingests the incoming files exactly as the ``new_frames`` sensor does (same code);
-4. runs ``frames_job`` for every site × night that received frames, in the SQLite Dagster
-   instance under ``data/dagster``, so the runs and materializations show in the UI;
+4. runs ``frames_job`` for every site × night that received frames (calibration to
+   alerts), and ``followup_job`` where it made alerts (as the ``new_alerts`` sensor
+   would), in the SQLite Dagster instance under ``data/dagster``, so the runs and
+   materializations show in the UI;
 5. prints what was produced and where to look.
 
 Running it again does only what is new (nothing, if no frames arrived).
@@ -108,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         by_partition.values(), key=lambda r: (r.tags["telescope/site"], r.partition_key)
     )
     job = defs.resolve_job_def("frames_job")
+    followup = defs.resolve_job_def("followup_job")
+    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
     failed = []
     for request in tqdm(requests, desc="4/4 running frames_job", unit="partition", file=sys.stderr):
         outcome = job.execute_in_process(
@@ -115,10 +119,24 @@ def main(argv: list[str] | None = None) -> int:
             partition_key=request.partition_key,
             tags={**request.tags, "telescope/launched_by": "telescope-demo"},
             raise_on_error=False,
-            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+            run_config=quiet,
         )
         if not outcome.success:
             failed.append(request.partition_key)
+            continue
+        # What the new_alerts sensor does when the daemon runs: a follow-up run for
+        # every alerts materialization that has alerts.
+        made = outcome.asset_materializations_for_node("alerts")
+        if made and made[0].metadata["n_alerts"].value:
+            done = followup.execute_in_process(
+                instance=instance,
+                partition_key=request.partition_key,
+                tags={"telescope/launched_by": "telescope-demo"},
+                raise_on_error=False,
+                run_config=quiet,
+            )
+            if not done.success:
+                failed.append(f"followup {request.partition_key}")
     if batches:
         lake.write_json(OFFLINE_CURSOR, {"batch_id": batches[-1]})
 
@@ -189,6 +207,8 @@ def _summary(lake, registry, totals, n_runs, failed, home) -> None:
             raw = _read(lake, lake.manifest("raw_frames", site, night))
             cal = _read(lake, lake.manifest("calibrated_frames", site, night))
             quality = _read(lake, lake.manifest("frame_quality", site, night))
+            alerts = _read(lake, lake.manifest("alerts", site, night))
+            requests = _read(lake, lake.manifest("followup_requests", site, night))
             path = f"masters/{site}/{night}/manifest.json"
             masters = lake.read_json(path) if lake.exists(path) else {}
             classes = quality.quality_class.value_counts() if len(quality) else pd.Series()
@@ -209,6 +229,11 @@ def _summary(lake, registry, totals, n_runs, failed, home) -> None:
                     "good/med/bad": "/".join(
                         str(classes.get(c, 0)) for c in ("good", "medium", "bad")
                     ),
+                    "alerts": len(alerts),
+                    "new transients": int((alerts.object_kind == "transient").sum())
+                    if len(alerts)
+                    else 0,
+                    "follow-up requests": len(requests),
                 }
             )
     print()

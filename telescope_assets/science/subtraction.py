@@ -253,12 +253,15 @@ def detect_difference(
     with np.errstate(invalid="ignore", divide="ignore"):
         snr = np.where(blocked | (flux_var <= 0), 0.0, flux / np.sqrt(flux_var))
     snr[:edge], snr[-edge:], snr[:, :edge], snr[:, -edge:] = 0, 0, 0, 0
-    # A convolved image has correlated noise, which the per-pixel error does not carry:
-    # renormalise the S/N map to its measured scatter (never below the per-pixel one).
+    # Convolution and resampling correlate the noise, which the per-pixel error does not
+    # carry (convolving the science raises the filtered noise; bilinear resampling of the
+    # reference lowers the pixel noise below its propagated variance): renormalise the
+    # S/N map to its measured robust scatter, which is what a 5σ threshold must mean.
     valid = snr != 0
     if valid.sum() > 100:
         values = snr[valid]
-        excess = max(1.4826 * float(np.median(np.abs(values - np.median(values)))), 1.0)
+        scatter = 1.4826 * float(np.median(np.abs(values - np.median(values))))
+        excess = float(np.clip(scatter, 0.5, 3.0))
         snr /= excess
         flux_var *= excess**2
     size = max(3, round(fwhm_px * 1.5) | 1)

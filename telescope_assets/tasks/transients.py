@@ -59,7 +59,10 @@ def earlier_frames(lake: Lake, site: str, night: str) -> pd.DataFrame:
         if other >= night:
             continue
         quality = lake.read_parquet(rel)
-        cats = lake.read_parquet(lake.manifest("source_catalogs", site, other))
+        cat_path = lake.manifest("source_catalogs", site, other)
+        if not len(quality) or not lake.exists(cat_path):
+            continue
+        cats = lake.read_parquet(cat_path)
         merged = cats.merge(quality[["frame_id", "quality_class"]], on="frame_id")
         if "anomalous" in quality:
             merged = merged.merge(quality[["frame_id", "anomalous"]], on="frame_id")

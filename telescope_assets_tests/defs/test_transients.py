@@ -1,0 +1,127 @@
+"""Layer 3: references, candidates, alerts and follow-up over two simulated nights."""
+
+import dagster as dg
+import numpy as np
+import pytest
+
+from telescope_assets.defs.catalogs.assets import frame_quality, source_catalogs
+from telescope_assets.defs.frames.assets import calibrated_frames, calibration_masters, raw_frames
+from telescope_assets.defs.models.assets import anomaly_model, frame_quality_model, real_bogus_model
+from telescope_assets.defs.transients.assets import (
+    alerts,
+    followup_requests,
+    reference_images,
+    transient_candidates,
+)
+from telescope_assets.ingest import ingest
+from telescope_assets.lake import Store
+from telescope_assets.resources import IncomingResource
+from telescope_assets.simulate.network import SimulationConfig, simulate_network
+from telescope_assets.tasks import alerts as alert_tasks
+
+NIGHTS = ("2026-03-18", "2026-03-19")
+SITE = "tololo"
+ASSETS = [
+    raw_frames,
+    calibration_masters,
+    calibrated_frames,
+    source_catalogs,
+    frame_quality,
+    reference_images,
+    transient_candidates,
+    alerts,
+    followup_requests,
+]
+MODELS = [m.to_source_asset() for m in (anomaly_model, frame_quality_model, real_bogus_model)]
+# The test champion is a tiny network: every candidate becomes an alert, so that the
+# mechanics (ids, packets, follow-up) are exercised; accuracy is measured in bench/.
+EVERYTHING = {"ops": {"alerts": {"config": {"min_real_score": 0.0, "min_snr": 5.0}}}}
+
+
+@pytest.fixture(scope="module")
+def two_nights(tmp_path_factory, registry):
+    root = tmp_path_factory.mktemp("two_nights")
+    cfg = SimulationConfig(
+        seed=1,
+        nights=NIGHTS,
+        sites=(SITE,),
+        science_per_night=4,
+        stars_per_field=3000,
+        truncated_uploads=0.0,
+    )
+    simulate_network(registry, root / "incoming", root / "truth", cfg)
+    return root
+
+
+def _run(resources, night, instance):
+    key = dg.MultiPartitionKey({"site": SITE, "night": night})
+    return dg.materialize(
+        [*ASSETS, *MODELS],
+        partition_key=key,
+        resources=resources,
+        instance=instance,
+        run_config=EVERYTHING,
+    )
+
+
+def test_two_nights_give_references_alerts_and_followups_and_reruns_add_nothing(
+    resources, two_nights, registry
+):
+    resources = {
+        **resources,
+        "incoming": IncomingResource(url=str(two_nights / "incoming"), settle_seconds=0),
+    }
+    lake = resources["lake"].get()
+    for path in (two_nights / "truth" / "refcat").glob("*.parquet"):
+        lake.write_bytes(f"refcat/{path.name}", path.read_bytes())
+    ingest(Store(str(two_nights / "incoming")), lake, registry, max_files=10_000)
+    instance = dg.DagsterInstance.ephemeral()
+
+    first = _run(resources, NIGHTS[0], instance)
+    assert first.success
+    ref_meta = first.asset_materializations_for_node("reference_images")[0].metadata
+    assert ref_meta["n_references"].value == 0  # nothing earlier to stack
+
+    second = _run(resources, NIGHTS[1], instance)
+    assert second.success
+    refs = lake.read_parquet(lake.manifest("reference_images", SITE, NIGHTS[1]))
+    built = refs[refs.reference_id != ""]
+    assert len(built) >= 1
+    night1 = set(lake.read_parquet(lake.manifest("source_catalogs", SITE, NIGHTS[0])).frame_id)
+    for ref in built.itertuples():
+        # Provenance: the reference's frames are earlier frames of this field and filter.
+        assert set(ref.frames.split(",")) <= night1
+        with lake.read_fits(ref.path) as hdul:
+            assert set(hdul["FRAMES"].data["frame_id"]) == set(ref.frames.split(","))
+            assert hdul["SCI"].data.shape == hdul["ERR"].data.shape == hdul["MASK"].data.shape
+            assert np.isfinite(hdul["SCI"].data).all()
+
+    frames = lake.read_parquet(lake.manifest("transient_frames", SITE, NIGHTS[1]))
+    sub = frames[frames.status == "subtracted"]
+    assert len(sub) >= 1
+    assert (sub.photometric_scale.between(0.8, 1.25)).all()  # same zero point system
+    cands = lake.read_parquet(lake.manifest("transient_candidates", SITE, NIGHTS[1]))
+    meta = second.asset_materializations_for_node("transient_candidates")[0].metadata
+    assert meta["real_bogus_model"].value == "real_bogus/1"
+    table = lake.read_parquet(lake.manifest("alerts", SITE, NIGHTS[1]))
+    assert len(table) == len(cands[cands.snr >= 5.0])
+    if len(table):
+        assert set(table.rb_model) == {"real_bogus/1"}
+        assert set(table.reference_id) <= set(built.reference_id)
+        packet = alert_tasks.read_packet(lake.read_bytes(table.packet_path.iloc[0]))
+        assert packet["candid"] == table.alert_id.iloc[0]
+        assert packet["candidate"]["frame_id"] in set(sub.frame_id)
+
+    # A rerun (or a backfill) of the same night: the same alerts, nothing written twice.
+    again = _run(resources, NIGHTS[1], instance)
+    assert again.success
+    table2 = lake.read_parquet(lake.manifest("alerts", SITE, NIGHTS[1]))
+    assert table2.alert_id.tolist() == table.alert_id.tolist()
+    assert (
+        again.asset_materializations_for_node("alerts")[0].metadata["n_packets_written_now"].value
+        == 0
+    )
+    follow = again.asset_materializations_for_node("followup_requests")[0].metadata
+    assert follow["n_written_now"].value == 0
+    requests = lake.read_parquet(lake.manifest("followup_requests", SITE, NIGHTS[1]))
+    assert SITE not in set(requests.get("site", []))
