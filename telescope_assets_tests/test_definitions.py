@@ -25,6 +25,10 @@ def test_code_location_has_the_expected_assets_checks_sensors_and_jobs():
         "frame_quality_model",
         "real_bogus_model",
         "anomaly_model",
+        "reference_images",
+        "transient_candidates",
+        "alerts",
+        "followup_requests",
     }
     checks = {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys}
     assert checks == {
@@ -59,6 +63,15 @@ def test_code_location_has_the_expected_assets_checks_sensors_and_jobs():
     assert graph.get(dg.AssetKey("anomaly_model")).parent_keys == {
         dg.AssetKey("frame_quality_training_set")
     }
+    # Each alert's lineage reaches back to its raw frame, the reference and the model.
+    assert graph.get(dg.AssetKey("transient_candidates")).parent_keys == {
+        dg.AssetKey("reference_images"),
+        dg.AssetKey("source_catalogs"),
+        dg.AssetKey("real_bogus_model"),
+    }
+    assert graph.get(dg.AssetKey("alerts")).parent_keys == {dg.AssetKey("transient_candidates")}
+    assert graph.get(dg.AssetKey("followup_requests")).parent_keys == {dg.AssetKey("alerts")}
+    assert defs.resolve_sensor_def("new_alerts").job_name == "followup_job"
     assert defs.resolve_job_def("models_job") is not None
     schedule = defs.resolve_schedule_def("weekly_retraining")
     assert schedule.cron_schedule == "0 12 * * 1"
@@ -70,7 +83,14 @@ def test_every_asset_has_a_one_sentence_description_and_group():
         node = defs.resolve_asset_graph().get(key)
         assert node.description
         assert node.description.endswith(".")
-        assert node.group_name in {"frames", "catalogs", "training", "models"}
+        assert node.group_name in {
+            "frames",
+            "catalogs",
+            "transients",
+            "followup",
+            "training",
+            "models",
+        }
 
 
 def _imports(path: Path) -> set[str]:
