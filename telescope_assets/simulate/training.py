@@ -237,7 +237,29 @@ def real_bogus_examples(n: int, seed: int) -> dict[str, np.ndarray]:
             extra = rng.uniform(3, 40) * noise_sci * np.exp(-0.5 * (dist / (fwhm_sci / 2.355)) ** 2)
         # What an ideal PSF-matched reference subtracts: the field as the science sees it.
         model = sci.copy()
-        if cls == "bad_subtraction" and rng.random() < 0.7:
+        if cls == "bad_subtraction" and rng.random() < 0.3:
+            # A galaxy in both images whose PSF matching is imperfect: the kernel is fitted
+            # on stars, and a galaxy's residual is the classic bogus of image subtraction.
+            flux = 10 ** rng.uniform(4.0, 5.5)
+            shape = {
+                "radius_px": np.r_[rng.uniform(1.5, 5.0)],
+                "axis_ratio": np.r_[rng.uniform(0.4, 1.0)],
+                "pa_deg": np.r_[rng.uniform(0, 180)],
+            }
+            gal = Source(np.r_[cx], np.r_[cy], np.r_[flux], **shape)
+            sci = sci + render_sources((STAMP, STAMP), [gal], fwhm_sci, Conditions())
+            ref = ref + render_sources((STAMP, STAMP), [gal], fwhm_ref, Conditions())
+            shift = rng.normal(0, 0.3, 2)
+            moved = Source(
+                np.r_[cx + shift[0]],
+                np.r_[cy + shift[1]],
+                np.r_[flux * rng.uniform(0.97, 1.03)],
+                **shape,
+            )
+            model = model + render_sources(
+                (STAMP, STAMP), [moved], fwhm_sci * rng.uniform(0.8, 1.2), Conditions()
+            )
+        elif cls == "bad_subtraction" and rng.random() < 0.6:
             # A star in both images, subtracted with a misalignment or a wrong PSF.
             flux = 10 ** rng.uniform(3.5, 5.5)
             star = render_sources(
