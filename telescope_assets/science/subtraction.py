@@ -126,7 +126,7 @@ def fit_kernel(target, source, target_var, stars_xy, kernel_half: int, stamp_hal
         ]
         blocks.append(np.column_stack([*cols, np.ones_like(t)]))
         rhs.append(t)
-        weights.append(1.0 / np.clip(v, 1e-6, None))
+        weights.append(1.0 / np.clip(v, 1e-6, None))  # 0 where the variance is inf
         owner.append(np.full(t.size, i))
     if len(blocks) < 3:
         raise ValueError(f"only {len(blocks)} usable kernel stamps (need 3)")
@@ -186,31 +186,41 @@ def subtract(
     ``ref`` must already be aligned to the science grid (:func:`align`). ``stars_xy``
     are bright isolated stars (science pixels) for the kernel fit.
     """
-    bad = (sci_mask != 0) | (ref_mask != 0) | ~np.isfinite(sci) | ~np.isfinite(ref)
-    s = np.where(bad, 0.0, sci - _sky(sci, sci_mask))
-    r = np.where(bad, 0.0, ref - _sky(ref, ref_mask))
-    s_var = np.where(bad, 0.0, np.nan_to_num(sci_err) ** 2)
-    r_var = np.where(bad, 0.0, np.nan_to_num(ref_err) ** 2)
+    from scipy import ndimage
+
+    # Each image's own bad pixels are filled with its (subtracted) sky level.
+    sci_bad = (sci_mask != 0) | ~np.isfinite(sci)
+    ref_bad = (ref_mask != 0) | ~np.isfinite(ref)
+    s = np.where(sci_bad, 0.0, sci - _sky(sci, sci_mask))
+    r = np.where(ref_bad, 0.0, ref - _sky(ref, ref_mask))
+    s_var = np.where(sci_bad, 0.0, np.nan_to_num(sci_err) ** 2)
+    r_var = np.where(ref_bad, 0.0, np.nan_to_num(ref_err) ** 2)
     sigma_k = np.sqrt(abs(sci_fwhm**2 - ref_fwhm**2)) / 2.355
     k = int(np.clip(np.ceil(3 * sigma_k + 2), 4, 10))
     swap = ref_fwhm > sci_fwhm  # convolve the sharper image
+    conv_bad, other_bad = (sci_bad, ref_bad) if swap else (ref_bad, sci_bad)
+    # The fit ignores target pixels that are bad or that a bad source pixel reaches.
+    box = np.ones((2 * k + 1, 2 * k + 1), bool)
+    unusable = other_bad | ndimage.binary_dilation(conv_bad, structure=box)
+    fit_var = np.where(unusable, np.inf, s_var + r_var)
     if not swap:
-        kernel, bkg, chi2, n = fit_kernel(s, r, s_var + r_var, stars_xy, k)
+        kernel, bkg, chi2, n = fit_kernel(s, r, fit_var, stars_xy, k)
         conv = _convolve(r, kernel) + bkg
         diff = s - conv
         var = s_var + _convolve(r_var, kernel**2)
         scale = float(kernel.sum())
     else:
-        kernel, bkg, chi2, n = fit_kernel(r, s, r_var + s_var, stars_xy, k)
+        kernel, bkg, chi2, n = fit_kernel(r, s, fit_var, stars_xy, k)
         ksum = float(kernel.sum())
         conv = (_convolve(s, kernel) + bkg) / ksum
         diff = conv - r / ksum
         var = (_convolve(s_var, kernel**2) + r_var) / ksum**2
         scale = 1.0 / ksum
-    # Masked pixels spread by the kernel's footprint.
-    from scipy import ndimage
-
-    spread = ndimage.binary_dilation(bad, structure=np.ones((2 * k + 1, 2 * k + 1), bool))
+    # A bad pixel of the convolved image spoils the pixels its kernel weight reaches; a
+    # bad pixel of the other image spoils only itself.
+    weight = np.abs(kernel) / np.abs(kernel).sum()
+    reach = _convolve(conv_bad.astype(float), weight)
+    spread = other_bad | conv_bad | (reach > 0.02)
     mask = (sci_mask | ref_mask).astype(np.uint8)
     mask[spread & (mask == 0)] |= NO_REFERENCE
     err = np.sqrt(np.clip(var, 0, None))

@@ -147,3 +147,28 @@ def test_cutouts_are_centred_and_padded_at_the_edge():
     edge = cutouts([image], 1, 1, side=7)
     assert edge[0, 3, 3] == image[1, 1]
     assert (edge[0, :2] == 0).all()
+
+
+def test_bad_pixels_cost_only_the_pixels_they_touch():
+    """500 hot pixels in a 256² science frame: only they (and what the kernel spreads
+    from the reference's own bad pixels) are lost, and the fit ignores them."""
+    rng = np.random.default_rng(5)
+    stars = _scene(5)
+    sci, err, mask = _observe(stars, 3.8, rng)
+    ref, ref_err, ref_mask = _observe(stars, 2.6, rng, scale=2.0)
+    hot = rng.choice(sci.size, 500, replace=False)
+    sci.flat[hot] += 5000.0
+    mask.flat[hot] = 1
+    ref_hot = rng.choice(sci.size, 20, replace=False)
+    ref.flat[ref_hot] += 5000.0
+    ref_mask.flat[ref_hot] = 1
+    sub = subtract(sci, err, mask, ref, ref_err, ref_mask, 3.8, 2.6, _bright(stars))
+    lost = ~np.isfinite(sub.err)
+    assert lost.flat[hot].all()
+    assert lost.flat[ref_hot].all()
+    # 520 bad pixels; the 20 of the convolved reference spread to at most a 7×7 patch each.
+    assert lost.sum() < 500 + 20 * 49
+    good = ~lost
+    pulls = sub.diff[good] / sub.err[good]
+    assert np.std(pulls) < 1.3
+    assert len(detect_difference(sub, 3.8)) <= 1
