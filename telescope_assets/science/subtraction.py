@@ -3,9 +3,10 @@
 The method is Alard & Lupton's (1998, ApJ 503, 325): the convolution kernel is a sum of
 Gaussians times polynomials (:data:`AL_BASIS`) plus a differential background, fitted by
 weighted linear least squares on stamps around bright isolated stars. (A free pixel
-kernel, Bramich's delta basis, was tried first: unregularised, its noise turned point
-sources in a convolved science frame into streaks the real/bogus model took for trails.) The image with the sharper PSF is the one convolved, so the kernel never
-has to deconvolve; the kernel's sum is the photometric scale between the two. The
+kernel, Bramich's delta basis, came first; the smooth basis has 50 parameters instead of
+up to 441, and a noisier reference cannot roughen it.) The image with the sharper PSF
+is the one convolved, so the kernel never has to deconvolve; the kernel's sum is the
+photometric scale between the two. The
 difference is expressed in the science image's electrons, with its variance propagated
 (``var_sci + K² ⊗ var_ref``, or the mirror when the science is convolved).
 
