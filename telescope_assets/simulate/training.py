@@ -179,6 +179,9 @@ def _stamp_pair(rng, fwhm_sci, fwhm_ref):
 def real_bogus_examples(n: int, seed: int) -> dict[str, np.ndarray]:
     """Real/bogus triplets.
 
+    Differences come in both kinds a pipeline makes: white noise (the reference was
+    convolved) and smoothed noise (the science was).
+
     Returns
     -------
     dict
@@ -186,6 +189,8 @@ def real_bogus_examples(n: int, seed: int) -> dict[str, np.ndarray]:
         (n,) class index into :data:`RB_CLASSES`; ``snr`` (n,) of the central source in
         the difference (NaN where there is none).
     """
+    from scipy import ndimage
+
     rng = np.random.default_rng(np.random.SeedSequence([seed, 2]))
     xs = np.empty((n, 3, STAMP, STAMP), np.float32)
     y = rng.integers(0, len(RB_CLASSES), n)
@@ -285,5 +290,9 @@ def real_bogus_examples(n: int, seed: int) -> dict[str, np.ndarray]:
         ref_img = rng.poisson((ref + sky_ref) * 4).astype(float) / 4 - sky_ref  # a deep stack
         ref_noise = rng.normal(0, 0.3 * noise_sci, sci.shape)
         diff = sci_img - model + ref_noise
+        if rng.random() < 0.4:
+            # The reference had the sharper PSF, so the science was convolved to match it:
+            # the difference's noise is smoothed (correlated), not white.
+            diff = ndimage.gaussian_filter(sci_img - model, rng.uniform(0.5, 1.4)) + ref_noise
         xs[i] = np.stack([normalise(sci_img), normalise(ref_img), normalise(diff)])
     return {"x": xs, "y": y.astype(np.int64), "snr": snrs}
