@@ -94,6 +94,22 @@ def evaluate(lake: Lake, truth: Path) -> dict:
     }
 
 
+def classify_others(others: pd.DataFrame, truth: Path) -> dict[str, int]:
+    """Alerts that are no fake: a simulated transient, a simulated variable, or false."""
+    transients = pd.read_parquet(truth / "transients.parquet")
+    stars = pd.read_parquet(truth / "stars.parquet")
+    variables = stars[stars.var_type != "constant"]
+    kinds = []
+    for a in others.itertuples():
+        if _near(a.ra, a.dec, transients.ra, transients.dec).any():
+            kinds.append("transient")
+        elif _near(a.ra, a.dec, variables.ra, variables.dec).any():
+            kinds.append("variable")
+        else:
+            kinds.append("false")
+    return pd.Series(kinds, dtype=object).value_counts().to_dict()
+
+
 def _wcs_xy(cat, ra, dec):
     from astropy.io import fits
     from astropy.wcs import WCS
@@ -103,14 +119,18 @@ def _wcs_xy(cat, ra, dec):
     return float(x), float(y)
 
 
-def inject(lake: Lake, tracking_uri: str, per_frame: int = 15, seed: int = 0) -> pd.DataFrame:
+def inject(
+    lake: Lake, tracking_uri: str, per_frame: int = 15, seed: int = 0
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Injection-recovery: fake point sources added to every subtracted frame, then the
     frame's subtraction, detection, real/bogus scoring and alert threshold run again.
 
     Fakes are Moffat point sources at the frame's measured FWHM with difference S/N drawn
     uniformly in [3, 40] (background-limited optimal S/N, reference noise included), at
     random positions 40 px from the edges; their own photon noise is added to SCI and ERR.
-    Returns one row per fake: injected S/N and flux, recovered or not, measured flux.
+    Returns one row per fake (injected S/N and flux, detected, alerted, measured flux)
+    and the other alerts of the same frames (with this code and this model), which
+    :func:`classify_others` sorts into the sky's transients, its variables and false ones.
     """
     import io
     import tempfile
@@ -127,7 +147,7 @@ def inject(lake: Lake, tracking_uri: str, per_frame: int = 15, seed: int = 0) ->
     ).load_champion("real_bogus")
     rng = np.random.default_rng(seed)
     scratch = Lake(tempfile.mkdtemp())
-    out = []
+    out, others = [], []
     for rel in lake.list("manifests/transient_frames", ".parquet", recursive=True):
         frames = lake.read_parquet(rel)
         site_name, night = rel.split("/")[-2], rel.split("/")[-1].removesuffix(".parquet")
@@ -167,10 +187,13 @@ def inject(lake: Lake, tracking_uri: str, per_frame: int = 15, seed: int = 0) ->
             alerted = (
                 (p_real >= 0.5) & (cands.snr.to_numpy() >= 5) if len(cands) else np.zeros(0, bool)
             )
+            matched = set()
             for i in range(per_frame):
                 d = np.hypot(cands.x - x[i], cands.y - y[i]) if len(cands) else np.array([np.inf])
                 j = int(np.argmin(d))
                 found = bool(d[j] < 1.5)
+                if found:
+                    matched.add(j)
                 out.append(
                     {
                         "frame_id": fr.frame_id,
@@ -179,11 +202,15 @@ def inject(lake: Lake, tracking_uri: str, per_frame: int = 15, seed: int = 0) ->
                         "detected": found,
                         "alerted": found and bool(alerted[j]),
                         "p_real": float(p_real[j]) if found else np.nan,
+                        "rb_class": RB_CLASSES[int(probs[j].argmax())] if found else "",
                         "flux_measured": float(cands.flux_ap.iloc[j]) if found else np.nan,
                         "rb_model": f"real_bogus/{version}",
                     }
                 )
-    return pd.DataFrame(out)
+            for j in np.flatnonzero(alerted):
+                if j not in matched:  # an alert that is not a fake: the sky's own, or false
+                    others.append(cands.iloc[j][["frame_id", "ra", "dec", "snr"]].to_dict())
+    return pd.DataFrame(out), pd.DataFrame(others, columns=["frame_id", "ra", "dec", "snr"])
 
 
 if __name__ == "__main__":
@@ -193,7 +220,7 @@ if __name__ == "__main__":
     print("Against the simulated sky (transients, variables):")
     for key, value in evaluate(lake, truth).items():
         print(f"  {key:28s} {value}")
-    fakes = inject(lake, uri)
+    fakes, others = inject(lake, uri)
     print(
         f"Injection-recovery ({len(fakes)} fake point sources in the subtracted frames, "
         f"{fakes.rb_model.iloc[0] if len(fakes) else 'no model'}):"
@@ -209,3 +236,7 @@ if __name__ == "__main__":
         f"  S/N >= 10: {bright.alerted.mean():.3f} alerted ({len(bright)} fakes); "
         f"measured/injected flux median {ratio.median():.3f}"
     )
+    kinds = classify_others(others, truth)
+    n_frames = fakes.frame_id.nunique()
+    false_rate = 10 * kinds.get("false", 0) / max(n_frames, 1)
+    print(f"  other alerts in these {n_frames} frames: {kinds} ({false_rate:.1f} false per 10)")
