@@ -162,8 +162,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="telescope-latency-"))
     env = _env(work)
-    os.environ.update({k: v for k, v in env.items() if k.startswith(("DAGSTER", "TELESCOPE"))})
     files = _prepare(work, args.size)
+    os.environ.update({k: v for k, v in env.items() if k.startswith(("DAGSTER", "TELESCOPE"))})
     import pandas as pd
 
     frames = pd.read_parquet(work / "truth" / "frames.parquet")
