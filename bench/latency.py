@@ -176,7 +176,16 @@ def main(argv=None) -> int:
         _drop(f, incoming)
     print("processing the first night offline (references come from it) ...", flush=True)
     _offline_first_night(env)
-    science = [f for f in night2 if kinds.get(f.name) == "science"][: args.frames]
+    # Frames with a reference: a field and filter the first night observed.
+    seen = {
+        (f, b) for f, b, n, k in zip(frames.field, frames["filter"], frames.night, frames.kind,
+                                      strict=True) if n == NIGHTS[0] and k == "science"
+    }  # fmt: skip
+    where = {Path(p).name: (f, b) for p, f, b in zip(frames.filename, frames.field, frames["filter"],
+                                                      strict=True)}  # fmt: skip
+    science = [f for f in night2 if kinds.get(f.name) == "science" and where.get(f.name) in seen][
+        : args.frames
+    ]
     calibration = [f for f in night2 if kinds.get(f.name) != "science"]
     rng = np.random.default_rng(0)
     for f in science:
@@ -249,7 +258,7 @@ def _time_one(instance, src: Path, incoming: Path, work: Path) -> dict:
     lake = work / "lake"
     t0 = _drop(src, incoming)
     packets = lake / "alerts" / SITE / NIGHTS[1]
-    packet = _wait(lambda: sorted(packets.glob(f"{fid}-c*.avro")), 600, "the alert packet")
+    packet = _wait(lambda: sorted(packets.glob(f"{fid}-*.avro")), 600, "the alert packet")
     t_alert = min(p.stat().st_mtime for p in packet)
     ids = {p.stem for p in packet}
     queues = lake / "queues"

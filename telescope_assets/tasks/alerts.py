@@ -1,10 +1,11 @@
 """Alerts: real/bogus scores, association with known objects, Avro packets (ZTF's shape).
 
-An alert's id is its candidate's id (``<frame>-c<nnn>``), deterministic for a frame and
-its reference, so a rerun or a backfill rewrites the same alerts and never adds a second
-one; packets are written once. Objects are associated by position (2″): a reference-
-catalogue star is a known (variable) star; an earlier alert's object keeps its id; anything
-else is a new object ``TA<yymmdd><hash>``.
+An alert's id is its candidate's id (``<frame>-x<xxxx>y<yyyy>``, the frame and the pixel
+of the detection), deterministic for a frame and its reference, so a rerun or a backfill
+rewrites the same alerts and never adds a second one; packets are written once. Objects
+are associated by position (2″): a reference-catalogue star is a known (variable) star;
+an earlier alert's object keeps its id; anything else is a new object
+``TA<yymmdd><hash>``.
 """
 
 from __future__ import annotations

@@ -27,11 +27,14 @@ __all__ = [
     "build_reference",
     "difference_one",
     "difference_pair",
+    "difference_provenance",
     "earlier_frames",
     "reference_plan",
 ]
 
 REFERENCE_VERSION = "ref-1"
+#: Version of the subtraction and detection code: a change re-subtracts every frame.
+DIFFERENCE_VERSION = "diff-2"
 #: Frames stacked into a reference (the best by seeing among the usable earlier ones).
 REFERENCE_FRAMES = 3
 #: Most candidates kept per frame (the highest S/N); more means a failed subtraction.
@@ -189,6 +192,12 @@ def _kernel_stars(cat: pd.DataFrame, shape, n: int = 60) -> list[tuple[float, fl
     return out
 
 
+def difference_provenance(row: dict, reference: dict) -> str:
+    """What a frame's difference depends on: its catalogue, its reference, this code."""
+    key = "|".join([DIFFERENCE_VERSION, str(row["provkey"]), reference["reference_id"]])
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
 def difference_one(row: dict, lake: Lake, site: Site, reference: dict) -> dict[str, Any]:
     """Subtract the reference from one catalogued frame and detect candidates.
 
@@ -202,6 +211,7 @@ def difference_one(row: dict, lake: Lake, site: Site, reference: dict) -> dict[s
         "site": site.name,
         "night": night,
         "reference_id": reference["reference_id"],
+        "provkey": difference_provenance(row, reference),
         "mjd": row["mjd"],
         "filter": row["filter"],
         "object": row["object"],
@@ -248,7 +258,11 @@ def difference_one(row: dict, lake: Lake, site: Site, reference: dict) -> dict[s
         mag = zp - 2.5 * np.log10(det.flux_ap.to_numpy() / exptime)
         mag_err = 1.0857 * det.fluxerr_ap.to_numpy() / det.flux_ap.to_numpy()
     cands = det.assign(
-        candidate_id=[f"{fid}-c{i:03d}" for i in range(len(det))],
+        # Named by its pixel, not its rank: a rerun (even of changed code) that finds the
+        # same source gives it the same id, and a different source never takes it.
+        candidate_id=[
+            f"{fid}-x{round(x):04d}y{round(y):04d}" for x, y in zip(det.x, det.y, strict=True)
+        ],
         frame_id=fid,
         site=site.name,
         night=night,

@@ -126,7 +126,10 @@ def transient_candidates(
     by_key = {
         (r["field"], r["filter"]): r for r in refs.to_dict("records") if r.get("reference_id")
     }
-    todo, skipped = [], []
+    # Incremental: a frame whose catalogue and reference are unchanged keeps its
+    # difference; every candidate is scored again (cheap) by the current champion.
+    previous = store.rows_by_frame(store.manifest("transient_frames", site_name, night))
+    todo, kept, skipped = [], [], []
     for row in catalogs.to_dict("records") if len(catalogs) else []:
         ref = by_key.get((row["object"], row["filter"]))
         if ref is None:
@@ -134,11 +137,21 @@ def transient_candidates(
         elif not row["wcs_ok"] or not np.isfinite(row["zero_point"]):
             skipped.append({"frame_id": row["frame_id"], "status": "no_wcs_or_zero_point"})
         else:
-            todo.append((row, ref))
+            old = previous.get(row["frame_id"])
+            if (
+                old is not None
+                and old.get("provkey") == tr.difference_provenance(row, ref)
+                and old.get("status") == "subtracted"
+                and store.exists(old["candidates_path"])
+            ):
+                kept.append(old)
+            else:
+                todo.append((row, ref))
+    context.log.info(f"{len(todo)} frames to subtract, {len(kept)} up to date")
     done = dask.map(tr.difference_pair, todo, lake=store, site=site)
-    frames = pd.DataFrame([*done, *skipped])
+    frames = pd.DataFrame([*kept, *done, *skipped])
     tables = []
-    for row in done:
+    for row in [*kept, *done]:
         if row["status"] != "subtracted":
             continue
         cands = store.read_parquet(row["candidates_path"])
@@ -160,6 +173,7 @@ def transient_candidates(
     return dg.MaterializeResult(
         metadata={
             "n_frames_subtracted": int((frames.status == "subtracted").sum()) if len(frames) else 0,
+            "n_subtracted_now": len(done),
             "n_frames_without_reference": int((frames.status == "no_reference").sum())
             if len(frames)
             else 0,
