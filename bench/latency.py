@@ -177,15 +177,14 @@ def main(argv=None) -> int:
     print("processing the first night offline (references come from it) ...", flush=True)
     _offline_first_night(env)
     # Frames with a reference: a field and filter the first night observed.
-    seen = {
-        (f, b) for f, b, n, k in zip(frames.field, frames["filter"], frames.night, frames.kind,
-                                      strict=True) if n == NIGHTS[0] and k == "science"
-    }  # fmt: skip
-    where = {Path(p).name: (f, b) for p, f, b in zip(frames.filename, frames.field, frames["filter"],
-                                                      strict=True)}  # fmt: skip
-    science = [f for f in night2 if kinds.get(f.name) == "science" and where.get(f.name) in seen][
-        : args.frames
-    ]
+    first = frames[(frames.night == NIGHTS[0]) & (frames.kind == "science")]
+    seen = set(zip(first.field, first["filter"], strict=True))
+    where = {
+        Path(p).name: (f, b)
+        for p, f, b in zip(frames.filename, frames.field, frames["filter"], strict=True)
+    }
+    science = [f for f in night2 if kinds.get(f.name) == "science" and where.get(f.name) in seen]
+    science = science[: args.frames]
     calibration = [f for f in night2 if kinds.get(f.name) != "science"]
     rng = np.random.default_rng(0)
     for f in science:
