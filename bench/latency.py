@@ -176,9 +176,12 @@ def main(argv=None) -> int:
         _drop(f, incoming)
     print("processing the first night offline (references come from it) ...", flush=True)
     _offline_first_night(env)
-    # Frames with a reference: a field and filter the first night observed.
-    first = frames[(frames.night == NIGHTS[0]) & (frames.kind == "science")]
-    seen = set(zip(first.field, first["filter"], strict=True))
+    # Frames with a reference: a field and filter of a usable first-night frame.
+    from telescope_assets.lake import Lake
+    from telescope_assets.tasks.transients import earlier_frames
+
+    usable = earlier_frames(Lake(str(work / "lake")), SITE, NIGHTS[1])
+    seen = set(zip(usable.object, usable["filter"], strict=True))
     where = {
         Path(p).name: (f, b)
         for p, f, b in zip(frames.filename, frames.field, frames["filter"], strict=True)
