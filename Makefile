@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export DAGSTER_HOME := $(CURDIR)
 
-.PHONY: install demo test lint format ui mlflow-ui bench clean
+.PHONY: install demo test lint format ui mlflow-ui bench bench-transients bench-latency clean
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required"'
@@ -45,6 +45,13 @@ mlflow-ui: install
 bench: install
 	$(BIN)/python bench/calibration.py
 	$(BIN)/python bench/catalogs.py
+
+## After `make demo`: transients against truth and by injection; frame-to-alert latency.
+bench-transients: install
+	$(BIN)/python bench/transient_accuracy.py
+
+bench-latency: install
+	$(BIN)/python bench/latency.py
 
 clean:
 	rm -rf data/lake data/incoming data/truth data/dagster models/mlflow.db models/artifacts
