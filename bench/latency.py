@@ -51,8 +51,9 @@ def _env(work: Path) -> dict[str, str]:
     }
 
 
-def _add_transient(path: Path, rng) -> None:
-    """A bright new point source near the frame centre (in ADU, on the raw grid)."""
+def _add_transient(path: Path, rng, fwhm_px: float) -> None:
+    """A bright new point source near the frame centre (in ADU, on the raw grid), with
+    the frame's own PSF width (from the simulator's truth)."""
     from astropy.io import fits
 
     from telescope_assets.simulate.render import Conditions, Source, render_sources
@@ -61,7 +62,9 @@ def _add_transient(path: Path, rng) -> None:
         data = hdul[0].data.astype(np.float64)
         ny, nx = data.shape
         x, y = nx / 2 + rng.uniform(-300, 300), ny / 2 + rng.uniform(-300, 300)
-        star = render_sources((ny, nx), [Source(np.r_[x], np.r_[y], np.r_[2e5])], 3.0, Conditions())
+        star = render_sources(
+            (ny, nx), [Source(np.r_[x], np.r_[y], np.r_[2e5])], fwhm_px, Conditions()
+        )
         header = hdul[0].header.copy()
     for key in ("BZERO", "BSCALE"):
         header.remove(key, ignore_missing=True)
@@ -178,6 +181,7 @@ def main(argv=None) -> int:
     _offline_first_night(env)
     # Frames with a reference: a field and filter of a usable first-night frame.
     from telescope_assets.lake import Lake
+    from telescope_assets.registry import load_registry
     from telescope_assets.tasks.transients import earlier_frames
 
     usable = earlier_frames(Lake(str(work / "lake")), SITE, NIGHTS[1])
@@ -190,8 +194,10 @@ def main(argv=None) -> int:
     science = science[: args.frames]
     calibration = [f for f in night2 if kinds.get(f.name) != "science"]
     rng = np.random.default_rng(0)
+    seeing = {Path(p).name: v for p, v in zip(frames.filename, frames.seeing_arcsec, strict=True)}
+    scale = load_registry().with_camera(SITE, shape=(args.size, args.size))[SITE].camera.pixel_scale
     for f in science:
-        _add_transient(f, rng)
+        _add_transient(f, rng, seeing[f.name] / scale)
 
     log = open(work / "dagster-dev.log", "w")  # noqa: SIM115 (lives as long as the server)
     server = subprocess.Popen(
