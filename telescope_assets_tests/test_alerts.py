@@ -15,8 +15,6 @@ from telescope_assets.science.ephemeris import airmass
 from telescope_assets.tasks import alerts, followup
 from telescope_assets_tests.conftest import real_data
 
-ZTF = real_data("alerts", "ztf")
-
 
 def _alert_row(**over):
     row = {
@@ -61,8 +59,9 @@ def test_packet_has_ztf_shape_and_round_trips(tmp_path):
     assert alerts.write_packet(lake, record, path)
     assert not alerts.write_packet(lake, record, path)  # immutable: written once
     ours = alerts.read_packet(lake.read_bytes(path))
-    ztf_files = sorted(ZTF.glob("*.avro"))
-    assert ztf_files, f"no ZTF packets in {ZTF}"
+    ztf_dir = real_data("alerts", "ztf")
+    ztf_files = sorted(ztf_dir.glob("*.avro"))
+    assert ztf_files, f"no ZTF packets in {ztf_dir}"
     for ztf_path in ztf_files:
         ztf = alerts.read_packet(ztf_path.read_bytes())
         # Every top-level field of ZTF's packet is in ours, with the same kind of value.
