@@ -67,6 +67,7 @@ def test_code_location_has_the_expected_assets_checks_sensors_and_jobs():
     assert graph.get(dg.AssetKey("transient_candidates")).parent_keys == {
         dg.AssetKey("reference_images"),
         dg.AssetKey("source_catalogs"),
+        dg.AssetKey("frame_quality"),
         dg.AssetKey("real_bogus_model"),
     }
     assert graph.get(dg.AssetKey("alerts")).parent_keys == {dg.AssetKey("transient_candidates")}

@@ -99,6 +99,10 @@ def test_two_nights_give_references_alerts_and_followups_and_reruns_add_nothing(
     frames = lake.read_parquet(lake.manifest("transient_frames", SITE, NIGHTS[1]))
     sub = frames[frames.status == "subtracted"]
     assert len(sub) >= 1
+    quality = lake.read_parquet(lake.manifest("frame_quality", SITE, NIGHTS[1]))
+    bad = set(quality.frame_id[quality.quality_class == "bad"])
+    assert not bad & set(sub.frame_id)  # bad frames are never searched
+    assert bad <= set(frames.frame_id[frames.status == "bad_quality"])
     assert (sub.photometric_scale.between(0.8, 1.25)).all()  # same zero point system
     cands = lake.read_parquet(lake.manifest("transient_candidates", SITE, NIGHTS[1]))
     meta = second.asset_materializations_for_node("transient_candidates")[0].metadata

@@ -97,7 +97,7 @@ def reference_images(
     partitions_def=site_nights,
     group_name="transients",
     kinds={"parquet", "pytorch", "dask"},
-    deps=[reference_images, source_catalogs, real_bogus_model],
+    deps=[reference_images, source_catalogs, frame_quality, real_bogus_model],
 )
 def transient_candidates(
     context: dg.AssetExecutionContext,
@@ -107,6 +107,8 @@ def transient_candidates(
     mlflow: MlflowResource,
 ) -> dg.MaterializeResult:
     """≥ 5σ sources in each frame's difference with its reference, scored by ``real_bogus``.
+
+    Frames of classical quality ``bad`` are not searched (status ``bad_quality``).
 
     Per frame: align the reference onto the frame, match PSFs (Bramich kernel), subtract,
     detect; 63×63 science / reference / difference cutouts; the ``real_bogus@champion``
@@ -122,6 +124,8 @@ def transient_candidates(
     except NoChampionError as exc:
         raise dg.Failure(description=str(exc)) from exc
     catalogs = _read(store, "source_catalogs", site_name, night)
+    quality = _read(store, "frame_quality", site_name, night)
+    bad = set(quality.frame_id[quality.quality_class == "bad"]) if len(quality) else set()
     refs = _read(store, "reference_images", site_name, night)
     by_key = {
         (r["field"], r["filter"]): r for r in refs.to_dict("records") if r.get("reference_id")
@@ -132,7 +136,11 @@ def transient_candidates(
     todo, kept, skipped = [], [], []
     for row in catalogs.to_dict("records") if len(catalogs) else []:
         ref = by_key.get((row["object"], row["filter"]))
-        if ref is None:
+        if row["frame_id"] in bad:
+            # A bad frame (clouds, defocus, trailing...) is not searched: its residuals
+            # were every false alert of the demo, and its sources are poorly measured.
+            skipped.append({"frame_id": row["frame_id"], "status": "bad_quality"})
+        elif ref is None:
             skipped.append({"frame_id": row["frame_id"], "status": "no_reference"})
         elif not row["wcs_ok"] or not np.isfinite(row["zero_point"]):
             skipped.append({"frame_id": row["frame_id"], "status": "no_wcs_or_zero_point"})
@@ -175,6 +183,9 @@ def transient_candidates(
             "n_frames_subtracted": int((frames.status == "subtracted").sum()) if len(frames) else 0,
             "n_subtracted_now": len(done),
             "n_frames_without_reference": int((frames.status == "no_reference").sum())
+            if len(frames)
+            else 0,
+            "n_frames_bad_quality": int((frames.status == "bad_quality").sum())
             if len(frames)
             else 0,
             "n_candidates": len(table),
