@@ -135,10 +135,10 @@ def inject(
     import io
     import tempfile
 
+    from telescope_assets.ml.labels import RB_CLASSES
     from telescope_assets.registry import load_registry
     from telescope_assets.resources import MlflowResource
     from telescope_assets.simulate.render import Conditions, Source, render_sources
-    from telescope_assets.simulate.training import RB_CLASSES
     from telescope_assets.tasks import alerts, transients
 
     reg = load_registry()

@@ -53,7 +53,7 @@ def _confusion(y, yhat, k):
 
 
 def _quality(pred, arrays):
-    from telescope_assets.simulate.training import FLAG_NAMES, QUALITY_CLASSES
+    from telescope_assets.ml.labels import FLAG_NAMES, QUALITY_CLASSES
 
     y, yhat = arrays["y"], pred["probs"].argmax(1)
     metrics = {"accuracy": float(np.mean(y == yhat)), "n_eval": len(y)}
@@ -67,7 +67,7 @@ def _quality(pred, arrays):
 
 
 def _real_bogus(pred, arrays):
-    from telescope_assets.simulate.training import RB_CLASSES
+    from telescope_assets.ml.labels import RB_CLASSES
 
     y = arrays["y"]
     real = y == 0

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from telescope_assets.ml.labels import FLAG_NAMES, QUALITY_CLASSES, RB_CLASSES
 from telescope_assets.science.thumbnails import (
     ANOMALY_SIDE,
     REGION,
@@ -36,9 +37,6 @@ __all__ = [
     "real_bogus_examples",
 ]
 
-QUALITY_CLASSES = ("good", "medium", "bad")
-FLAG_NAMES = ("clouds", "poor_seeing", "tracking", "focus", "hot_pixels", "satellite_trail")
-RB_CLASSES = ("real", "cosmic_ray", "bad_pixel", "satellite_trail", "bad_subtraction")
 STAMP = 63
 
 # How the catalog pipeline's measurements relate to truth (telescope_assets_tests/

@@ -273,7 +273,7 @@ def _apply_models(store, table: pd.DataFrame, cnn, ae, threshold: float) -> pd.D
 
     import torch
 
-    from telescope_assets.simulate.training import FLAG_NAMES
+    from telescope_assets.ml.labels import FLAG_NAMES
 
     has = (
         table.thumbnail_path.notna() if "thumbnail_path" in table else pd.Series(False, table.index)

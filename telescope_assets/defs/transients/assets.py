@@ -114,7 +114,7 @@ def transient_candidates(
     detect; 63×63 science / reference / difference cutouts; the ``real_bogus@champion``
     class probabilities and its version.
     """
-    from telescope_assets.simulate.training import RB_CLASSES
+    from telescope_assets.ml.labels import RB_CLASSES
 
     site_name, night = site_night(context)
     store = lake.get()
