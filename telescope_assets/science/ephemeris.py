@@ -89,7 +89,20 @@ def night_window(site, night: str, step_minutes: float = 5.0) -> NightWindow:
     Returns
     -------
     NightWindow
+        Computed once per place, night and sampling in a process (the follow-up planner
+        asks for the same nights for every alert).
     """
+    key = (site.latitude, site.longitude, site.elevation, site.timezone, night, step_minutes)
+    if key not in _WINDOWS:
+        _WINDOWS[key] = _night_window(site, night, step_minutes)
+    return _WINDOWS[key]
+
+
+#: NightWindow (immutable) by place, night and sampling.
+_WINDOWS: dict[tuple, NightWindow] = {}
+
+
+def _night_window(site, night: str, step_minutes: float) -> NightWindow:
     offline_astropy()
     from astropy import units as u
     from astropy.coordinates import AltAz, get_body, get_sun
