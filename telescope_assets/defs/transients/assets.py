@@ -238,6 +238,8 @@ def alerts(
         if store.exists(alert_tasks.OBJECTS_PATH)
         else pd.DataFrame()
     )
+    # Only objects known before this run can have earlier alerts to look up.
+    known_before = set(objects.object_id) if len(objects) else set()
     table = pd.DataFrame()
     n_written = 0
     if len(chosen):
@@ -249,7 +251,7 @@ def alerts(
             parts.append(assoc)
         table = pd.concat(parts, ignore_index=True).sort_values("alert_id", ignore_index=True)
         store.write_parquet(alert_tasks.OBJECTS_PATH, objects)
-        history = _alert_history(store, table.object_id.unique())
+        history = _alert_history(store, set(table.object_id) & known_before)
         stamps_by_frame = {}
         paths = []
         for row in table.to_dict("records"):
@@ -297,6 +299,8 @@ def _alert_history(store, object_ids) -> dict[str, list[dict]]:
     """Earlier alerts of these objects, at every site and night (for ``prv_candidates``)."""
     wanted = set(object_ids)
     out: dict[str, list[dict]] = {}
+    if not wanted:  # new objects only: no manifest to read
+        return out
     for rel in store.list("manifests/alerts", ".parquet", recursive=True):
         table = store.read_parquet(rel)
         if not len(table) or "object_id" not in table:
