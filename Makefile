@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export DAGSTER_HOME := $(CURDIR)
 
-.PHONY: install demo test lint format ui mlflow-ui bench bench-transients bench-latency clean
+.PHONY: install demo test lint format ui mlflow-ui bench bench-transients bench-latency bench-lightcurves clean
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required"'
@@ -52,6 +52,10 @@ bench-transients: install
 
 bench-latency: install
 	$(BIN)/python bench/latency.py
+
+## Light-curve update time and memory as nights accumulate, beside a full rebuild.
+bench-lightcurves: install
+	$(BIN)/python bench/lightcurves.py
 
 clean:
 	rm -rf data/lake data/incoming data/truth data/dagster models/mlflow.db models/artifacts

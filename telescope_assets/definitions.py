@@ -11,7 +11,14 @@ import dagster as dg
 from telescope_assets.defs.catalogs.assets import frame_quality, source_catalogs
 from telescope_assets.defs.frames.assets import calibrated_frames, calibration_masters, raw_frames
 from telescope_assets.defs.ingest.sensors import new_frames
-from telescope_assets.defs.jobs import followup_job, frames_job
+from telescope_assets.defs.jobs import followup_job, frames_job, nightly_job
+from telescope_assets.defs.lightcurves.assets import (
+    anomalies,
+    light_curves,
+    nightly_report,
+    variability,
+)
+from telescope_assets.defs.lightcurves.sensors import nightly_reports
 from telescope_assets.defs.models.assets import (
     anomaly_model,
     frame_quality_model,
@@ -77,9 +84,13 @@ defs = dg.Definitions(
         frame_quality_model,
         real_bogus_model,
         anomaly_model,
+        light_curves,
+        variability,
+        anomalies,
+        nightly_report,
     ],
-    jobs=[frames_job, followup_job, models_job],
-    sensors=[new_frames, new_alerts],
+    jobs=[frames_job, followup_job, nightly_job, models_job],
+    sensors=[new_frames, new_alerts, nightly_reports],
     schedules=[weekly_retraining],
     resources=resources_from_env(),
 )

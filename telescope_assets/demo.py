@@ -10,7 +10,9 @@ What it does, in order, with a progress bar for each long step:
    alerts), and ``followup_job`` where it made alerts (as the ``new_alerts`` sensor
    would), in the SQLite Dagster instance under ``data/dagster``, so the runs and
    materializations show in the UI;
-5. prints what was produced and where to look.
+5. runs ``nightly_job`` for every night (as the ``nightly_reports`` sensor would):
+   light curves, variability, anomalies and the nightly report;
+6. prints what was produced and where to look.
 
 Running it again does only what is new (nothing, if no frames arrived).
 """
@@ -67,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     truth = Path("data/truth")
 
     if not args.skip_simulation and not (truth / "frames.parquet").exists():
-        bar = tqdm(desc="1/4 simulating the network", unit="frame", file=sys.stderr)
+        bar = tqdm(desc="1/5 simulating the network", unit="frame", file=sys.stderr)
         simulate_network(
             registry,
             incoming.url,
@@ -89,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     _train_models(defs, instance, resources["mlflow"])
 
     pending = len(incoming.list("", recursive=True))
-    bar = tqdm(total=pending, desc="3/4 ingesting frames", unit="file", file=sys.stderr)
+    bar = tqdm(total=pending, desc="3/5 ingesting frames", unit="file", file=sys.stderr)
     batches, totals = [], {"accepted": 0, "duplicates": 0, "quarantined": 0}
     while True:
         result = ingest(incoming, lake, registry, max_files=100, night_range=night_range())
@@ -113,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     followup = defs.resolve_job_def("followup_job")
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
     failed = []
-    for request in tqdm(requests, desc="4/4 running frames_job", unit="partition", file=sys.stderr):
+    for request in tqdm(requests, desc="4/5 running frames_job", unit="partition", file=sys.stderr):
         outcome = job.execute_in_process(
             instance=instance,
             partition_key=request.partition_key,
@@ -137,6 +139,20 @@ def main(argv: list[str] | None = None) -> int:
             )
             if not done.success:
                 failed.append(f"followup {request.partition_key}")
+    # What the nightly_reports sensor does: one nightly_job run per night, in order, once
+    # its sites are processed (light curves, variability, anomalies, the report).
+    nightly = defs.resolve_job_def("nightly_job")
+    nights = sorted({r.partition_key.keys_by_dimension["night"] for r in requests})
+    for night in tqdm(nights, desc="5/5 running nightly_job", unit="night", file=sys.stderr):
+        done = nightly.execute_in_process(
+            instance=instance,
+            partition_key=night,
+            tags={"telescope/launched_by": "telescope-demo"},
+            raise_on_error=False,
+            run_config=quiet,
+        )
+        if not done.success:
+            failed.append(f"nightly {night}")
     if batches:
         lake.write_json(OFFLINE_CURSOR, {"batch_id": batches[-1]})
 
@@ -160,7 +176,7 @@ def _train_models(defs, instance, mlflow) -> None:
         have = False
     if have and mlflow.champion("frame_quality") is not None:
         return
-    print("2/4 training the models (models_job, about 6 minutes on 2 cores) ...", file=sys.stderr)
+    print("2/5 training the models (models_job, about 6 minutes on 2 cores) ...", file=sys.stderr)
     job = defs.resolve_job_def("models_job")
     # One execution per model, so that one missing its target (its blocking check
     # fails) does not stop the others in this in-process run.
@@ -246,6 +262,9 @@ def _summary(lake, registry, totals, n_runs, failed, home) -> None:
         + (f", FAILED: {failed}" if failed else "")
     )
     print(f"lake:             {lake.url}/  (raw, masters, calibrated, catalogs, manifests)")
+    reports = lake.list("reports", ".html", recursive=True)
+    if reports:
+        print(f"nightly reports:  {', '.join(f'{lake.url}/{r}' for r in reports)}")
     print("truth tables:     data/truth/")
     print(f"Dagster instance: {home}/data/dagster (SQLite)")
     print("Look at it:       make ui   then open http://127.0.0.1:3000 (asset lineage, runs)")

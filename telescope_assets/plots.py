@@ -3,7 +3,17 @@
 import base64
 import io
 
-__all__ = ["markdown_image", "night_quality_plot"]
+__all__ = [
+    "conditions_plot",
+    "cutout_triplet",
+    "light_curve",
+    "markdown_image",
+    "night_quality_plot",
+    "offsets_plot",
+    "phased_light_curve",
+    "quality_bars",
+    "sky_coverage",
+]
 
 
 def markdown_image(png: bytes, alt: str) -> str:
@@ -36,3 +46,157 @@ def night_quality_plot(table) -> bytes:
     fig.savefig(buf, format="png")
     plt.close(fig)
     return buf.getvalue()
+
+
+def _figure(*args, **kwargs):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt, *plt.subplots(*args, **kwargs)
+
+
+def _png(plt, fig) -> bytes:
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def quality_bars(per_site) -> bytes:
+    """Stacked bars: good / medium / bad frames and quarantined files per site."""
+    plt, fig, ax = _figure(figsize=(6, 2.4), dpi=80)
+    bottom = None
+    colours = {
+        "good": "tab:green",
+        "medium": "tab:orange",
+        "bad": "tab:red",
+        "quarantined": "tab:gray",
+    }
+    for col, colour in colours.items():
+        values = per_site[col].to_numpy()
+        ax.bar(per_site.site, values, bottom=bottom, color=colour, label=col)
+        bottom = values if bottom is None else bottom + values
+    ax.set_ylabel("frames", fontsize=8)
+    ax.tick_params(labelsize=8)
+    ax.legend(fontsize=7, ncol=4)
+    return _png(plt, fig)
+
+
+def conditions_plot(quality) -> bytes:
+    """Seeing and transparency against UTC hour, one colour per site."""
+    plt, fig, axes = _figure(1, 2, figsize=(8, 2.6), dpi=80, sharex=True)
+    t0 = float(quality.mjd.min())
+    for site, g in quality.groupby("site"):
+        hours = (g.mjd - t0) * 24
+        axes[0].plot(hours, g.seeing_arcsec, "o", label=site, ms=4)
+        axes[1].plot(hours, g.transparency, "o", label=site, ms=4)
+    axes[0].set_title("seeing FWHM (arcsec)", fontsize=9)
+    axes[1].set_title("transparency", fontsize=9)
+    for ax in axes:
+        ax.set_xlabel("hours since the night's first frame", fontsize=8)
+        ax.tick_params(labelsize=7)
+    axes[0].legend(fontsize=7)
+    return _png(plt, fig)
+
+
+def sky_coverage(quality) -> bytes:
+    """Where the frames pointed (RA, Dec of each frame's field centre from its objects)."""
+    plt, fig, ax = _figure(figsize=(5, 3), dpi=80)
+    ra = quality.get("ra_center")
+    if ra is None:
+        # Field names encode their centre (``F0930m10``); else fall back to the index.
+        def centre(name):
+            try:
+                h, m, sign, d = int(name[1:3]), int(name[3:5]), name[5], int(name[6:8])
+                return 15 * (h + m / 60), (-d if sign == "m" else d)
+            except (ValueError, IndexError, TypeError):
+                return float("nan"), float("nan")
+
+        pos = [centre(str(o)) for o in quality.object]
+        quality = quality.assign(ra_center=[p[0] for p in pos], dec_center=[p[1] for p in pos])
+    for site, g in quality.groupby("site"):
+        ax.scatter(
+            g.ra_center,
+            g.dec_center,
+            s=30 + 10 * g.groupby("object").object.transform("size"),
+            alpha=0.5,
+            label=site,
+        )
+    ax.invert_xaxis()
+    ax.set_xlabel("RA (deg)", fontsize=8)
+    ax.set_ylabel("Dec (deg)", fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.legend(fontsize=7)
+    return _png(plt, fig)
+
+
+def cutout_triplet(images, title: str) -> bytes:
+    """Science, reference and difference cutouts side by side."""
+    import numpy as np
+
+    plt, fig, axes = _figure(1, 3, figsize=(6, 2.2), dpi=80)
+    for ax, image, name in zip(axes, images, ("science", "reference", "difference"), strict=True):
+        if image is not None:
+            lo, hi = np.nanpercentile(image, [1, 99.5])
+            ax.imshow(image, origin="lower", cmap="gray", vmin=lo, vmax=hi)
+        ax.set_title(name, fontsize=8)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(title, fontsize=8)
+    return _png(plt, fig)
+
+
+def light_curve(points, title: str) -> bytes:
+    """Magnitude against MJD per filter, with error bars (brighter up)."""
+    plt, fig, ax = _figure(figsize=(5, 2.4), dpi=80)
+    for band, g in points.groupby("filter"):
+        ax.errorbar(g.mjd, g.mag, g.mag_err, fmt="o", ms=3, label=band)
+    ax.invert_yaxis()
+    ax.set_xlabel("MJD", fontsize=8)
+    ax.set_ylabel("mag", fontsize=8)
+    ax.set_title(title, fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.legend(fontsize=7)
+    return _png(plt, fig)
+
+
+def phased_light_curve(points, period: float, title: str) -> bytes:
+    """Magnitude against phase (two cycles) per filter, each filter about its median."""
+    plt, fig, ax = _figure(figsize=(5, 2.4), dpi=80)
+    for band, g in points.groupby("filter"):
+        phase = (g.mjd / period) % 1.0
+        y = g.mag - g.mag.median()
+        for shift in (0, 1):
+            ax.errorbar(
+                phase + shift,
+                y,
+                g.mag_err,
+                fmt="o",
+                ms=3,
+                label=band if shift == 0 else None,
+                color=f"C{'gri'.find(band) % 10}",
+            )
+    ax.invert_yaxis()
+    ax.set_xlabel(f"phase (P = {period:.5f} d)", fontsize=8)
+    ax.set_ylabel("Δmag", fontsize=8)
+    ax.set_title(title, fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.legend(fontsize=7)
+    return _png(plt, fig)
+
+
+def offsets_plot(offsets) -> bytes:
+    """Zero-point offset of every site × night × filter, with its error."""
+    plt, fig, ax = _figure(figsize=(6, 2.4), dpi=80)
+    for (site, band), g in offsets.groupby(["site", "filter"]):
+        ax.errorbar(
+            g.night, g.offset * 1000, g.offset_err * 1000, fmt="o", ms=4, label=f"{site} {band}"
+        )
+    ax.axhline(0, color="k", lw=0.5)
+    ax.set_ylabel("offset (mmag)", fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.legend(fontsize=6, ncol=4)
+    return _png(plt, fig)

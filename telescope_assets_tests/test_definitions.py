@@ -29,6 +29,10 @@ def test_code_location_has_the_expected_assets_checks_sensors_and_jobs():
         "transient_candidates",
         "alerts",
         "followup_requests",
+        "light_curves",
+        "variability",
+        "anomalies",
+        "nightly_report",
     }
     checks = {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys}
     assert checks == {
@@ -73,6 +77,25 @@ def test_code_location_has_the_expected_assets_checks_sensors_and_jobs():
     assert graph.get(dg.AssetKey("alerts")).parent_keys == {dg.AssetKey("transient_candidates")}
     assert graph.get(dg.AssetKey("followup_requests")).parent_keys == {dg.AssetKey("alerts")}
     assert defs.resolve_sensor_def("new_alerts").job_name == "followup_job"
+    # Light curves: one night, every site; the report sees alerts and follow-up too.
+    assert graph.get(dg.AssetKey("light_curves")).parent_keys == {
+        dg.AssetKey("source_catalogs"),
+        dg.AssetKey("frame_quality"),
+    }
+    assert graph.get(dg.AssetKey("anomalies")).parent_keys == {
+        dg.AssetKey("variability"),
+        dg.AssetKey("frame_quality"),
+        dg.AssetKey("anomaly_model"),
+    }
+    assert graph.get(dg.AssetKey("nightly_report")).parent_keys == {
+        dg.AssetKey("anomalies"),
+        dg.AssetKey("frame_quality"),
+        dg.AssetKey("alerts"),
+        dg.AssetKey("followup_requests"),
+    }
+    nightly = defs.resolve_job_def("nightly_job")
+    assert isinstance(nightly.partitions_def, dg.DailyPartitionsDefinition)
+    assert defs.resolve_sensor_def("nightly_reports").job_name == "nightly_job"
     assert defs.resolve_job_def("models_job") is not None
     schedule = defs.resolve_schedule_def("weekly_retraining")
     assert schedule.cron_schedule == "0 12 * * 1"
@@ -91,6 +114,7 @@ def test_every_asset_has_a_one_sentence_description_and_group():
             "followup",
             "training",
             "models",
+            "lightcurves",
         }
 
 

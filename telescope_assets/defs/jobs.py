@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-__all__ = ["followup_job", "frames_job"]
+__all__ = ["followup_job", "frames_job", "nightly_job"]
 
 #: Everything per site × night that follows from new frames. In-process: one process
 #: per run instead of one per step, which matters for a frame's latency to an alert.
@@ -20,4 +20,14 @@ followup_job = dg.define_asset_job(
     selection=dg.AssetSelection.groups("followup"),
     executor_def=dg.in_process_executor,
     description="Follow-up requests at the other sites for the alerts of one site × night.",
+)
+
+#: One night, every site: light curves, variability, anomalies and the report. Launched
+#: by the ``nightly_reports`` sensor, by the demo, or as a backfill from the UI.
+nightly_job = dg.define_asset_job(
+    "nightly_job",
+    selection=dg.AssetSelection.groups("lightcurves"),
+    executor_def=dg.in_process_executor,
+    description="One night across all sites: light curves fused across sites, variability, "
+    "anomalies and the nightly report.",
 )

@@ -433,7 +433,8 @@ def write_reference_catalogs(sky: Sky, out: Path, seed: int) -> None:
                 "g_err": err,
                 "r": stars.r.to_numpy() + rng.normal(0, err),
                 "r_err": err,
-                "variable": stars.var_type.to_numpy() != "constant",
+                # Only the known classes: the dippers are there to be discovered.
+                "variable": np.isin(stars.var_type.to_numpy(), ["rrlyrae", "eclipsing"]),
             }
         )
         table.to_parquet(out / f"{f.name}.parquet", index=False)

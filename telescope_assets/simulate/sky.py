@@ -1,5 +1,10 @@
 """The shared sky: fields of stars, periodic variables, transients and galaxies.
 
+Besides RR Lyrae and eclipsing binaries, each field holds one *dipper* on purpose: a
+star that fades by 1–2 mag at irregular times (quasi-periodic, like the dusty dippers
+of young clusters). It is the rare class that anomaly discovery should rank first; the
+reference catalogue does not know it is variable.
+
 Every site observes the same sky, so the same star has the same true magnitude
 everywhere; what differs between sites is the telescope, the camera and the weather.
 Magnitudes are in an AB-like ``g``/``r`` system; the reference catalogue written from
@@ -83,7 +88,27 @@ def _variable_delta(stars: pd.DataFrame, mjd: float, band: str) -> np.ndarray:
     primary = np.clip(1 - d0 / width, 0, 1)
     secondary = 0.4 * np.clip(1 - d1 / width, 0, 1)
     delta[eb] = (amp * (primary + secondary))[eb]
+    dip = stars.var_type.to_numpy() == "dipper"
+    if dip.any():
+        delta[dip] = dipper_delta(mjd, stars.period.to_numpy()[dip], stars.t0.to_numpy()[dip])
+        delta[dip] *= stars.amplitude.to_numpy()[dip]
     return delta
+
+
+def dipper_delta(mjd, period, t0) -> np.ndarray:
+    """Fading (0 to 1, times the depth) of a dipper at ``mjd``: irregular dips.
+
+    Three sines of incommensurate periods (``period`` × 1, φ, e) never repeat; the star
+    dims where their sum is high, about a fifth of the time, for hours to days.
+    """
+    t = np.asarray(mjd, dtype=float) - np.asarray(t0, dtype=float)
+    p = np.asarray(period, dtype=float)
+    s = (
+        np.sin(2 * np.pi * t / p)
+        + np.sin(2 * np.pi * t / (p * 1.6180339887) + 1.0)
+        + np.sin(2 * np.pi * t / (p * 2.7182818285) + 2.0)
+    ) / 3
+    return np.clip((s - 0.3) / 0.35, 0.0, 1.0)
 
 
 def transient_mag(tr: pd.DataFrame, mjd: float, band: str) -> np.ndarray:
@@ -147,6 +172,15 @@ def make_sky(seed: int, fields: tuple[Field, ...] = FIELDS, stars_per_field: int
         period[eb] = rng.uniform(0.4, 3.0, len(eb))
         amplitude[eb] = rng.uniform(0.3, 0.8, len(eb))
         t0[chosen] = MJD_DEMO_START + rng.uniform(0, 1, len(chosen)) * period[chosen]
+        # One dipper per field, from its own random stream so nothing else changes.
+        odd_rng = rng_for(seed, "dipper", field.name)
+        pool = np.flatnonzero((var_type == "constant") & (r > 14.5) & (r < 17.0))
+        if pool.size:
+            d = odd_rng.choice(pool)
+            var_type[d] = "dipper"
+            period[d] = odd_rng.uniform(1.0, 2.5)
+            amplitude[d] = odd_rng.uniform(1.0, 2.0)
+            t0[d] = MJD_DEMO_START + odd_rng.uniform(0, 10)
         for i in range(n):
             star_rows.append(
                 {

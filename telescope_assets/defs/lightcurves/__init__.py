@@ -1,0 +1,1 @@
+"""Light curves, variability, anomalies and the nightly report."""

@@ -1,0 +1,368 @@
+"""The nightly report: everything the network did in one night, as HTML and Markdown.
+
+:func:`gather` reads one night from the lake (all sites); :func:`render` turns it into
+sections, each with its plots, written once as a standalone HTML page (plots embedded)
+and once as Markdown for the Dagster UI. An empty night renders every section with
+"nothing" in it, never an error. Plain Python: no Dagster.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from telescope_assets import plots
+from telescope_assets.lake import Lake
+
+__all__ = ["NightData", "Section", "gather", "render", "render_html", "render_markdown"]
+
+SECTIONS = (
+    "Frames and quality per site",
+    "Seeing and transparency through the night",
+    "Sky coverage",
+    "Alerts and follow-up",
+    "New variables",
+    "Top anomalies",
+    "Model versions used",
+    "Quarantined files",
+)
+
+
+@dataclass
+class NightData:
+    """One night of the network, read from the lake."""
+
+    night: str
+    sites: list[str]
+    quality: pd.DataFrame
+    alerts: pd.DataFrame
+    followup: pd.DataFrame
+    variables: pd.DataFrame
+    fused: pd.DataFrame
+    anomalies: pd.DataFrame
+    anomalous_frames: pd.DataFrame
+    quarantined: pd.DataFrame
+    raw_counts: dict[str, int]
+    packets: dict[str, dict] = field(default_factory=dict)
+
+
+@dataclass
+class Section:
+    """A titled part of the report: text, a table and PNG plots."""
+
+    title: str
+    text: str
+    table: pd.DataFrame | None = None
+    images: list[tuple[str, bytes]] = field(default_factory=list)
+
+
+def _per_site(lake: Lake, asset: str, night: str, sites: list[str]) -> pd.DataFrame:
+    parts = []
+    for site in sites:
+        rel = lake.manifest(asset, site, night)
+        if lake.exists(rel):
+            parts.append(lake.read_parquet(rel).assign(site=site))
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def gather(lake: Lake, night: str, sites: list[str], max_packets: int = 6) -> NightData:
+    """Read everything of ``night`` at ``sites`` from the lake."""
+    from telescope_assets.tasks import alerts as alert_tasks
+    from telescope_assets.tasks import lightcurves as lc_tasks
+
+    quality = _per_site(lake, "frame_quality", night, sites)
+    alerts = _per_site(lake, "alerts", night, sites)
+    followup = _per_site(lake, "followup_requests", night, sites)
+    raw_counts = {}
+    for site in sites:
+        rel = lake.manifest("raw_frames", site, night)
+        raw_counts[site] = len(lake.read_parquet(rel)) if lake.exists(rel) else 0
+    quarantined = pd.DataFrame(
+        [q | {"site": site} for site in sites for q in lake.quarantined(site, night)]
+    )
+    var = lc_tasks.read_variability(lake)
+    new_vars = pd.DataFrame()
+    fused = pd.DataFrame()
+    if len(var):
+        varying = var[var.var_class.isin(["periodic", "eclipsing", "irregular"])]
+        # New: not a catalogued star's id (an uncatalogued object), or a catalogued
+        # star the reference catalogue does not call variable.
+        known = _known_variables(lake)
+        new_vars = varying[~varying.object_id.isin(known)]
+        # Periodic and eclipsing first (most significant period first), then irregular.
+        new_vars = (
+            new_vars.assign(_order=(new_vars.var_class == "irregular").astype(int))
+            .sort_values(["_order", "log_fap"])
+            .drop(columns="_order")
+        )
+        fused = lc_tasks.read_fused(lake, sorted(set(new_vars.tile.head(6))))
+    anomalies, frames = pd.DataFrame(), pd.DataFrame()
+    if lake.exists(f"anomalies/{night}/objects.parquet"):
+        anomalies = lake.read_parquet(f"anomalies/{night}/objects.parquet")
+    if lake.exists(f"anomalies/{night}/frames.parquet"):
+        frames = lake.read_parquet(f"anomalies/{night}/frames.parquet")
+    if len(anomalies):
+        extra = sorted(set(anomalies.tile.head(3)) - set(fused.tile if "tile" in fused else []))
+        fused = pd.concat([fused, lc_tasks.read_fused(lake, extra)], ignore_index=True)
+    packets = {}
+    if len(alerts) and "packet_path" in alerts:
+        for row in alerts.sort_values("p_real", ascending=False).head(max_packets).itertuples():
+            if isinstance(row.packet_path, str) and lake.exists(row.packet_path):
+                packets[row.alert_id] = alert_tasks.read_packet(lake.read_bytes(row.packet_path))
+    return NightData(
+        night=night,
+        sites=sites,
+        quality=quality,
+        alerts=alerts,
+        followup=followup,
+        variables=new_vars,
+        fused=fused,
+        anomalies=anomalies,
+        anomalous_frames=frames,
+        quarantined=quarantined,
+        raw_counts=raw_counts,
+        packets=packets,
+    )
+
+
+def _known_variables(lake: Lake) -> set[str]:
+    known = set()
+    for rel in lake.list("refcat", ".parquet"):
+        table = lake.read_parquet(rel)
+        if "variable" in table and "source_id" in table:
+            known |= set(table.source_id[table.variable.astype(bool)])
+    return known
+
+
+def _cutout_png(packet: dict) -> bytes:
+    from astropy.io import fits
+
+    images = []
+    for key in ("cutoutScience", "cutoutTemplate", "cutoutDifference"):
+        cut = packet.get(key)
+        data = None
+        if cut:
+            import gzip
+
+            with fits.open(io.BytesIO(gzip.decompress(cut["stampData"]))) as hdul:
+                data = np.asarray(hdul[0].data, float)
+        images.append(data)
+    return plots.cutout_triplet(images, packet.get("objectId", ""))
+
+
+def render(data: NightData) -> list[Section]:
+    """The report's sections, in :data:`SECTIONS` order."""
+    q = data.quality
+    sections = []
+
+    # 1. Frames and quality per site.
+    rows = []
+    for site in data.sites:
+        sq = q[q.site == site] if len(q) else q
+        counts = sq.quality_class.value_counts() if len(sq) else pd.Series(dtype=int)
+        n_quar = int((data.quarantined.site == site).sum()) if len(data.quarantined) else 0
+        rows.append(
+            {
+                "site": site,
+                "files_received": data.raw_counts.get(site, 0) + n_quar,
+                "science_frames": len(sq),
+                "good": int(counts.get("good", 0)),
+                "medium": int(counts.get("medium", 0)),
+                "bad": int(counts.get("bad", 0)),
+                "quarantined": n_quar,
+            }
+        )
+    per_site = pd.DataFrame(rows)
+    observed = per_site[per_site.science_frames > 0].site.tolist() if len(per_site) else []
+    dark = [s for s in data.sites if s not in observed]
+    text = f"{len(q)} science frames from {len(observed)} site(s)" + (
+        f"; no frames from {', '.join(dark)}." if dark else "."
+    )
+    images = [("quality per site", plots.quality_bars(per_site))] if len(q) else []
+    sections.append(Section(SECTIONS[0], text, per_site, images))
+
+    # 2. Seeing and transparency.
+    if len(q) and "mjd" in q:
+        sections.append(
+            Section(
+                SECTIONS[1],
+                "Median seeing "
+                + ", ".join(f"{s}: {g.seeing_arcsec.median():.2f}″" for s, g in q.groupby("site"))
+                + ".",
+                None,
+                [("seeing and transparency", plots.conditions_plot(q))],
+            )
+        )
+    else:
+        sections.append(Section(SECTIONS[1], "No science frames tonight."))
+
+    # 3. Sky coverage.
+    if len(q) and "object" in q:
+        fields = q.groupby(["site", "object"]).size().rename("frames").reset_index()
+        sections.append(
+            Section(
+                SECTIONS[2],
+                f"{q.object.nunique()} field(s) observed.",
+                fields,
+                [("sky coverage", plots.sky_coverage(data.quality))],
+            )
+        )
+    else:
+        sections.append(Section(SECTIONS[2], "No field observed tonight."))
+
+    # 4. Alerts, cutouts and follow-up status.
+    a = data.alerts
+    if len(a):
+        f = data.followup
+        by_alert = (
+            f.groupby("alert_id").site.agg(lambda s: ", ".join(sorted(set(s))))
+            if (len(f) and "alert_id" in f)
+            else pd.Series(dtype=str)
+        )
+        table = a[
+            [c for c in ("alert_id", "site", "object_kind", "mag", "snr", "p_real") if c in a]
+        ].copy()
+        table["followup_sites"] = table.alert_id.map(by_alert).fillna("")
+        table["followup"] = np.where(
+            table.followup_sites != "",
+            "requested",
+            np.where(table.object_kind == "transient", "no site can observe", "not needed"),
+        )
+        images = [(aid, _cutout_png(p)) for aid, p in data.packets.items()]
+        kinds = a.object_kind.value_counts().to_dict()
+        text = f"{len(a)} alert(s): " + ", ".join(f"{v} {k}" for k, v in kinds.items()) + "."
+        sections.append(Section(SECTIONS[3], text, table, images))
+    else:
+        sections.append(Section(SECTIONS[3], "No alerts tonight."))
+
+    # 5. New variables with phased light curves.
+    v = data.variables
+    if len(v):
+        top = v.head(6)
+        images = [
+            (
+                oid,
+                plots.phased_light_curve(
+                    data.fused[data.fused.object_id == oid], float(per), f"{oid} ({cls})"
+                ),
+            )
+            for oid, per, cls in zip(top.object_id, top.period, top.var_class, strict=True)
+        ]
+        cols = ["object_id", "var_class", "period", "fap", "amplitude", "n_epochs", "alias_risk"]
+        sections.append(
+            Section(
+                SECTIONS[4],
+                f"{len(v)} variable object(s) that the reference catalogue does not know.",
+                v[cols].head(20),
+                images,
+            )
+        )
+    else:
+        sections.append(Section(SECTIONS[4], "No new variables."))
+
+    # 6. Top anomalies.
+    an, fr = data.anomalies, data.anomalous_frames
+    if len(an) or len(fr):
+        images = []
+        for oid in an.object_id.head(3) if len(an) else []:
+            curve = data.fused[data.fused.object_id == oid]
+            images.append((oid, plots.light_curve(curve, f"anomaly: {oid}")))
+        table = (
+            an[
+                [
+                    c
+                    for c in (
+                        "rank",
+                        "object_id",
+                        "anomaly_score",
+                        "var_class",
+                        "amplitude",
+                        "n_epochs",
+                    )
+                    if c in an
+                ]
+            ].head(10)
+            if len(an)
+            else None
+        )
+        text = f"{len(an)} objects ranked by the isolation forest"
+        if len(fr):
+            top = fr.head(5)
+            text += "; strangest frames: " + ", ".join(
+                f"{r.site}/{str(r.frame_id)[:12]} ({r.anomaly_score:.3g})" for r in top.itertuples()
+            )
+        sections.append(Section(SECTIONS[5], text + ".", table, images))
+    else:
+        sections.append(Section(SECTIONS[5], "Nothing to rank tonight."))
+
+    # 7. Model versions.
+    def names(table, col):
+        return ", ".join(sorted({str(x) for x in table[col].dropna().unique()}))
+
+    versions = {}
+    for col, label in (("cnn_model", "frame_quality"), ("anomaly_model", "anomaly (frames)")):
+        if len(q) and col in q:
+            versions[label] = names(q, col)
+    if len(a) and "rb_model" in a:
+        versions["real_bogus"] = names(a, "rb_model")
+    if len(an) and "forest" in an:
+        versions["isolation forest (objects)"] = str(an.forest.iloc[0])
+    table = pd.DataFrame({"model": list(versions), "version": list(versions.values())})
+    sections.append(
+        Section(
+            SECTIONS[6],
+            "Models whose outputs this report shows." if versions else "No model ran tonight.",
+            table if versions else None,
+        )
+    )
+
+    # 8. Quarantined files.
+    qu = data.quarantined
+    if len(qu):
+        cols = [c for c in ("site", "filename", "reason", "frame_id") if c in qu]
+        sections.append(Section(SECTIONS[7], f"{len(qu)} file(s) quarantined.", qu[cols]))
+    else:
+        sections.append(Section(SECTIONS[7], "No file quarantined."))
+    return sections
+
+
+def _table_html(df: pd.DataFrame) -> str:
+    return df.to_html(index=False, float_format=lambda x: f"{x:.4g}", border=0, escape=True)
+
+
+def render_html(night: str, sections: list[Section]) -> str:
+    """A standalone HTML page (plots embedded as PNG data URIs)."""
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'>",
+        f"<title>telescope_assets — night {html.escape(night)}</title>",
+        "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}"
+        "table{border-collapse:collapse;font-size:12px}td,th{padding:2px 8px}"
+        "tr:nth-child(even){background:#f3f3f3}img{max-width:100%;margin:4px}</style>",
+        f"</head><body><h1>Night {html.escape(night)}</h1>",
+    ]
+    for s in sections:
+        parts.append(f"<h2>{html.escape(s.title)}</h2><p>{html.escape(s.text)}</p>")
+        if s.table is not None and len(s.table):
+            parts.append(_table_html(s.table))
+        for alt, png in s.images:
+            b64 = base64.b64encode(png).decode()
+            parts.append(f"<img alt='{html.escape(alt)}' src='data:image/png;base64,{b64}'>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def render_markdown(night: str, sections: list[Section], max_rows: int = 15) -> str:
+    """The same report as Markdown for Dagster's metadata (plots inline)."""
+    out = [f"# Night {night}"]
+    for s in sections:
+        out.append(f"## {s.title}\n\n{s.text}")
+        if s.table is not None and len(s.table):
+            out.append(s.table.head(max_rows).to_markdown(index=False, floatfmt=".4g"))
+        for alt, png in s.images:
+            out.append(plots.markdown_image(png, alt))
+    return "\n\n".join(out)

@@ -1,0 +1,224 @@
+"""light_curves → variability → anomalies → nightly_report through Dagster.
+
+The catalogs come from the catalog-level simulator (no pixels), written where
+``source_catalogs`` and ``frame_quality`` would write them, so three nights of four
+sites take seconds.
+"""
+
+import datetime as dt
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import pytest
+
+from telescope_assets.defs.lightcurves.assets import (
+    anomalies,
+    light_curves,
+    nightly_report,
+    variability,
+)
+from telescope_assets.defs.lightcurves.sensors import night_deadline, report_ready
+from telescope_assets.lake import Lake
+from telescope_assets.registry import load_registry
+from telescope_assets.report import SECTIONS
+from telescope_assets.resources import DaskResource, LakeResource, RegistryResource
+from telescope_assets.simulate.catalogs import publish_catalogs, simulate_catalogs
+from telescope_assets.simulate.network import write_reference_catalogs
+from telescope_assets.simulate.sky import make_sky
+from telescope_assets.tasks import lightcurves as lc_tasks
+from telescope_assets_tests.science.test_lightcurves import SITES, nights
+
+NIGHTS = nights(3)
+EMPTY_NIGHT = "2026-03-25"
+ASSETS = [light_curves, variability, anomalies, nightly_report]
+
+
+@pytest.fixture(scope="module")
+def network(tmp_path_factory):
+    root = tmp_path_factory.mktemp("lightcurves")
+    sky = make_sky(8, stars_per_field=300)
+    lake = Lake(str(root / "lake"))
+    write_reference_catalogs(sky, root / "refcat", seed=8)
+    for path in (root / "refcat").glob("*.parquet"):
+        lake.write_bytes(f"refcat/{path.name}", path.read_bytes())
+    det, _ = simulate_catalogs(sky, SITES, NIGHTS, seed=9, offset_sigma=0.03)
+    det = det.drop(columns="true_mag")
+    # A few uncatalogued sources (the reference catalogue misses some stars).
+    det.loc[det.ref_id.str.endswith("7"), "ref_id"] = ""
+    # One frame a night is bad: kept out of light curves.
+    publish_catalogs(lake, det, bad_suffix="-03")
+    registry = load_registry()
+    (root / "sites.yaml").write_text(registry.to_yaml())
+    resources = {
+        "lake": LakeResource(root=str(root / "lake")),
+        "registry": RegistryResource(path=str(root / "sites.yaml")),
+        "dask": DaskResource(n_workers=1, processes=False),
+    }
+    return {"lake": lake, "resources": resources, "det": det}
+
+
+def run(network, night):
+    result = dg.materialize(
+        ASSETS,
+        partition_key=night,
+        resources=network["resources"],
+        instance=dg.DagsterInstance.ephemeral(),
+    )
+    assert result.success
+    return {
+        a.key.path[-1]: result.asset_materializations_for_node(a.key.path[-1])[0].metadata
+        for a in ASSETS
+    }
+
+
+def all_points(lake):
+    return pd.concat(
+        [lc_tasks.read_points(lake, t) for t in lc_tasks.all_tiles(lake)], ignore_index=True
+    )
+
+
+def test_nights_fuse_across_sites_and_a_backfill_duplicates_nothing(network):
+    lake = network["lake"]
+    for night in NIGHTS:
+        meta = run(network, night)
+    points = all_points(lake)
+    det = network["det"]
+    good = det[~det.frame_id.str.endswith("-03") & (det.snr >= 5)]
+    # Every S/N ≥ 5 detection of a good frame is a point, once; bad frames are left out.
+    assert len(points) == len(good)
+    assert not points.duplicated(["frame_id", "object_id"]).any()
+    assert set(points.night) == set(NIGHTS)
+    # Offsets of 0.03 mag per site × night were added: solved and removed, measured on
+    # stars held out of the solution (below 5 mmag left).
+    assert meta["light_curves"]["site_to_site_residual_before_mag"].value > 0.015
+    assert meta["light_curves"]["site_to_site_residual_after_mag"].value < 0.005
+    objects_before = pd.concat(
+        [lake.read_parquet(p) for p in lake.list("lightcurves/objects", ".parquet")]
+    )
+
+    # A backfill of the first night recomputes it without adding a point or an object.
+    again = run(network, NIGHTS[0])
+    assert again["light_curves"]["n_new_objects"].value == 0
+    after = all_points(lake)
+    assert len(after) == len(points)
+    assert not after.duplicated(["frame_id", "object_id"]).any()
+    objects_after = pd.concat(
+        [lake.read_parquet(p) for p in lake.list("lightcurves/objects", ".parquet")]
+    )
+    assert len(objects_after) == len(objects_before)
+    assert objects_after.object_id.is_unique
+
+    # Every point is in exactly one fused point (fusion itself: science tests).
+    fused = lc_tasks.read_fused(lake)
+    assert fused.n_points.sum() == len(after)
+    var = lc_tasks.read_variability(lake)
+    assert set(var.var_class) <= {"constant", "periodic", "eclipsing", "irregular", "too_few"}
+    assert var.object_id.is_unique
+    ranked = lake.read_parquet(f"anomalies/{NIGHTS[0]}/objects.parquet")
+    assert ranked["rank"].tolist() == list(range(1, len(ranked) + 1))
+    assert again["anomalies"]["anomaly_model"].value == "anomaly/1"
+
+
+def test_report_has_every_section_for_a_night_and_for_an_empty_night(network):
+    lake = network["lake"]
+    meta = run(network, NIGHTS[1])
+    html = lake.read_bytes(f"reports/{NIGHTS[1]}/report.html").decode()
+    for title in SECTIONS:
+        assert f"<h2>{title}</h2>" in html
+    assert html.count("data:image/png;base64,") >= 4
+    assert meta["nightly_report"]["n_plots"].value >= 4
+    md = meta["nightly_report"]["report"].value
+    assert all(f"## {title}" in md for title in SECTIONS)
+    assert "frame_quality/1" in html
+
+    empty = run(network, EMPTY_NIGHT)
+    html = lake.read_bytes(f"reports/{EMPTY_NIGHT}/report.html").decode()
+    for title in SECTIONS:
+        assert f"<h2>{title}</h2>" in html
+    assert "No alerts tonight." in html
+    assert empty["nightly_report"]["n_frames"].value == 0
+    assert empty["light_curves"]["n_points_tonight"].value == 0
+
+
+def test_report_waits_for_observing_sites_but_not_forever_for_a_dark_one():
+    sites = list(load_registry())
+    registered = [s.name for s in sites]
+    deadline = night_deadline(sites, "2026-03-18")
+    # Local noon of the westernmost site, the day after the night key.
+    assert (
+        dt.datetime(2026, 3, 19, 12, tzinfo=dt.UTC)
+        < deadline
+        < dt.datetime(2026, 3, 20, tzinfo=dt.UTC)
+    )
+    before = deadline - dt.timedelta(hours=1)
+    after = deadline + dt.timedelta(hours=1)
+    everyone = set(registered)
+    assert report_ready(registered, everyone, everyone, before, deadline)[0]
+    three = set(registered[:3])
+    ready, why = report_ready(registered, three, three, before, deadline)
+    assert not ready
+    assert registered[3] in why
+    ready, why = report_ready(registered, three, three, after, deadline)
+    assert ready
+    assert "dark" in why
+    ready, why = report_ready(registered, three, three - {registered[0]}, after, deadline)
+    assert not ready
+    assert registered[0] in why
+    late = deadline + dt.timedelta(hours=13)
+    assert report_ready(registered, three, three - {registered[0]}, late, deadline)[0]
+    assert not report_ready(registered, set(), set(), late, deadline)[0]
+    assert np.isfinite(deadline.timestamp())
+
+
+def test_nightly_reports_sensor_reads_the_event_log(tmp_path):
+    from telescope_assets.defs.lightcurves.sensors import nightly_reports, nightly_requests
+    from telescope_assets.defs.partitions import site_night_key
+
+    registry = load_registry()
+    (tmp_path / "sites.yaml").write_text(registry.to_yaml())
+    instance = dg.DagsterInstance.ephemeral()
+    tonight, earlier = "2026-03-20", "2026-03-19"
+    # Early afternoon UTC after the night of the 19th: past the deadline of the 19th
+    # (local noon on the 20th at the westernmost site) by less than the 12 h grace;
+    # before the deadline of the 20th.
+    sites = [registry[n] for n in registry.names]
+    now = night_deadline(sites, earlier) + dt.timedelta(hours=1)
+    assert now < night_deadline(sites, tonight)
+    two = registry.names[:2]
+
+    def record(asset, site, night):
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization(asset_key=asset, partition=str(site_night_key(site, night)))
+        )
+
+    for night in (tonight, earlier):
+        for site in two:
+            record("raw_frames", site, night)
+    requests, reasons = nightly_requests(instance, registry, now + dt.timedelta(hours=10))
+    # Frames arrived but nothing is processed yet: no report for either night.
+    assert not requests
+    assert any("waiting for processing" in r for r in reasons)
+
+    for night in (tonight, earlier):
+        for site in two:
+            record("alerts", site, night)
+    requests, _ = nightly_requests(instance, registry, now)
+    # Tonight the two silent sites may still send frames; the night before they are dark.
+    assert [r.partition_key for r in requests] == [earlier]
+    assert "dark" in requests[0].tags["telescope/report_reason"]
+    # New frames at a site after its alerts: wait until they are processed.
+    record("raw_frames", two[0], earlier)
+    assert not nightly_requests(instance, registry, now)[0]
+    # ... but not forever.
+    late, _ = nightly_requests(instance, registry, now + dt.timedelta(hours=12))
+    assert [r.partition_key for r in late] == [earlier]
+
+    # The sensor itself, at today's date: nothing recorded for recent nights.
+    context = dg.build_sensor_context(
+        instance=instance,
+        resources={"registry": RegistryResource(path=str(tmp_path / "sites.yaml"))},
+    )
+    result = nightly_reports(context)
+    assert not result.run_requests
+    assert "no site has sent frames" in result.skip_reason.skip_message
