@@ -10,6 +10,8 @@ frames_job = dg.define_asset_job(
     "frames_job",
     selection=dg.AssetSelection.groups("frames", "catalogs", "transients"),
     executor_def=dg.in_process_executor,
+    # Run monitoring (production instance) fails a run that outlives this, in seconds.
+    tags={"dagster/max_runtime": "3600"},
     description="Ingested frames of one site × night to calibrated frames, catalogs, quality, "
     "references, transient candidates and alerts.",
 )
@@ -19,6 +21,7 @@ followup_job = dg.define_asset_job(
     "followup_job",
     selection=dg.AssetSelection.groups("followup"),
     executor_def=dg.in_process_executor,
+    tags={"dagster/max_runtime": "600"},
     description="Follow-up requests at the other sites for the alerts of one site × night.",
 )
 
@@ -28,6 +31,7 @@ nightly_job = dg.define_asset_job(
     "nightly_job",
     selection=dg.AssetSelection.groups("lightcurves"),
     executor_def=dg.in_process_executor,
+    tags={"dagster/max_runtime": "3600"},
     description="One night across all sites: light curves fused across sites, variability, "
     "anomalies and the nightly report.",
 )

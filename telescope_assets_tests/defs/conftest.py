@@ -1,5 +1,8 @@
 """Resources pointed at tmp_path, and helpers to run the frames assets."""
 
+import os
+import uuid
+
 import pytest
 
 from telescope_assets.resources import (
@@ -37,3 +40,25 @@ def resources(tmp_path, incoming, registry_file, simulated, mlflow_champions):
         "dask": DaskResource(n_workers=1, processes=False),
         "mlflow": mlflow_champions,
     }
+
+
+#: The machine's PostgreSQL (CI starts it); each test gets a database of its own.
+PG = os.environ.get("TELESCOPE_TEST_POSTGRES", "postgresql+psycopg2://postgres@127.0.0.1:5432")
+
+
+@pytest.fixture
+def postgres_url():
+    psycopg2 = pytest.importorskip("psycopg2")
+    name = f"telescope_assets_test_{uuid.uuid4().hex[:8]}"
+    dsn = PG.replace("postgresql+psycopg2://", "postgresql://")
+    admin = psycopg2.connect(f"{dsn}/postgres")
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    yield f"{PG}/{name}"
+    with admin.cursor() as cur:
+        cur.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
+        )
+        cur.execute(f'DROP DATABASE "{name}"')
+    admin.close()

@@ -1,8 +1,5 @@
 """Layer 3: a partition materialized on an ephemeral instance and on real PostgreSQL."""
 
-import os
-import uuid
-
 import dagster as dg
 import pytest
 
@@ -13,7 +10,6 @@ from telescope_assets.ingest import ingest
 from telescope_assets_tests.conftest import NIGHT
 
 ASSETS = [raw_frames, calibration_masters, calibrated_frames, source_catalogs, frame_quality]
-PG = os.environ.get("TELESCOPE_TEST_POSTGRES", "postgresql+psycopg2://postgres@127.0.0.1:5432")
 
 
 def _materialize(resources, registry, instance, site="tololo"):
@@ -58,24 +54,6 @@ def test_partition_materializes_on_an_ephemeral_instance(resources, registry):
     assert set(table.cnn_model) == {"frame_quality/1"}
     assert set(table.cnn_class) <= {"good", "medium", "bad"}
     assert table[["p_good", "p_medium", "p_bad"]].astype(float).sum(axis=1).round(5).eq(1).all()
-
-
-@pytest.fixture
-def postgres_url():
-    psycopg2 = pytest.importorskip("psycopg2")
-    name = f"telescope_assets_test_{uuid.uuid4().hex[:8]}"
-    dsn = PG.replace("postgresql+psycopg2://", "postgresql://")
-    admin = psycopg2.connect(f"{dsn}/postgres")
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    yield f"{PG}/{name}"
-    with admin.cursor() as cur:
-        cur.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
-        )
-        cur.execute(f'DROP DATABASE "{name}"')
-    admin.close()
 
 
 @pytest.mark.postgres

@@ -185,6 +185,8 @@ models_job = dg.define_asset_job(
     "models_job",
     selection=dg.AssetSelection.groups("training", "models"),
     description="Regenerate the training sets and retrain the three models (gated promotion).",
+    # Run monitoring fails a run that outlives this (seconds); 10 min measured on 2 cores.
+    tags={"dagster/max_runtime": str(3 * 3600)},
 )
 
 weekly_retraining = dg.ScheduleDefinition(
