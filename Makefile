@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export DAGSTER_HOME := $(CURDIR)
 
-.PHONY: install demo test lint format ui mlflow-ui bench bench-transients bench-latency bench-lightcurves clean
+.PHONY: install demo test lint format ui ui-readonly mlflow-ui bench bench-transients bench-latency bench-lightcurves clean
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required"'
@@ -36,6 +36,10 @@ format: install
 ## Dagster UI (webserver + daemon) on http://127.0.0.1:3000 over the demo's state.
 ui: install
 	$(BIN)/dagster dev --host 127.0.0.1 --port 3000 --workspace workspace.yaml
+
+## The same UI for viewers: browse everything, launch nothing (mutations are refused).
+ui-readonly: install
+	$(BIN)/dagster-webserver --host 127.0.0.1 --port 3001 --workspace workspace.yaml --read-only
 
 ## MLflow UI (runs, registered models, champion aliases) on http://127.0.0.1:5000.
 mlflow-ui: install
