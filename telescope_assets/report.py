@@ -18,6 +18,7 @@ import pandas as pd
 
 from telescope_assets import plots
 from telescope_assets.lake import Lake
+from telescope_assets.tasks import lightcurves as lc_tasks
 
 __all__ = ["NightData", "Section", "gather", "render", "render_html", "render_markdown"]
 
@@ -73,7 +74,6 @@ def _per_site(lake: Lake, asset: str, night: str, sites: list[str]) -> pd.DataFr
 def gather(lake: Lake, night: str, sites: list[str], max_packets: int = 6) -> NightData:
     """Read everything of ``night`` at ``sites`` from the lake."""
     from telescope_assets.tasks import alerts as alert_tasks
-    from telescope_assets.tasks import lightcurves as lc_tasks
 
     quality = _per_site(lake, "frame_quality", night, sites)
     alerts = _per_site(lake, "alerts", night, sites)
@@ -272,24 +272,7 @@ def render(data: NightData) -> list[Section]:
         for oid in an.object_id.head(3) if len(an) else []:
             curve = data.fused[data.fused.object_id == oid]
             images.append((oid, plots.light_curve(curve, f"anomaly: {oid}")))
-        table = (
-            an[
-                [
-                    c
-                    for c in (
-                        "rank",
-                        "object_id",
-                        "anomaly_score",
-                        "var_class",
-                        "amplitude",
-                        "n_epochs",
-                    )
-                    if c in an
-                ]
-            ].head(10)
-            if len(an)
-            else None
-        )
+        table = an[[c for c in lc_tasks.ANOMALY_COLUMNS if c in an]].head(10) if len(an) else None
         text = f"{len(an)} objects ranked by the isolation forest"
         if len(fr):
             top = fr.head(5)

@@ -25,6 +25,7 @@ from telescope_assets.science import lightcurves as lc
 from telescope_assets.science import variability as var
 
 __all__ = [
+    "ANOMALY_COLUMNS",
     "FUSED",
     "LC_VERSION",
     "fuse_tile",
@@ -36,6 +37,16 @@ __all__ = [
 ]
 
 LC_VERSION = "lc-1"
+#: What a ranked object's row shows (asset metadata and the nightly report).
+ANOMALY_COLUMNS = (
+    "rank",
+    "object_id",
+    "anomaly_score",
+    "var_class",
+    "amplitude",
+    "chi2_red",
+    "n_epochs",
+)
 FUSED = "lightcurves/fused/{tile}.parquet"
 POINT_COLUMNS = [
     "object_id",

@@ -180,19 +180,7 @@ def anomalies(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Mater
         for c in ("site", "frame_id", "anomaly_score", "anomalous", "quality_class")
         if c in frames
     ]
-    obj_cols = [
-        c
-        for c in (
-            "rank",
-            "object_id",
-            "anomaly_score",
-            "var_class",
-            "amplitude",
-            "chi2_red",
-            "n_epochs",
-        )
-        if c in ranked
-    ]
+    obj_cols = [c for c in lc_tasks.ANOMALY_COLUMNS if c in ranked]
     return dg.MaterializeResult(
         metadata={
             "n_objects_ranked": len(ranked),
