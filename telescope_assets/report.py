@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -149,8 +150,12 @@ def _cutout_png(packet: dict) -> bytes:
         if cut:
             import gzip
 
-            with fits.open(io.BytesIO(gzip.decompress(cut["stampData"]))) as hdul:
-                data = np.asarray(hdul[0].data, float)
+            # Cutouts from other pipelines (ZTF's among them) may bend the FITS standard
+            # in ways that do not matter for a picture.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", fits.verify.VerifyWarning)
+                with fits.open(io.BytesIO(gzip.decompress(cut["stampData"]))) as hdul:
+                    data = np.asarray(hdul[0].data, float)
         images.append(data)
     return plots.cutout_triplet(images, packet.get("objectId", ""))
 

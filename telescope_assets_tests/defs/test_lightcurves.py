@@ -27,6 +27,7 @@ from telescope_assets.simulate.catalogs import publish_catalogs, simulate_catalo
 from telescope_assets.simulate.network import write_reference_catalogs
 from telescope_assets.simulate.sky import make_sky
 from telescope_assets.tasks import lightcurves as lc_tasks
+from telescope_assets_tests.conftest import real_data
 from telescope_assets_tests.science.test_lightcurves import SITES, nights
 
 NIGHTS = nights(3)
@@ -120,8 +121,45 @@ def test_nights_fuse_across_sites_and_a_backfill_duplicates_nothing(network):
     assert again["anomalies"]["anomaly_model"].value == "anomaly/1"
 
 
+def add_alert_and_quarantine(lake, night):
+    """One alert (a real ZTF packet as its packet), its follow-up, one quarantined file."""
+    site = "tololo"
+    packet = real_data("alerts", "ztf", "472263571115115000.avro")
+    path = f"alerts/{site}/{night}/a1.avro"
+    lake.write_bytes(path, packet.read_bytes())
+    lake.write_parquet(
+        lake.manifest("alerts", site, night),
+        pd.DataFrame(
+            [
+                {
+                    "alert_id": "a1",
+                    "object_kind": "transient",
+                    "mag": 17.2,
+                    "snr": 25.0,
+                    "p_real": 0.97,
+                    "rb_model": "real_bogus/3",
+                    "packet_path": path,
+                }
+            ]
+        ),
+    )
+    lake.write_parquet(
+        lake.manifest("followup_requests", site, night),
+        pd.DataFrame([{"request_id": "r1", "alert_id": "a1", "site": "lapalma", "priority": 1}]),
+    )
+    lake.write_json(
+        lake.quarantine(site, night, "f00d", "json"),
+        {"filename": "tololo/broken.fits", "reason": "truncated FITS"},
+    )
+
+
 def test_report_has_every_section_for_a_night_and_for_an_empty_night(network):
     lake = network["lake"]
+    add_alert_and_quarantine(lake, NIGHTS[1])
+    # All three nights in the store (idempotent if an earlier test put them there), so
+    # light curves have the epochs for classes and anomaly ranks.
+    for night in (NIGHTS[0], NIGHTS[2]):
+        run(network, night)
     meta = run(network, NIGHTS[1])
     html = lake.read_bytes(f"reports/{NIGHTS[1]}/report.html").decode()
     for title in SECTIONS:
@@ -131,6 +169,23 @@ def test_report_has_every_section_for_a_night_and_for_an_empty_night(network):
     md = meta["nightly_report"]["report"].value
     assert all(f"## {title}" in md for title in SECTIONS)
     assert "frame_quality/1" in html
+    # Every section has something to show on this night: none says it is empty.
+    for empty_text in (
+        "No science frames tonight.",
+        "No field observed tonight.",
+        "No alerts tonight.",
+        "No new variables.",
+        "Nothing to rank tonight.",
+        "No model ran tonight.",
+        "No file quarantined.",
+    ):
+        assert empty_text not in html
+    # The alert's three cutouts are drawn from its packet; its follow-up is listed.
+    assert "alt='a1'" in html
+    assert "lapalma" in html
+    assert "requested" in html
+    assert "real_bogus/3" in html
+    assert "truncated FITS" in html
 
     empty = run(network, EMPTY_NIGHT)
     html = lake.read_bytes(f"reports/{EMPTY_NIGHT}/report.html").decode()
