@@ -344,13 +344,21 @@ def render_html(night: str, sections: list[Section]) -> str:
     return "\n".join(parts)
 
 
-def render_markdown(night: str, sections: list[Section], max_rows: int = 15) -> str:
-    """The same report as Markdown for Dagster's metadata (plots inline)."""
+def render_markdown(
+    night: str, sections: list[Section], max_rows: int = 15, max_images: int = 1
+) -> str:
+    """The same report as Markdown for Dagster's metadata (plots inline).
+
+    At most ``max_images`` plots per section: the metadata lives in the event log, and
+    the HTML report has them all.
+    """
     out = [f"# Night {night}"]
     for s in sections:
         out.append(f"## {s.title}\n\n{s.text}")
         if s.table is not None and len(s.table):
             out.append(s.table.head(max_rows).to_markdown(index=False, floatfmt=".4g"))
-        for alt, png in s.images:
+        for alt, png in s.images[:max_images]:
             out.append(plots.markdown_image(png, alt))
+        if len(s.images) > max_images:
+            out.append(f"_({len(s.images) - max_images} more plots in the HTML report)_")
     return "\n\n".join(out)
