@@ -197,9 +197,15 @@ def inject(
                 out.append(
                     {
                         "frame_id": fr.frame_id,
+                        "site": site_name,
+                        "night": night,
+                        "x": x[i],
+                        "y": y[i],
                         "snr_injected": snr[i],
                         "flux_injected": snr[i] * noise,
                         "detected": found,
+                        "nearest_candidate_px": float(d[j]),
+                        "nearest_candidate_snr": float(cands.snr.iloc[j]) if len(cands) else np.nan,
                         "alerted": found and bool(alerted[j]),
                         "p_real": float(p_real[j]) if found else np.nan,
                         "rb_class": RB_CLASSES[int(probs[j].argmax())] if found else "",

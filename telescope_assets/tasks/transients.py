@@ -34,7 +34,7 @@ __all__ = [
 
 REFERENCE_VERSION = "ref-1"
 #: Version of the subtraction and detection code: a change re-subtracts every frame.
-DIFFERENCE_VERSION = "diff-2"
+DIFFERENCE_VERSION = "diff-3"
 #: Frames stacked into a reference (the best by seeing among the usable earlier ones).
 REFERENCE_FRAMES = 3
 #: Most candidates kept per frame (the highest S/N); more means a failed subtraction.
@@ -251,6 +251,11 @@ def difference_one(row: dict, lake: Lake, site: Site, reference: dict) -> dict[s
         return base | {"status": "subtraction_failed", "reason": str(exc), "n_candidates": 0}
     det = subtraction.detect_difference(sub, row["fwhm_px"])
     n_all = len(det)
+    # A satellite trail breaks into dozens of bright detections that would fill the
+    # candidate cap and hide real transients: set them aside first.
+    trail = subtraction.on_trails(det.x.to_numpy(), det.y.to_numpy()) if n_all else []
+    n_trail = int(np.sum(trail))
+    det = det[~np.asarray(trail, bool)] if n_all else det
     det = det.head(MAX_CANDIDATES).reset_index(drop=True)
     ra, dec = wcs.all_pix2world(det.x.to_numpy(), det.y.to_numpy(), 0) if len(det) else ([], [])
     zp, exptime = row["zero_point"], row["exptime"]
@@ -303,6 +308,7 @@ def difference_one(row: dict, lake: Lake, site: Site, reference: dict) -> dict[s
         "cutouts_path": stamp_path,
         "n_candidates": len(det),
         "n_detections": n_all,
+        "n_on_trails": n_trail,
         "kernel_chi2": sub.chi2,
         "kernel_stamps": sub.n_stamps,
         "convolved": sub.convolved_image,

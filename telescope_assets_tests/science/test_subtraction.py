@@ -172,3 +172,22 @@ def test_bad_pixels_cost_only_the_pixels_they_touch():
     pulls = sub.diff[good] / sub.err[good]
     assert np.std(pulls) < 1.3
     assert len(detect_difference(sub, 3.8)) <= 1
+
+
+def test_trail_detections_are_set_aside_and_random_ones_are_not():
+    from telescope_assets.science.subtraction import on_trails
+
+    rng = np.random.default_rng(3)
+    # 300 sources scattered over a 1024² frame: no line holds twelve of them.
+    x, y = rng.uniform(0, 1024, 300), rng.uniform(0, 1024, 300)
+    assert not on_trails(x, y).any()
+    # A satellite crossing the frame breaks into 40 detections along a line (1 px
+    # jitter), listed among the sources in any order.
+    t = rng.uniform(0, 1, 40)
+    tx, ty = 50 + 900 * t + rng.normal(0, 0.7, 40), 980 - 700 * t + rng.normal(0, 0.7, 40)
+    order = rng.permutation(340)
+    xs, ys = np.r_[tx, x][order], np.r_[ty, y][order]
+    flagged = on_trails(xs, ys)
+    is_trail = order < 40
+    assert flagged[is_trail].mean() >= 0.95
+    assert flagged[~is_trail].sum() <= 3
