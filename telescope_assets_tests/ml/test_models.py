@@ -188,3 +188,16 @@ def test_autoencoder_meets_its_target_through_the_registry(store):
     rep = model_arrays("anomaly", evaluation)
     metrics, _ = evaluate("anomaly", net, rep)
     assert metrics["tpr_at_fpr_1pct"] == pytest.approx(report["metrics"]["tpr_at_fpr_1pct"])
+
+
+def test_champion_check_reads_the_champion_after_promotion():
+    from telescope_assets.defs.models.assets import champion_value
+
+    base = {"version": "2", "metrics": {"fpr": 0.002}, "metric": "fpr"}
+    # Promoted now (the registry may hand the version out as a number): the new metric.
+    assert champion_value(base | {"champion_version": 2, "previous_metric": 0.46}) == 0.002
+    assert champion_value(base | {"champion_version": "2", "previous_metric": None}) == 0.002
+    # Not promoted: the standing champion's metric on the same evaluation split.
+    assert champion_value(base | {"champion_version": "1", "previous_metric": 0.004}) == 0.004
+    # No champion at all.
+    assert champion_value(base | {"champion_version": None, "previous_metric": None}) is None

@@ -110,18 +110,11 @@ def _train(context, kind, data_name, config, lake, mlflow) -> dg.MaterializeResu
     }
     report = train_and_register(kind, train, evaluation, mlflow_resource=mlflow, tags=tags,
                                 seed=config.seed, max_epochs=config.max_epochs)
-    champion = mlflow.champion(kind)
-    champion_metric = None
-    if champion is not None:
-        champion_metric = (
-            report["metrics"][report["metric"]]
-            if champion.version == report["version"]
-            else report["previous_metric"]
-        )
     from telescope_assets.ml.train import MODELS
 
     spec = MODELS[kind]
-    ok = champion is not None and champion_metric is not None and spec.meets_target(champion_metric)
+    champion_metric = champion_value(report)
+    ok = champion_metric is not None and spec.meets_target(champion_metric)
     plots = "\n\n".join(markdown_image(png, name) for name, png in report["plots"].items())
     return dg.MaterializeResult(
         metadata={
@@ -148,6 +141,22 @@ def _train(context, kind, data_name, config, lake, mlflow) -> dg.MaterializeResu
             )
         ],
     )
+
+
+def champion_value(report: dict) -> float | None:
+    """The evaluation metric of the champion after a training run, from its report.
+
+    The report's ``champion_version`` was read from the registry after any promotion:
+    when it is the new version, the new metric; else the previous champion's, measured on
+    the same evaluation split; ``None`` without a champion. Versions compare as text (the
+    registry hands out numbers or strings depending on the call).
+    """
+    champion = report.get("champion_version")
+    if champion is None:
+        return None
+    if str(champion) == str(report["version"]):
+        return report["metrics"][report["metric"]]
+    return report.get("previous_metric")
 
 
 def _model_asset(kind: str, data_name: str, description: str):
