@@ -6,6 +6,7 @@ import pandas as pd
 
 from telescope_assets import tasks
 from telescope_assets.defs.frames.assets import calibrated_frames
+from telescope_assets.defs.metadata import md_table
 from telescope_assets.defs.models.assets import anomaly_model, frame_quality_model
 from telescope_assets.defs.partitions import site_night, site_nights
 from telescope_assets.plots import markdown_image, night_quality_plot
@@ -24,10 +25,6 @@ class CatalogConfig(dg.Config):
     """Run configuration of ``source_catalogs``."""
 
     force: bool = False  # re-catalogue every frame, even those up to date
-
-
-def _md(df: pd.DataFrame, rows: int = 40) -> dg.MetadataValue:
-    return dg.MetadataValue.md(df.head(rows).to_markdown(index=False) if len(df) else "_(none)_")
 
 
 @dg.asset(
@@ -90,7 +87,7 @@ def source_catalogs(
             "median_zero_point": _median(table, "zero_point"),
             "median_seeing_arcsec": _median(table, "seeing_arcsec"),
             "median_astrometric_rms_px": _median(table, "astrometric_rms_px"),
-            "frames": _md(table[summary] if len(table) else table),
+            "frames": md_table(table[summary] if len(table) else table, 40),
             "plot": dg.MetadataValue.md(markdown_image(night_quality_plot(table), "night"))
             if len(table)
             else dg.MetadataValue.md("_(no frames)_"),
@@ -262,7 +259,7 @@ def frame_quality(
             "anomaly_model": f"anomaly/{ae_version}",
             "median_seeing_arcsec": _median(out, "seeing_arcsec"),
             "median_transparency": _median(out, "transparency"),
-            "frames": _md(out[[c for c in columns if c in out]] if len(out) else out),
+            "frames": md_table(out[[c for c in columns if c in out]] if len(out) else out, 40),
         }
     )
 

@@ -4,16 +4,11 @@ import dagster as dg
 import pandas as pd
 
 from telescope_assets import tasks
+from telescope_assets.defs.metadata import md_table
 from telescope_assets.defs.partitions import site_night, site_nights
 from telescope_assets.resources import DaskResource, LakeResource, RegistryResource
 
 __all__ = ["CalibrationConfig", "calibrated_frames", "calibration_masters", "raw_frames"]
-
-
-def _md_table(df: pd.DataFrame, max_rows: int = 30) -> dg.MetadataValue:
-    if df.empty:
-        return dg.MetadataValue.md("_(none)_")
-    return dg.MetadataValue.md(df.head(max_rows).to_markdown(index=False))
 
 
 @dg.asset(
@@ -40,7 +35,7 @@ def raw_frames(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Mate
             "n_flat": counts.get("flat", 0),
             "n_quarantined": len(quarantined),
             "quarantine_reasons": dg.MetadataValue.json(reasons),
-            "frames": _md_table(
+            "frames": md_table(
                 manifest[["frame_id", "frame_type", "filter", "exptime", "date_obs", "object"]]
             ),
             "path": dg.MetadataValue.path(store.full(store.manifest("raw_frames", site, night))),
@@ -99,7 +94,7 @@ def calibration_masters(
     fallbacks = {n: e["night"] for n, e in manifest.items() if e and e["fallback"]}
     return dg.MaterializeResult(
         metadata={
-            "masters": _md_table(table),
+            "masters": md_table(table),
             "n_made_now": int(sum(bool(e and e["made_now"]) for e in manifest.values())),
             "fallbacks": dg.MetadataValue.json(fallbacks),
             "missing": dg.MetadataValue.json([n for n, e in manifest.items() if e is None]),
@@ -200,7 +195,7 @@ def calibrated_frames(
             "masters": dg.MetadataValue.json(
                 {k: (v["master_id"] if v else None) for k, v in masters.items()}
             ),
-            "frames": _md_table(
+            "frames": md_table(
                 table[
                     [
                         c

@@ -11,6 +11,7 @@ import pandas as pd
 from telescope_assets import plots
 from telescope_assets import report as report_mod
 from telescope_assets.defs.catalogs.assets import frame_quality, source_catalogs
+from telescope_assets.defs.metadata import md_table
 from telescope_assets.defs.models.assets import anomaly_model
 from telescope_assets.defs.partitions import nights
 from telescope_assets.defs.transients.assets import alerts, followup_requests
@@ -21,12 +22,6 @@ __all__ = ["anomalies", "light_curves", "nightly_report", "variability"]
 
 # A night's partition depends on every site × night partition of that night: Dagster's
 # default mapping from a multi-partitioned asset to one of its dimensions.
-
-
-def _md(df: pd.DataFrame, rows: int = 20) -> dg.MetadataValue:
-    if not len(df):
-        return dg.MetadataValue.md("_(none)_")
-    return dg.MetadataValue.md(df.head(rows).to_markdown(index=False, floatfmt=".4g"))
 
 
 def _known_variables(store) -> set[str]:
@@ -75,7 +70,7 @@ def light_curves(
         "n_new_objects": info["n_new_objects"],
         "n_frames_used": int(frames.used.sum()) if len(frames) else 0,
         "n_frames_excluded": len(excluded),
-        "excluded_frames": _md(excluded),
+        "excluded_frames": md_table(excluded, 20, ".4g"),
         "tiles_tonight": dg.MetadataValue.json(info["tiles"]),
         "n_tiles": len(tiles),
         "n_fused_points": int(sum(fused_counts)),
@@ -83,7 +78,7 @@ def light_curves(
         "offset_rms_mag": summary["offset_rms"],
         "site_to_site_residual_before_mag": summary["residual_rms_before"],
         "site_to_site_residual_after_mag": summary["residual_rms_after"],
-        "offsets_tonight": _md(tonight),
+        "offsets_tonight": md_table(tonight, 20, ".4g"),
         "version": lc_tasks.LC_VERSION,
     }
     if len(offsets):
@@ -125,10 +120,12 @@ def variability(
         "n_objects": len(table),
         "classes": dg.MetadataValue.json(classes),
         "n_periodic": len(periodic),
-        "periodic": _md(
+        "periodic": md_table(
             periodic[["object_id", "var_class", "period", "fap", "amplitude", "n_epochs"]]
             if len(periodic)
-            else periodic
+            else periodic,
+            20,
+            ".4g",
         ),
     }
     if len(periodic):
@@ -187,8 +184,8 @@ def anomalies(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Mater
             "n_frames_ranked": len(frames),
             "isolation_forest": str(ranked.forest.iloc[0]) if len(ranked) else "",
             "anomaly_model": ", ".join(ae_versions) or "none",
-            "top_objects": _md(ranked[obj_cols] if len(ranked) else ranked, 10),
-            "top_frames": _md(frames[frame_cols] if len(frames) else frames, 10),
+            "top_objects": md_table(ranked[obj_cols] if len(ranked) else ranked, 10, ".4g"),
+            "top_frames": md_table(frames[frame_cols] if len(frames) else frames, 10, ".4g"),
         }
     )
 

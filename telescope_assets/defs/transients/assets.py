@@ -9,6 +9,7 @@ import pandas as pd
 from telescope_assets import tasks
 from telescope_assets.defs.catalogs.assets import frame_quality, source_catalogs
 from telescope_assets.defs.frames.assets import calibrated_frames
+from telescope_assets.defs.metadata import md_table
 from telescope_assets.defs.models.assets import real_bogus_model
 from telescope_assets.defs.partitions import site_night, site_nights
 from telescope_assets.resources import DaskResource, LakeResource, MlflowResource, RegistryResource
@@ -18,10 +19,6 @@ from telescope_assets.tasks import followup as followup_tasks
 from telescope_assets.tasks import transients as tr
 
 __all__ = ["AlertConfig", "alerts", "followup_requests", "reference_images", "transient_candidates"]
-
-
-def _md(df: pd.DataFrame, rows: int = 30) -> dg.MetadataValue:
-    return dg.MetadataValue.md(df.head(rows).to_markdown(index=False) if len(df) else "_(none)_")
 
 
 def _read(store, asset: str, site: str, night: str) -> pd.DataFrame:
@@ -70,7 +67,7 @@ def reference_images(
             "n_references": int((table.reference_id != "").sum()) if len(table) else 0,
             "n_built_now": built,
             "n_without_reference": int((table.reference_id == "").sum()) if len(table) else 0,
-            "references": _md(
+            "references": md_table(
                 table[
                     [
                         c
@@ -191,7 +188,7 @@ def transient_candidates(
             "n_candidates": len(table),
             "n_real": n_real,
             "real_bogus_model": f"real_bogus/{rb_version}",
-            "frames": _md(frames),
+            "frames": md_table(frames),
         }
     )
 
@@ -290,7 +287,7 @@ def alerts(
             "object_kinds": dg.MetadataValue.json(kinds),
             "min_real_score": config.min_real_score,
             "real_bogus_model": str(table.rb_model.iloc[0]) if len(table) else "",
-            "alerts": _md(table[show] if len(table) else table),
+            "alerts": md_table(table[show] if len(table) else table),
         }
     )
 
@@ -354,8 +351,8 @@ def followup_requests(
             "n_requests": len(out),
             "n_written_now": written,
             "requests_by_site": dg.MetadataValue.json(by_site),
-            "refused": _md(pd.DataFrame(refusals)),
-            "requests": _md(
+            "refused": md_table(pd.DataFrame(refusals)),
+            "requests": md_table(
                 out[
                     [
                         c
