@@ -206,6 +206,23 @@ class Lake(Store):
             return {}
         return {r["frame_id"]: r for r in self.read_parquet(rel).to_dict("records")}
 
+    def night_table(self, asset: str, night: str, sites=None):
+        """One night's partition tables of ``asset`` at every site, with a ``site`` column.
+
+        ``sites`` defaults to every site that has such tables; a site without one for
+        the night contributes nothing.
+        """
+        import pandas as pd
+
+        if sites is None:
+            sites = self.list_dirs(f"manifests/{asset}")
+        parts = [
+            self.read_parquet(self.manifest(asset, site, night)).assign(site=site)
+            for site in sites
+            if self.exists(self.manifest(asset, site, night))
+        ]
+        return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
     def quarantined(self, site: str, night: str) -> list[dict]:
         """Reasons of every file quarantined for one site and night."""
         return [self.read_json(p) for p in self.list(f"quarantine/{site}/{night}", ".json")]

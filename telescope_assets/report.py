@@ -63,22 +63,13 @@ class Section:
     images: list[tuple[str, bytes]] = field(default_factory=list)
 
 
-def _per_site(lake: Lake, asset: str, night: str, sites: list[str]) -> pd.DataFrame:
-    parts = []
-    for site in sites:
-        rel = lake.manifest(asset, site, night)
-        if lake.exists(rel):
-            parts.append(lake.read_parquet(rel).assign(site=site))
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
-
-
 def gather(lake: Lake, night: str, sites: list[str], max_packets: int = 6) -> NightData:
     """Read everything of ``night`` at ``sites`` from the lake."""
     from telescope_assets.tasks import alerts as alert_tasks
 
-    quality = _per_site(lake, "frame_quality", night, sites)
-    alerts = _per_site(lake, "alerts", night, sites)
-    followup = _per_site(lake, "followup_requests", night, sites)
+    quality = lake.night_table("frame_quality", night, sites)
+    alerts = lake.night_table("alerts", night, sites)
+    followup = lake.night_table("followup_requests", night, sites)
     raw_counts = {}
     for site in sites:
         rel = lake.manifest("raw_frames", site, night)
@@ -93,7 +84,7 @@ def gather(lake: Lake, night: str, sites: list[str], max_packets: int = 6) -> Ni
         varying = var[var.var_class.isin(["periodic", "eclipsing", "irregular"])]
         # New: not a catalogued star's id (an uncatalogued object), or a catalogued
         # star the reference catalogue does not call variable.
-        known = _known_variables(lake)
+        known = lc_tasks.catalogued_variables(lake)
         new_vars = varying[~varying.object_id.isin(known)]
         # Periodic and eclipsing first (most significant period first), then irregular.
         new_vars = (
@@ -129,15 +120,6 @@ def gather(lake: Lake, night: str, sites: list[str], max_packets: int = 6) -> Ni
         raw_counts=raw_counts,
         packets=packets,
     )
-
-
-def _known_variables(lake: Lake) -> set[str]:
-    known = set()
-    for rel in lake.list("refcat", ".parquet"):
-        table = lake.read_parquet(rel)
-        if "variable" in table and "source_id" in table:
-            known |= set(table.source_id[table.variable.astype(bool)])
-    return known
 
 
 def _cutout_png(packet: dict) -> bytes:

@@ -28,6 +28,7 @@ __all__ = [
     "ANOMALY_COLUMNS",
     "FUSED",
     "LC_VERSION",
+    "catalogued_variables",
     "fuse_tile",
     "ingest_night",
     "night_detections",
@@ -93,42 +94,38 @@ def night_detections(lake: Lake, night: str) -> tuple[pd.DataFrame, pd.DataFrame
         One row per catalogued frame with ``used`` and, if not used, ``reason``.
     """
     parts, frames = [], []
-    for site in lake.list_dirs("manifests/source_catalogs"):
-        rel = lake.manifest("frame_quality", site, night)
-        if not lake.exists(rel):
+    quality = lake.night_table("frame_quality", night)
+    for row in quality.to_dict("records"):
+        site, fid = row["site"], row["frame_id"]
+        reason = ""
+        if row.get("quality_class") == "bad":
+            reason = "quality bad"
+        elif not np.isfinite(row.get("zero_point", np.nan)):
+            reason = "no zero point"
+        path = f"catalogs/{site}/{night}/{fid}.parquet"
+        if not reason and not lake.exists(path):
+            reason = "no catalog"
+        frames.append(
+            {
+                "site": site,
+                "night": night,
+                "frame_id": fid,
+                "filter": row.get("filter"),
+                "mjd": row.get("mjd"),
+                "used": not reason,
+                "reason": reason,
+            }
+        )
+        if reason:
             continue
-        quality = lake.read_parquet(rel)
-        for row in quality.to_dict("records"):
-            fid = row["frame_id"]
-            reason = ""
-            if row.get("quality_class") == "bad":
-                reason = "quality bad"
-            elif not np.isfinite(row.get("zero_point", np.nan)):
-                reason = "no zero point"
-            path = f"catalogs/{site}/{night}/{fid}.parquet"
-            if not reason and not lake.exists(path):
-                reason = "no catalog"
-            frames.append(
-                {
-                    "site": site,
-                    "night": night,
-                    "frame_id": fid,
-                    "filter": row.get("filter"),
-                    "mjd": row.get("mjd"),
-                    "used": not reason,
-                    "reason": reason,
-                }
-            )
-            if reason:
-                continue
-            cat = lake.read_parquet(path)
-            keep = (
-                ((cat["flags"].to_numpy() & EXCLUDED_FLAGS) == 0)
-                & (cat.snr.to_numpy() >= 5)
-                & np.isfinite(cat.mag.to_numpy())
-                & np.isfinite(cat.mag_err.to_numpy())
-            )
-            parts.append(cat[keep])
+        cat = lake.read_parquet(path)
+        keep = (
+            ((cat["flags"].to_numpy() & EXCLUDED_FLAGS) == 0)
+            & (cat.snr.to_numpy() >= 5)
+            & np.isfinite(cat.mag.to_numpy())
+            & np.isfinite(cat.mag_err.to_numpy())
+        )
+        parts.append(cat[keep])
     columns = [c for c in POINT_COLUMNS if c not in ("object_id", "sep_arcsec")]
     det = pd.concat(parts, ignore_index=True)[columns] if parts else pd.DataFrame(columns=columns)
     det["ref_id"] = det.ref_id.fillna("").astype(str)
@@ -204,6 +201,16 @@ def read_points(lake: Lake, tile: int) -> pd.DataFrame:
     """Every night's points of a tile."""
     parts = [lake.read_parquet(p) for p in lake.list(f"lightcurves/points/{tile}", ".parquet")]
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=POINT_COLUMNS)
+
+
+def catalogued_variables(lake: Lake) -> set[str]:
+    """Ids of the stars the reference catalogues (``refcat/*.parquet``) call variable."""
+    known = set()
+    for rel in lake.list("refcat", ".parquet"):
+        table = lake.read_parquet(rel)
+        if "variable" in table and "source_id" in table:
+            known |= set(table.source_id[table.variable.astype(bool)])
+    return known
 
 
 def calibration_stars(points: pd.DataFrame, max_err: float = 0.03) -> pd.DataFrame:

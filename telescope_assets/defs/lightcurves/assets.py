@@ -25,7 +25,7 @@ __all__ = ["anomalies", "light_curves", "nightly_report", "variability"]
 
 
 def _known_variables(store) -> set[str]:
-    known = report_mod._known_variables(store)
+    known = lc_tasks.catalogued_variables(store)
     found = lc_tasks.read_variability(store)
     if len(found):
         known |= set(found.object_id[found.var_class.isin(["periodic", "eclipsing", "irregular"])])
@@ -159,12 +159,7 @@ def anomalies(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Mater
     night = context.partition_key
     store = lake.get()
     ranked = lc_tasks.rank_anomalies(lc_tasks.read_variability(store))
-    parts = []
-    for site in store.list_dirs("manifests/frame_quality"):
-        rel = store.manifest("frame_quality", site, night)
-        if store.exists(rel):
-            parts.append(store.read_parquet(rel).assign(site=site))
-    frames = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    frames = store.night_table("frame_quality", night)
     if len(frames) and "anomaly_score" in frames:
         frames = frames.sort_values("anomaly_score", ascending=False, na_position="last")
     store.write_parquet(f"anomalies/{night}/objects.parquet", ranked)
