@@ -103,20 +103,8 @@ def conditions_plot(quality) -> bytes:
 
 
 def sky_coverage(quality) -> bytes:
-    """Where the frames pointed (RA, Dec of each frame's field centre from its objects)."""
+    """Where the frames pointed: ``ra_center``, ``dec_center`` per frame, a colour a site."""
     plt, fig, ax = _figure(figsize=(5, 3), dpi=80)
-    ra = quality.get("ra_center")
-    if ra is None:
-        # Field names encode their centre (``F0930m10``); else fall back to the index.
-        def centre(name):
-            try:
-                h, m, sign, d = int(name[1:3]), int(name[3:5]), name[5], int(name[6:8])
-                return 15 * (h + m / 60), (-d if sign == "m" else d)
-            except (ValueError, IndexError, TypeError):
-                return float("nan"), float("nan")
-
-        pos = [centre(str(o)) for o in quality.object]
-        quality = quality.assign(ra_center=[p[0] for p in pos], dec_center=[p[1] for p in pos])
     for site, g in quality.groupby("site"):
         ax.scatter(
             g.ra_center,

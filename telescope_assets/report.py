@@ -67,7 +67,10 @@ def gather(lake: Lake, night: str, sites: list[str], max_packets: int = 6) -> Ni
     """Read everything of ``night`` at ``sites`` from the lake."""
     from telescope_assets.tasks import alerts as alert_tasks
 
-    quality = lake.night_table("frame_quality", night, sites)
+    quality = _with_pointing(
+        lake.night_table("frame_quality", night, sites),
+        lake.night_table("source_catalogs", night, sites),
+    )
     alerts = lake.night_table("alerts", night, sites)
     followup = lake.night_table("followup_requests", night, sites)
     raw_counts = {}
@@ -120,6 +123,25 @@ def gather(lake: Lake, night: str, sites: list[str], max_packets: int = 6) -> Ni
         raw_counts=raw_counts,
         packets=packets,
     )
+
+
+def _with_pointing(quality: pd.DataFrame, catalogs: pd.DataFrame) -> pd.DataFrame:
+    """Add each frame's pointing (``ra_center``, ``dec_center``: CRVAL of its refined WCS)."""
+    if not len(quality) or "wcs_header" not in catalogs:
+        return quality.assign(ra_center=np.nan, dec_center=np.nan)
+    from astropy.io import fits
+
+    rows = []
+    for fid, text in zip(catalogs.frame_id, catalogs.wcs_header, strict=True):
+        header = fits.Header.fromstring(str(text or ""), sep="\n")
+        rows.append(
+            {
+                "frame_id": fid,
+                "ra_center": float(header.get("CRVAL1", np.nan)),
+                "dec_center": float(header.get("CRVAL2", np.nan)),
+            }
+        )
+    return quality.merge(pd.DataFrame(rows), on="frame_id", how="left")
 
 
 def _cutout_png(packet: dict) -> bytes:
