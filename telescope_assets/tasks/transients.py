@@ -253,9 +253,9 @@ def difference_one(row: dict, lake: Lake, site: Site, reference: dict) -> dict[s
     n_all = len(det)
     # A satellite trail breaks into dozens of bright detections that would fill the
     # candidate cap and hide real transients: set them aside first.
-    trail = subtraction.on_trails(det.x.to_numpy(), det.y.to_numpy()) if n_all else []
-    n_trail = int(np.sum(trail))
-    det = det[~np.asarray(trail, bool)] if n_all else det
+    trail = subtraction.on_trails(det.x.to_numpy(), det.y.to_numpy())
+    n_trail = int(trail.sum())
+    det = det[~trail]
     det = det.head(MAX_CANDIDATES).reset_index(drop=True)
     ra, dec = wcs.all_pix2world(det.x.to_numpy(), det.y.to_numpy(), 0) if len(det) else ([], [])
     zp, exptime = row["zero_point"], row["exptime"]
