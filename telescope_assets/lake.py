@@ -46,6 +46,20 @@ class Store:
     def __reduce__(self):
         return (type(self), (self.url, self.storage_options))
 
+    @property
+    def key(self) -> tuple[str, str]:
+        """A hashable identity (URL and options as JSON), for caches keyed by store.
+
+        Storage options nest dicts (``client_kwargs``), which are not hashable; rebuild
+        the store with :meth:`from_key`.
+        """
+        return self.url, json.dumps(self.storage_options, sort_keys=True)
+
+    @classmethod
+    def from_key(cls, key: tuple[str, str]):
+        """The store a :attr:`key` names."""
+        return cls(key[0], json.loads(key[1]))
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.url!r})"
 

@@ -202,16 +202,13 @@ def _write_master(lake, path, image, site, night, name, master_id, inphash, ids,
 
 
 @functools.lru_cache(maxsize=16)
-def _load_cached(url: str, path: str, master_id: str, storage: tuple) -> np.ndarray:
-    lake = Lake(url, dict(storage))
-    with lake.read_fits(path) as hdul:
+def _load_cached(store: tuple[str, str], path: str, master_id: str) -> np.ndarray:
+    with Lake.from_key(store).read_fits(path) as hdul:
         return np.asarray(hdul[0].data, dtype=np.float64)
 
 
 def _load(lake: Lake, entry: dict) -> np.ndarray:
-    return _load_cached(
-        lake.url, entry["path"], entry["master_id"], tuple(sorted(lake.storage_options.items()))
-    )
+    return _load_cached(lake.key, entry["path"], entry["master_id"])
 
 
 # --- calibrated frames ---------------------------------------------------------------

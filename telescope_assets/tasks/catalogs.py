@@ -66,8 +66,8 @@ CATALOG_SCHEMA = _schema()
 
 
 @functools.lru_cache(maxsize=32)
-def _reference_cached(url: str, storage: tuple, rel: str) -> pd.DataFrame:
-    lake = Lake(url, dict(storage))
+def _reference_cached(store: tuple[str, str], rel: str) -> pd.DataFrame:
+    lake = Lake.from_key(store)
     data = lake.read_bytes(rel)
     if rel.endswith(".parquet"):
         table = pd.read_parquet(io.BytesIO(data))
@@ -99,8 +99,7 @@ def load_reference(lake: Lake, site: Site, field: str | None) -> tuple[pd.DataFr
     rel = site.reference_catalog.format(field=field or "_unknown_")
     if not field or not lake.exists(rel):
         return None, rel
-    storage = tuple(sorted((k, str(v)) for k, v in lake.storage_options.items()))
-    return _reference_cached(lake.url, storage, rel), rel
+    return _reference_cached(lake.key, rel), rel
 
 
 def catalog_provenance(cal_provkey: str) -> str:
