@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export DAGSTER_HOME := $(CURDIR)
 
-.PHONY: install demo test lint format ui ui-readonly mlflow-ui bench bench-transients bench-latency bench-lightcurves clean
+.PHONY: install system-deps demo test lint format ui ui-readonly mlflow-ui stack-up stack-down stack-status bench bench-transients bench-latency bench-lightcurves clean
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required"'
@@ -17,12 +17,19 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 install: $(VENV)/.installed
 
+## Debian's chromium, which the acceptance test drives (headless). Needs root or sudo.
+system-deps:
+	@command -v chromium >/dev/null || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium || \
+	  { $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium; }; }
+
 ## Simulate the demo network and run frames_job on the embedded default (SQLite, data/).
 demo: install
 	$(BIN)/telescope-demo
 
 ## The whole test suite (lint included), as CI runs it.
-test: install lint
+test: install lint system-deps
 	$(BIN)/pytest
 
 lint: install
@@ -45,6 +52,17 @@ ui-readonly: install
 mlflow-ui: install
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///models/mlflow.db --host 127.0.0.1 --port 5000
 
+## The production profile on this machine: S3 (moto), MLflow server on PostgreSQL with S3
+## artifacts, dask scheduler + workers, Dagster daemon + webserver, all on 127.0.0.1.
+stack-up: install
+	$(BIN)/telescope-stack up
+
+stack-down: install
+	$(BIN)/telescope-stack down
+
+stack-status: install
+	$(BIN)/telescope-stack status
+
 ## Speed against a plain ccdproc loop (not a test; prints ratios).
 bench: install
 	$(BIN)/python bench/calibration.py
@@ -62,4 +80,4 @@ bench-lightcurves: install
 	$(BIN)/python bench/lightcurves.py
 
 clean:
-	rm -rf data/lake data/incoming data/truth data/dagster models/mlflow.db models/artifacts
+	rm -rf data/lake data/incoming data/simulated data/truth data/dagster models/mlflow.db models/artifacts

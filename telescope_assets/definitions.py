@@ -93,4 +93,8 @@ defs = dg.Definitions(
     sensors=[new_frames, new_alerts, nightly_reports],
     schedules=[weekly_retraining],
     resources=resources_from_env(),
+    # Runs launched from the UI or a backfill (the implicit asset job) run their steps in
+    # one process, as the jobs do: per-frame work is spread by dask, and a process per
+    # step would import the code location again for every step.
+    executor=dg.in_process_executor,
 )

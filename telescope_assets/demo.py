@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     from telescope_assets.definitions import defs
     from telescope_assets.defs.ingest.sensors import OFFLINE_CURSOR, run_requests_for
     from telescope_assets.defs.partitions import night_range
-    from telescope_assets.ingest import ingest
+    from telescope_assets.ingest import LEDGER, ingest
     from telescope_assets.simulate.network import SimulationConfig, simulate_network
 
     resources = defs.resources
@@ -68,17 +68,26 @@ def main(argv: list[str] | None = None) -> int:
     registry = resources["registry"].get()
     truth = Path("data/truth")
 
-    if not args.skip_simulation and not (truth / "frames.parquet").exists():
+    # Simulate when nothing was, or when the stores are new (a fresh production stack
+    # after an earlier demo): the simulation is deterministic, so redoing it is harmless.
+    fresh = not incoming.list("", recursive=True) and not lake.list(LEDGER, recursive=True)
+    if not args.skip_simulation and (fresh or not (truth / "frames.parquet").exists()):
+        # The simulator writes files; a remote drop zone (S3) gets them uploaded after.
+        staging = Path(incoming.url) if incoming.is_local else Path("data/simulated")
         bar = tqdm(desc="1/5 simulating the network", unit="frame", file=sys.stderr)
         simulate_network(
             registry,
-            incoming.url,
+            staging,
             truth,
             SimulationConfig(seed=args.seed),
             progress=bar.update,
             on_total=lambda n: setattr(bar, "total", n),
         )
         bar.close()
+        if not incoming.is_local:
+            files = sorted(p for p in staging.rglob("*") if p.is_file())
+            for path in tqdm(files, desc=f"    uploading to {incoming.url}", file=sys.stderr):
+                incoming.write_bytes(path.relative_to(staging).as_posix(), path.read_bytes())
 
     # The simulated network's reference catalogues (its "Gaia") go where the registry
     # says sites find them: refcat/{field}.parquet in the lake.

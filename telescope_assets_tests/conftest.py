@@ -96,37 +96,13 @@ def truth_frames(simulated) -> pd.DataFrame:
 
 @pytest.fixture(scope="session")
 def mlflow_champions(tmp_path_factory):
-    """An MLflow store whose three champions are tiny trained models.
-
-    Consumers are tested here, not the models' accuracy (telescope_assets_tests/ml does
-    that), so these versions are made champion directly, bypassing the promotion gate.
-    """
-    import mlflow
-
-    from telescope_assets.ml.train import fit
+    """An MLflow store whose three champions are tiny trained models (see champions.py)."""
     from telescope_assets.resources import MlflowResource
-    from telescope_assets.simulate.training import quality_examples
-    from telescope_assets.tasks.models import _log_model, example_inputs, model_arrays
+    from telescope_assets_tests import champions
 
     root = tmp_path_factory.mktemp("mlflow_champions")
     store = MlflowResource(
         tracking_uri=f"sqlite:///{root}/mlflow.db", artifact_root=str(root / "artifacts")
     )
-    from telescope_assets.simulate.training import real_bogus_examples
-
-    data = quality_examples(64, seed=11)
-    triplets = real_bogus_examples(64, seed=11)
-    mlflow.set_tracking_uri(store.tracking_uri)
-    mlflow.set_registry_uri(store.tracking_uri)
-    for kind, keys in (
-        ("frame_quality", ("x", "scalars", "y", "flags")),
-        ("anomaly", ("x",)),
-        ("real_bogus", ("x", "y")),
-    ):
-        arrays = model_arrays(kind, triplets if kind == "real_bogus" else data)
-        net, _ = fit(kind, {k: arrays[k] for k in keys}, max_epochs=1)
-        with mlflow.start_run(experiment_id=store.experiment_id(kind)):
-            mlflow.log_metric("eval_threshold_at_fpr_1pct", 0.5)
-            info = _log_model(net, kind, example_inputs(kind, arrays))
-        store.client().set_registered_model_alias(kind, "champion", info.registered_model_version)
+    champions.register(store, champions.train())
     return store

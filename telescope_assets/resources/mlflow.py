@@ -35,7 +35,8 @@ class MlflowResource(dg.ConfigurableResource):
 
     tracking_uri: str = Field(default="sqlite:///models/mlflow.db")
     artifact_root: str = Field(
-        default="models/artifacts", description="Artifact location for new experiments."
+        default="models/artifacts",
+        description="Artifact location for new experiments; empty: the tracking server's.",
     )
 
     def client(self):
@@ -52,6 +53,10 @@ class MlflowResource(dg.ConfigurableResource):
         if found is not None:
             return found.experiment_id
         location = self.artifact_root
+        if not location:
+            # A tracking server that serves artifacts decides where (mlflow-artifacts:/…,
+            # proxied to its store): clients need no credentials for that store.
+            return client.create_experiment(name)
         if "://" not in location:
             Path(location).mkdir(parents=True, exist_ok=True)
             location = Path(location).resolve().as_uri()
