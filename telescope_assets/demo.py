@@ -8,8 +8,9 @@ What it does, in order, with a progress bar for each long step:
 3. ingests the incoming files exactly as the ``new_frames`` sensor does (same code);
 4. runs ``frames_job`` for every site × night that received frames (calibration to
    alerts), and ``followup_job`` where it made alerts (as the ``new_alerts`` sensor
-   would), in the SQLite Dagster instance under ``data/dagster``, so the runs and
-   materializations show in the UI;
+   would), in the Dagster instance of ``DAGSTER_HOME`` (SQLite under ``data/dagster`` by
+   default; PostgreSQL in the production profile), so the runs and materializations
+   show in the UI;
 5. runs ``nightly_job`` for every night (as the ``nightly_reports`` sensor would):
    light curves, variability, anomalies and the nightly report;
 6. prints what was produced and where to look.
@@ -275,8 +276,13 @@ def _summary(lake, registry, totals, n_runs, failed, home) -> None:
     if reports:
         print(f"nightly reports:  {', '.join(f'{lake.url}/{r}' for r in reports)}")
     print("truth tables:     data/truth/")
-    print(f"Dagster instance: {home}/data/dagster (SQLite)")
-    print("Look at it:       make ui   then open http://127.0.0.1:3000 (asset lineage, runs)")
+    if os.environ.get("TELESCOPE_DAGSTER_PG_URL"):
+        # The production profile (a stack started by telescope-stack, or a deployment).
+        print(f"Dagster instance: PostgreSQL (DAGSTER_HOME {home})")
+        print("Look at it:       the webserver of the deployment (telescope-stack status)")
+    else:
+        print(f"Dagster instance: {home}/data/dagster (SQLite)")
+        print("Look at it:       make ui   then open http://127.0.0.1:3000 (asset lineage, runs)")
 
 
 if __name__ == "__main__":

@@ -214,7 +214,8 @@ class Stack:
         self._procs[name] = proc
         return proc, log
 
-    def _databases(self) -> None:
+    def _databases(self, create: bool = True) -> None:
+        """Drop the stack's two databases, and create them empty again if ``create``."""
         import psycopg2
 
         dsn = self.config.postgres.replace("postgresql+psycopg2://", "postgresql://")
@@ -234,25 +235,13 @@ class Stack:
                     (name,),
                 )
                 cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
-                cur.execute(f'CREATE DATABASE "{name}"')
+                if create:
+                    cur.execute(f'CREATE DATABASE "{name}"')
         admin.close()
 
     def drop_databases(self) -> None:
         """Drop the stack's two databases (``down --purge``)."""
-        import psycopg2
-
-        dsn = self.config.postgres.replace("postgresql+psycopg2://", "postgresql://")
-        admin = psycopg2.connect(f"{dsn}/postgres", connect_timeout=5)
-        admin.autocommit = True
-        with admin.cursor() as cur:
-            for kind in ("dagster", "mlflow"):
-                name = self.config.database(kind)
-                cur.execute(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
-                    (name,),
-                )
-                cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        admin.close()
+        self._databases(create=False)
 
     def _buckets(self) -> None:
         import boto3

@@ -391,6 +391,15 @@ def test_frames_dropped_into_s3_become_alerts_and_followups_on_their_own(
     assert {r["tags"].get("dagster/sensor_name") for r in live["frames"]} == {"new_frames"}
     assert {r["tags"].get("dagster/sensor_name") for r in live["followup"]} == {"new_alerts"}
 
+    # Per-frame work ran on the stack's dask cluster, in its worker processes.
+    from distributed import Client
+
+    with Client(stack.config.dask_address, timeout=10) as client:
+        prefixes = client.run_on_scheduler(
+            lambda dask_scheduler: list(dask_scheduler.task_prefixes)
+        )
+    assert {"calibrate_one", "catalog_one", "difference_pair"} <= set(prefixes), prefixes
+
     lake = _lake(stack)
     registry = load_registry(os.environ.get("TELESCOPE_ASSETS_REGISTRY"))
     for site, where in network["injected"].items():
