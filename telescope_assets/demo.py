@@ -51,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     import logging
 
     # MLflow and Lightning configure the root logger; dask's cluster chatter is not news.
+    # distributed sets its loggers' levels from its config when it is imported (in this
+    # process and in worker processes, which inherit the environment).
+    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
     for name in ("distributed", "lightning.pytorch", "mlflow"):
         logging.getLogger(name).setLevel(logging.WARNING)
 
