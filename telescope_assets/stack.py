@@ -325,7 +325,9 @@ class Stack:
                 [
                     _bin("dask"), "worker", cfg.dask_address,
                     "--nworkers", str(cfg.dask_workers), "--nthreads", "1",
-                    "--host", "127.0.0.1", "--no-dashboard",
+                    # Without a dashboard a worker still serves health and metrics over
+                    # HTTP, on every interface unless told otherwise.
+                    "--host", "127.0.0.1", "--no-dashboard", "--dashboard-address", "127.0.0.1:0",
                     "--local-directory", str((cfg.state / "dask").resolve()),
                 ],
                 env,

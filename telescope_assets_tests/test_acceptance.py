@@ -15,7 +15,7 @@ so it runs beside a developer's stack. Two sites, three simulated nights:
 * the same frames through the embedded default (in-process, local lake, local MLflow
   store with the same networks) give the same catalogs and alerts.
 
-It takes about eight minutes on two cores: most of it is Dagster starting a process per
+It takes about five minutes on two cores: most of it is Dagster starting a process per
 run, and training a ``real_bogus`` good enough to alert on a real point source.
 """
 
@@ -434,6 +434,21 @@ def test_frames_dropped_into_s3_become_alerts_and_followups_on_their_own(
             )
             assert (alt.deg > 29.9).all(), (req.site, alt)
             assert lake.exists(f"queues/{req.site}/{alert.alert_id}.json")
+
+
+def test_every_service_listens_on_loopback_only(stack):
+    import psutil
+
+    listening = {}
+    for name, pid in stack.pids().items():
+        root = psutil.Process(pid)
+        for proc in [root, *root.children(recursive=True)]:
+            for conn in proc.net_connections(kind="inet"):
+                if conn.status == psutil.CONN_LISTEN:
+                    listening.setdefault(name, set()).add(conn.laddr.ip)
+    # Every service listens (the Dagster daemon only talks to its code server).
+    assert set(listening) >= {"s3", "mlflow", "dask-scheduler", "dask-workers", "dagster-webserver"}
+    assert set().union(*listening.values()) <= {"127.0.0.1", "::1"}, listening
 
 
 def _rest(stack, path: str, **params) -> dict:
