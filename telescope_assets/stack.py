@@ -34,6 +34,7 @@ import argparse
 import contextlib
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -140,12 +141,17 @@ def _bin(name: str) -> str:
     return str(here) if here.exists() else name
 
 
+def _exited(what: str, proc: subprocess.Popen, log: Path) -> None:
+    """Raise, with the end of its log, if a service's process has exited."""
+    if proc.poll() is not None:
+        tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+        raise RuntimeError(f"{what} exited with {proc.returncode}; its log {log} ends:\n{tail}")
+
+
 def _wait(what: str, ready, timeout: float, proc: subprocess.Popen, log: Path) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
-            raise RuntimeError(f"{what} exited with {proc.returncode}; its log {log} ends:\n{tail}")
+        _exited(what, proc, log)
         if ready():
             return
         time.sleep(0.5)
@@ -277,7 +283,7 @@ class Stack:
         Path(env["TELESCOPE_DAGSTER_LOGS"]).mkdir(parents=True, exist_ok=True)
         shutil.copy(REPO / "deploy" / "production" / "dagster.yaml", home / "dagster.yaml")
         (cfg.state / "env").write_text(
-            "".join(f"export {k}={_quote(v)}\n" for k, v in sorted(env.items()))
+            "".join(f"export {k}={shlex.quote(v)}\n" for k, v in sorted(env.items()))
         )
         (cfg.state / "config.json").write_text(json.dumps(asdict(cfg), default=str, indent=1))
         try:
@@ -354,7 +360,8 @@ class Stack:
                 web,
                 web_log,
             )
-            _wait("dagster-daemon", lambda: True, 1, proc, log)
+            # The daemon serves nothing to poll: it must still be running by now.
+            _exited("dagster-daemon", proc, log)
         except BaseException:
             self.down()
             raise
@@ -409,12 +416,6 @@ class Stack:
         if self.pids_file.exists():
             self.pids_file.write_text("{}")
         return stopped
-
-
-def _quote(value: str) -> str:
-    import shlex
-
-    return shlex.quote(value)
 
 
 def main(argv: list[str] | None = None) -> int:
