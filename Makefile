@@ -40,9 +40,10 @@ format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-## Dagster UI (webserver + daemon) on http://127.0.0.1:3000 over the demo's state.
+## Dagster UI (webserver + daemon) on http://127.0.0.1:3000 over the demo's state, with a
+## standing dask cluster (2 workers on 127.0.0.1) that its runs share.
 ui: install
-	$(BIN)/dagster dev --host 127.0.0.1 --port 3000 --workspace workspace.yaml
+	$(BIN)/telescope-ui --port 3000
 
 ## The same UI for viewers: browse everything, launch nothing (mutations are refused).
 ui-readonly: install

@@ -1,15 +1,17 @@
 """Latency from a frame landing in incoming to its alert packet and follow-up requests.
 
-A real instance in a scratch folder: ``dagster dev`` (webserver + daemon) on SQLite, the
-``new_frames`` and ``new_alerts`` sensors on, the models of the demo's MLflow store
-(run ``make demo`` first). One site's camera is made 2048²; its first night is processed
+A real instance in a scratch folder, as ``make ui`` runs it: ``telescope-ui`` (``dagster
+dev``, webserver + daemon, beside a standing dask cluster) on SQLite, the ``new_frames``
+and ``new_alerts`` sensors on, the models of the demo's MLflow store (run ``make demo``
+first). ``--per-run-cluster`` runs plain ``dagster dev`` instead, where every run starts
+its own dask cluster (the baseline). One site's camera is made 2048²; its first night is processed
 beforehand (references come from it); its second night's calibration frames are dropped
 and processed; then each science frame of that night, with a bright transient added to
 it, is dropped alone and timed until its packet exists and ``followup_job`` has
 written its requests. Prints the breakdown per frame (sensor tick, queue, run start,
 each step, follow-up) and p50 / p95.
 
-    python bench/latency.py [--frames 4] [--size 2048] [--keep]
+    python bench/latency.py [--frames 4] [--size 2048] [--keep] [--per-run-cluster]
 """
 
 from __future__ import annotations
@@ -162,6 +164,11 @@ def main(argv=None) -> int:
     parser.add_argument("--frames", type=int, default=4)
     parser.add_argument("--size", type=int, default=2048)
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder")
+    parser.add_argument(
+        "--per-run-cluster",
+        action="store_true",
+        help="plain `dagster dev`: each run starts a dask cluster of its own",
+    )
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="telescope-latency-"))
     env = _env(work)
@@ -200,11 +207,16 @@ def main(argv=None) -> int:
         _add_transient(f, rng, seeing[f.name] / scale)
 
     log = open(work / "dagster-dev.log", "w")  # noqa: SIM115 (lives as long as the server)
+    bindir = Path(sys.executable).parent
+    if args.per_run_cluster:
+        command = [str(bindir / "dagster"), "dev", "-h", "127.0.0.1", "-p", str(PORT),
+                   "-w", str(REPO / "workspace.yaml")]  # fmt: skip
+    else:
+        command = [str(bindir / "telescope-ui"), "--port", str(PORT)]
+    print(f"starting {' '.join(Path(c).name for c in command[:2])} ...", flush=True)
     server = subprocess.Popen(
-        [str(Path(sys.executable).parent / "dagster"), "dev", "-h", "127.0.0.1", "-p", str(PORT),
-         "-w", str(REPO / "workspace.yaml")],
-        env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
+        command, env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
     try:
         _wait(lambda: _up(PORT), 180, "the webserver")
         for sensor in ("new_frames", "new_alerts"):
@@ -238,7 +250,8 @@ def main(argv=None) -> int:
         alert = np.array([r["alert"] for r in rows])
         follow = np.array([r["followup"] for r in rows])
         follow = follow[np.isfinite(follow)]  # frames whose alerts were not new transients
-        print(f"\n{len(rows)} frames of {args.size}² on this machine:")
+        how = "per-run dask clusters" if args.per_run_cluster else "a standing dask cluster"
+        print(f"\n{len(rows)} frames of {args.size}² on this machine, {how}:")
         print(f"  frame → alert packet:      p50 {np.median(alert):.1f} s, "
               f"p95 {np.percentile(alert, 95):.1f} s")  # fmt: skip
         if len(follow):

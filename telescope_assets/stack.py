@@ -46,6 +46,8 @@ import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from telescope_assets.cluster import _bin, scheduler_argv, worker_argv
+
 __all__ = ["Stack", "StackConfig", "main"]
 
 #: Credentials of the local S3 server. moto accepts any; a real store takes them from
@@ -133,12 +135,6 @@ class StackConfig:
                 Path(os.environ["TELESCOPE_ASSETS_REGISTRY"]).resolve()
             )
         return env
-
-
-def _bin(name: str) -> str:
-    """A console script of this environment (the venv the stack was started from)."""
-    here = Path(sys.executable).parent / name
-    return str(here) if here.exists() else name
 
 
 def _exited(what: str, proc: subprocess.Popen, log: Path) -> None:
@@ -318,26 +314,15 @@ class Stack:
             progress(f"[4/5] dask scheduler {cfg.dask_address} and {cfg.dask_workers} workers")
             proc, log = self._start(
                 "dask-scheduler",
-                [
-                    _bin("dask"), "scheduler",
-                    "--host", "127.0.0.1", "--port", str(cfg.dask_port),
-                    "--dashboard-address", f"127.0.0.1:{cfg.dask_port + 1}",
-                ],
+                scheduler_argv(cfg.dask_port, f"127.0.0.1:{cfg.dask_port + 1}"),
                 env,
-            )  # fmt: skip
+            )
             _wait("dask scheduler", lambda: _port_open(cfg.dask_port), 60, proc, log)
             proc, log = self._start(
                 "dask-workers",
-                [
-                    _bin("dask"), "worker", cfg.dask_address,
-                    "--nworkers", str(cfg.dask_workers), "--nthreads", "1",
-                    # Without a dashboard a worker still serves health and metrics over
-                    # HTTP, on every interface unless told otherwise.
-                    "--host", "127.0.0.1", "--no-dashboard", "--dashboard-address", "127.0.0.1:0",
-                    "--local-directory", str((cfg.state / "dask").resolve()),
-                ],
+                worker_argv(cfg.dask_address, cfg.dask_workers, cfg.state / "dask"),
                 env,
-            )  # fmt: skip
+            )
             _wait("dask workers", lambda: self._dask_workers() >= cfg.dask_workers, 120, proc, log)
 
             progress(f"[5/5] Dagster daemon and webserver on {cfg.dagster_url}")

@@ -78,3 +78,12 @@ class DaskResource(dg.ConfigurableResource):
             return []
         client = self._connect()
         return client.gather(client.map(fn, items, pure=False, **kwargs))
+
+    def run(self, fn: Callable, *args: Any, **kwargs: Any) -> Any:
+        """``fn(*args, **kwargs)``, computed on one worker of the cluster.
+
+        For work that is cheap once a worker has warmed up (scoring with a model it
+        keeps loaded), not worth a process of its own per run.
+        """
+        client = self._connect()
+        return client.submit(fn, *args, pure=False, **kwargs).result()

@@ -2,27 +2,24 @@
 
 Models are logged in MLflow's ``pt2`` format (``torch.export``: a graph and tensors, no
 pickled Python objects), and loading runs with ``MLFLOW_ALLOW_PICKLE_DESERIALIZATION``
-off, so a pickled or tampered artifact is refused instead of executed.
+off, so a pickled or tampered artifact is refused instead of executed. The registry
+reading itself is :mod:`telescope_assets.ml.registry` (pure code, which dask workers run).
 """
 
-import os
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 from pydantic import Field
 
-__all__ = ["CHAMPION", "MlflowResource", "NoChampionError"]
+from telescope_assets.ml import registry
+from telescope_assets.ml.registry import CHAMPION
 
-CHAMPION = "champion"
+__all__ = ["CHAMPION", "MlflowResource", "NoChampionError"]
 
 
 class NoChampionError(RuntimeError):
     """A consumer asked for a model that has no champion version."""
-
-
-def _safe_mode() -> None:
-    os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] = "false"
 
 
 class MlflowResource(dg.ConfigurableResource):
@@ -41,10 +38,7 @@ class MlflowResource(dg.ConfigurableResource):
 
     def client(self):
         """An ``MlflowClient`` on this tracking and registry URI."""
-        from mlflow import MlflowClient
-
-        _safe_mode()
-        return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+        return registry.client(self.tracking_uri)
 
     def experiment_id(self, name: str) -> str:
         """The experiment of a model (created on first use)."""
@@ -64,12 +58,7 @@ class MlflowResource(dg.ConfigurableResource):
 
     def champion(self, name: str):
         """The registered version with alias ``champion``, or ``None``."""
-        from mlflow.exceptions import MlflowException
-
-        try:
-            return self.client().get_model_version_by_alias(name, CHAMPION)
-        except MlflowException:
-            return None
+        return registry.champion(self.tracking_uri, name)
 
     def load_champion(self, name: str) -> tuple[Any, str]:
         """Load ``models:/<name>@champion`` safely.
@@ -88,21 +77,20 @@ class MlflowResource(dg.ConfigurableResource):
         """
         version = self.champion(name)
         if version is None:
-            raise NoChampionError(
-                f"model {name!r} has no '{CHAMPION}' version in the registry at "
-                f"{self.tracking_uri}: materialize the 'models' group (job models_job) first"
-            )
+            raise self.no_champion(name)
         return self.load_version(name, version.version), str(version.version)
+
+    def no_champion(self, name: str) -> NoChampionError:
+        """The error of a consumer that found no champion of ``name``: what to do."""
+        return NoChampionError(
+            f"model {name!r} has no '{CHAMPION}' version in the registry at "
+            f"{self.tracking_uri}: materialize the 'models' group (job models_job) first"
+        )
 
     def run_metrics(self, run_id: str) -> dict[str, float]:
         """The metrics logged by a training run (e.g. its evaluation thresholds)."""
         return dict(self.client().get_run(run_id).data.metrics)
 
     def load_version(self, name: str, version: str):
-        """Load one registered version (pickle refused)."""
-        import mlflow.pytorch
-
-        _safe_mode()
-        mlflow.set_tracking_uri(self.tracking_uri)
-        mlflow.set_registry_uri(self.tracking_uri)
-        return mlflow.pytorch.load_model(f"models:/{name}/{version}")
+        """Load one registered version (pickle refused; once per process)."""
+        return registry.load_version(self.tracking_uri, name, str(version))

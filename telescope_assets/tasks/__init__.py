@@ -6,6 +6,7 @@ and take everything they need as arguments — a :class:`~telescope_assets.lake.
 and paths — so a worker process or a remote dask worker can run them.
 """
 
+from telescope_assets.tasks import quality
 from telescope_assets.tasks.calibration import (
     CALIBRATION_VERSION,
     MIN_FRAMES,
@@ -25,6 +26,7 @@ __all__ = [
     "calibration_provenance",
     "catalog_one",
     "load_reference",
+    "quality",
     "raw_manifest",
     "split_up_to_date",
 ]

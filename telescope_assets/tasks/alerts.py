@@ -110,6 +110,39 @@ ALERT_SCHEMA = {
 }
 
 
+def score_frames(frames: list[dict], lake: Lake, tracking_uri: str) -> dict[str, Any]:
+    """Score every candidate of these subtracted frames with ``real_bogus@champion``.
+
+    One task on a dask worker, which keeps the model loaded between runs. Returns
+    ``{"version", "table"}``: the champion's version (``None`` when there is none, and
+    nothing is scored) and the candidates with ``p_<class>`` and ``rb_class``.
+    """
+    from telescope_assets.ml import registry
+    from telescope_assets.ml.labels import RB_CLASSES
+
+    champion = registry.champion(tracking_uri, "real_bogus")
+    if champion is None:
+        return {"version": None, "table": pd.DataFrame()}
+    version = str(champion.version)
+    net = registry.load_version(tracking_uri, "real_bogus", version)
+    tables = []
+    for row in frames:
+        cands = lake.read_parquet(row["candidates_path"])
+        if not len(cands):
+            continue
+        with np.load(io.BytesIO(lake.read_bytes(row["cutouts_path"])), allow_pickle=False) as z:
+            stamps = z["cutouts"]
+        probs = score(net, stamps, RB_CLASSES)
+        for i, name in enumerate(RB_CLASSES):
+            cands[f"p_{name}"] = probs[:, i]
+        cands["rb_class"] = np.asarray(RB_CLASSES)[probs.argmax(1)]
+        tables.append(cands)
+    table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+    if len(table):
+        table["rb_model"] = f"real_bogus/{version}"
+    return {"version": version, "table": table}
+
+
 def score(net, stamps: np.ndarray, classes: tuple[str, ...]) -> np.ndarray:
     """Class probabilities of raw science/reference/difference cutouts (n, 3, 63, 63)."""
     import torch

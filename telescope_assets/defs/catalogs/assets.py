@@ -11,7 +11,6 @@ from telescope_assets.defs.models.assets import anomaly_model, frame_quality_mod
 from telescope_assets.defs.partitions import site_night, site_nights
 from telescope_assets.plots import markdown_image, night_quality_plot
 from telescope_assets.resources import DaskResource, LakeResource, MlflowResource, RegistryResource
-from telescope_assets.resources.mlflow import NoChampionError
 
 __all__ = ["ASTROMETRIC_RMS_LIMIT_PX", "CatalogConfig", "frame_quality", "source_catalogs"]
 
@@ -177,35 +176,33 @@ def classify_frame(row: dict) -> str:
 @dg.asset(
     partitions_def=site_nights,
     group_name="catalogs",
-    kinds={"parquet", "pytorch"},
+    kinds={"parquet", "pytorch", "dask"},
     deps=[source_catalogs, frame_quality_model, anomaly_model],
 )
 def frame_quality(
-    context: dg.AssetExecutionContext, lake: LakeResource, mlflow: MlflowResource
+    context: dg.AssetExecutionContext,
+    lake: LakeResource,
+    mlflow: MlflowResource,
+    dask: DaskResource,
 ) -> dg.MaterializeResult:
     """Seeing, transparency, depth, defects, CNN class and anomaly score of every frame."""
     site_name, night = site_night(context)
     store = lake.get()
     path = store.manifest("source_catalogs", site_name, night)
     table = store.read_parquet(path) if store.exists(path) else pd.DataFrame()
-    try:
-        cnn, cnn_version = mlflow.load_champion("frame_quality")
-    except NoChampionError as exc:
-        raise dg.Failure(description=str(exc)) from exc
-    # The anomaly score is an addition: without an autoencoder champion (none has met
-    # its target yet) frames are still classified, and the metadata says so.
-    champion = mlflow.champion("anomaly")
-    if champion is None:
-        context.log.warning("model 'anomaly' has no champion: frames get no anomaly score")
-        ae, ae_version, threshold = None, "none", float("inf")
-    else:
-        ae_version = str(champion.version)
-        ae = mlflow.load_version("anomaly", ae_version)
-        metrics = mlflow.run_metrics(champion.run_id)
-        threshold = metrics.get("eval_threshold_at_fpr_1pct", float("inf"))
     if len(table):
         table["quality_class"] = [classify_frame(r) for r in table.to_dict("records")]
-        table = _apply_models(store, table, cnn, ae, threshold)
+    # On a dask worker: a standing cluster keeps the models loaded between runs.
+    scored = dask.run(tasks.quality.score_frames, table, store, mlflow.tracking_uri)
+    if scored["cnn_version"] is None:
+        raise dg.Failure(description=str(mlflow.no_champion("frame_quality")))
+    cnn_version, ae_version = scored["cnn_version"], scored["ae_version"]
+    # The anomaly score is an addition: without an autoencoder champion (none has met
+    # its target yet) frames are still classified, and the metadata says so.
+    if ae_version == "none":
+        context.log.warning("model 'anomaly' has no champion: frames get no anomaly score")
+    table = scored["table"]
+    if len(table):
         table["cnn_model"] = f"frame_quality/{cnn_version}"
         table["anomaly_model"] = f"anomaly/{ae_version}"
     columns = [
@@ -262,59 +259,3 @@ def frame_quality(
             "frames": md_table(out[[c for c in columns if c in out]] if len(out) else out, 40),
         }
     )
-
-
-def _apply_models(store, table: pd.DataFrame, cnn, ae, threshold: float) -> pd.DataFrame:
-    """CNN class, probabilities and flags, and the autoencoder's score, for every frame."""
-    import io
-
-    import torch
-
-    from telescope_assets.ml.labels import FLAG_NAMES
-
-    has = (
-        table.thumbnail_path.notna() if "thumbnail_path" in table else pd.Series(False, table.index)
-    )
-    table = table.copy()
-    for name in ("cnn_class", "p_good", "p_medium", "p_bad", "anomaly_score", "anomalous"):
-        table[name] = None
-    if not has.any():
-        return table
-    rows = table[has]
-    thumbs = np.stack(
-        [np.load(io.BytesIO(store.read_bytes(p)), allow_pickle=False) for p in rows.thumbnail_path]
-    )
-    # Frames without a measurement (no stars) are described as the worst case.
-    scalars = np.column_stack(
-        [
-            rows.seeing_arcsec.fillna(10.0),
-            rows.transparency.fillna(0.0),
-            rows.ellipticity.fillna(0.5),
-        ]
-    ).astype(np.float32)
-    with torch.no_grad():
-        x = torch.as_tensor(thumbs)
-        logits = cnn(x, torch.as_tensor(scalars))
-        probs = torch.softmax(logits[:, :3], 1).numpy()
-        flags = torch.sigmoid(logits[:, 3:]).numpy()
-        score = None
-        if ae is not None:
-            a = torch.as_tensor(
-                np.stack(
-                    [
-                        np.load(io.BytesIO(store.read_bytes(p)), allow_pickle=False)
-                        for p in rows.anomaly_input_path
-                    ]
-                )
-            )
-            score = ((ae(a) - a) ** 2).mean(dim=(1, 2, 3)).numpy()
-    classes = np.array(["good", "medium", "bad"])
-    table.loc[has, "cnn_class"] = classes[probs.argmax(1)]
-    for i, name in enumerate(("p_good", "p_medium", "p_bad")):
-        table.loc[has, name] = probs[:, i]
-    for j, name in enumerate(FLAG_NAMES):
-        table.loc[has, f"p_flag_{name}"] = flags[:, j]
-    if score is not None:
-        table.loc[has, "anomaly_score"] = score
-        table.loc[has, "anomalous"] = score > threshold
-    return table

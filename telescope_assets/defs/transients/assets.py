@@ -12,8 +12,8 @@ from telescope_assets.defs.frames.assets import calibrated_frames
 from telescope_assets.defs.metadata import md_table
 from telescope_assets.defs.models.assets import real_bogus_model
 from telescope_assets.defs.partitions import site_night, site_nights
+from telescope_assets.ml import registry as ml_registry
 from telescope_assets.resources import DaskResource, LakeResource, MlflowResource, RegistryResource
-from telescope_assets.resources.mlflow import NoChampionError
 from telescope_assets.tasks import alerts as alert_tasks
 from telescope_assets.tasks import followup as followup_tasks
 from telescope_assets.tasks import transients as tr
@@ -107,19 +107,16 @@ def transient_candidates(
 
     Frames of classical quality ``bad`` are not searched (status ``bad_quality``).
 
-    Per frame: align the reference onto the frame, match PSFs (Bramich kernel), subtract,
+    Per frame: align the reference onto the frame, match PSFs (Alard–Lupton kernel), subtract,
     detect; 63×63 science / reference / difference cutouts; the ``real_bogus@champion``
     class probabilities and its version.
     """
-    from telescope_assets.ml.labels import RB_CLASSES
-
     site_name, night = site_night(context)
     store = lake.get()
     site = registry.get()[site_name]
-    try:
-        net, rb_version = mlflow.load_champion("real_bogus")
-    except NoChampionError as exc:
-        raise dg.Failure(description=str(exc)) from exc
+    # Asked of a worker (no MLflow in this process): before any subtraction, say what to do.
+    if dask.run(ml_registry.champion_info, mlflow.tracking_uri, "real_bogus") is None:
+        raise dg.Failure(description=str(mlflow.no_champion("real_bogus")))
     catalogs = _read(store, "source_catalogs", site_name, night)
     quality = _read(store, "frame_quality", site_name, night)
     bad = set(quality.frame_id[quality.quality_class == "bad"]) if len(quality) else set()
@@ -155,23 +152,12 @@ def transient_candidates(
     context.log.info(f"{len(todo)} frames to subtract, {len(kept)} up to date")
     done = dask.map(tr.difference_pair, todo, lake=store, site=site)
     frames = pd.DataFrame([*kept, *done, *skipped])
-    tables = []
-    for row in [*kept, *done]:
-        if row["status"] != "subtracted":
-            continue
-        cands = store.read_parquet(row["candidates_path"])
-        if not len(cands):
-            continue
-        with np.load(io.BytesIO(store.read_bytes(row["cutouts_path"])), allow_pickle=False) as z:
-            stamps = z["cutouts"]
-        probs = alert_tasks.score(net, stamps, RB_CLASSES)
-        for i, name in enumerate(RB_CLASSES):
-            cands[f"p_{name}"] = probs[:, i]
-        cands["rb_class"] = np.asarray(RB_CLASSES)[probs.argmax(1)]
-        tables.append(cands)
-    table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
-    if len(table):
-        table["rb_model"] = f"real_bogus/{rb_version}"
+    subtracted = [r for r in [*kept, *done] if r["status"] == "subtracted"]
+    # On a dask worker, which keeps the model loaded between runs of a standing cluster.
+    scored = dask.run(alert_tasks.score_frames, subtracted, store, mlflow.tracking_uri)
+    if scored["version"] is None:  # the alias was removed meanwhile
+        raise dg.Failure(description=str(mlflow.no_champion("real_bogus")))
+    table, rb_version = scored["table"], scored["version"]
     store.write_parquet(store.manifest("transient_candidates", site_name, night), table)
     store.write_parquet(store.manifest("transient_frames", site_name, night), frames)
     n_real = int((table.rb_class == "real").sum()) if len(table) else 0
