@@ -287,6 +287,12 @@ class Stack:
                 f"[1/5] PostgreSQL databases {cfg.database('dagster')}, {cfg.database('mlflow')}"
             )
             self._databases()
+            # The pools' limits, before any run can race to create them (telescope_assets.pools).
+            subprocess.run(
+                [sys.executable, "-c", "import dagster as dg; from telescope_assets.pools import "
+                 "set_pool_limits; print(set_pool_limits(dg.DagsterInstance.get()))"],
+                env={**os.environ, **env}, check=True, capture_output=True, cwd=REPO,
+            )  # fmt: skip
 
             progress(f"[2/5] S3 (moto) on {cfg.s3_url}")
             proc, log = self._start(

@@ -37,6 +37,7 @@ import pytest
 from telescope_assets.defs.ingest.sensors import OFFLINE_CURSOR
 from telescope_assets.ingest import ingest
 from telescope_assets.lake import Lake, Store
+from telescope_assets.pools import POOLS
 from telescope_assets.simulate.network import SimulationConfig, simulate_network
 from telescope_assets.stack import LOCAL_S3_KEYS, Stack, StackConfig
 from telescope_assets_tests import champions
@@ -348,6 +349,11 @@ def test_backfill_through_graphql_completes_and_processes_each_frame_once(
     assert runs
     assert {r["status"] for r in runs} == {"SUCCESS"}
     assert {r["tags"]["dagster/partition"] for r in runs} == set(backfilled["partitions"])
+    # The pools were set when the stack came up, before runs could race to create them.
+    limits = _graphql(stack, "{ instance { concurrencyLimits { concurrencyKey slotCount } } }")[
+        "instance"
+    ]["concurrencyLimits"]
+    assert {c["concurrencyKey"]: c["slotCount"] for c in limits} == POOLS
 
     # Every archive science frame calibrated exactly once, over every materialization.
     data = _graphql(

@@ -21,6 +21,7 @@ simulated truth (``telescope_assets_tests/science/test_subtraction.py``).
 
 from __future__ import annotations
 
+import os
 import warnings
 from dataclasses import dataclass
 
@@ -274,9 +275,12 @@ class Subtraction:
 
 
 def _convolve(image, kernel):
+    """``image ⊗ kernel`` (same shape) by FFT, on every core (a dask worker has one thread)."""
+    from scipy.fft import set_workers
     from scipy.signal import fftconvolve
 
-    return fftconvolve(image, kernel, mode="same")
+    with set_workers(len(os.sched_getaffinity(0))):
+        return fftconvolve(image, kernel, mode="same")
 
 
 def subtract(

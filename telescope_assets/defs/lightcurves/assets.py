@@ -15,6 +15,7 @@ from telescope_assets.defs.metadata import md_table
 from telescope_assets.defs.models.assets import anomaly_model
 from telescope_assets.defs.partitions import nights
 from telescope_assets.defs.transients.assets import alerts, followup_requests
+from telescope_assets.pools import LIGHT_CURVE_STORE
 from telescope_assets.resources import DaskResource, LakeResource, RegistryResource
 from telescope_assets.tasks import lightcurves as lc_tasks
 
@@ -40,7 +41,7 @@ def _known_variables(store) -> set[str]:
         source_catalogs,
         frame_quality,
     ],
-    pool="light_curve_store",
+    pool=LIGHT_CURVE_STORE,
 )
 def light_curves(
     context: dg.AssetExecutionContext, lake: LakeResource, dask: DaskResource
@@ -93,7 +94,7 @@ def light_curves(
     group_name="lightcurves",
     kinds={"parquet", "dask"},
     deps=[light_curves],
-    pool="light_curve_store",
+    pool=LIGHT_CURVE_STORE,
 )
 def variability(
     context: dg.AssetExecutionContext, lake: LakeResource, dask: DaskResource

@@ -13,6 +13,7 @@ from telescope_assets.defs.metadata import md_table
 from telescope_assets.defs.models.assets import real_bogus_model
 from telescope_assets.defs.partitions import site_night, site_nights
 from telescope_assets.ml import registry as ml_registry
+from telescope_assets.pools import ALERT_OBJECTS
 from telescope_assets.resources import DaskResource, LakeResource, MlflowResource, RegistryResource
 from telescope_assets.tasks import alerts as alert_tasks
 from telescope_assets.tasks import followup as followup_tasks
@@ -191,7 +192,7 @@ class AlertConfig(dg.Config):
     group_name="transients",
     kinds={"avro", "parquet"},
     deps=[transient_candidates],
-    pool="alert_objects",
+    pool=ALERT_OBJECTS,
 )
 def alerts(
     context: dg.AssetExecutionContext,
