@@ -129,25 +129,14 @@ def detect_sources(
         One row per source: ``x``, ``y`` (0-based, windowed centroid), ``fwhm``,
         ``ellipticity``, ``theta``, ``area``, ``peak``, ``blended``.
     """
-    from astropy.convolution import convolve
-    from photutils.segmentation import SourceCatalog, deblend_sources, make_2dgaussian_kernel
-    from photutils.segmentation import detect_sources as _detect
+    from photutils.segmentation import SourceCatalog
 
-    data = np.where(np.isfinite(sci), sci, 0.0) - background.level
-    size = int(2 * round(1.5 * fwhm_px) + 1)
-    kernel = make_2dgaussian_kernel(max(fwhm_px, 1.0), size=max(size, 3))
-    convolved = convolve(data, kernel, normalize_kernel=True)
-    ignore = (mask & ~np.uint8(FLAG_BITS["saturated"])) > 0 if mask.dtype == np.uint8 else mask > 0
-    threshold = nsigma * background.rms
-    segm = _detect(convolved, threshold, npixels, mask=ignore)
+    data, convolved, ignore, segm, n_before = _segment(
+        sci, mask, background, fwhm_px, nsigma, npixels, deblend
+    )
     if segm is None:
         return _empty()
-    n_before = segm.n_labels
-    if deblend and segm.n_labels > 0:
-        segm = deblend_sources(
-            convolved, segm, npixels, n_levels=32, contrast=0.005, progress_bar=False
-        )
-    footprint = segm.make_source_mask(size=int(2 * round(2 * fwhm_px) + 1))
+    footprint = _footprint(segm, fwhm_px)
     cat = SourceCatalog(data, segm, convolved_data=convolved, mask=ignore)
     x = np.asarray(cat.x_centroid_win, dtype=float)
     y = np.asarray(cat.y_centroid_win, dtype=float)
@@ -171,6 +160,52 @@ def detect_sources(
     )
     table.attrs["footprint"] = footprint
     return table
+
+
+def source_footprint(
+    sci: np.ndarray,
+    mask: np.ndarray,
+    background: Background,
+    fwhm_px: float = 3.0,
+    nsigma: float = 3.0,
+    npixels: int = 5,
+) -> np.ndarray:
+    """Where sources are (dilated), without measuring them: the first of two passes.
+
+    The sky measured again with this footprint left out is not biased by star wings
+    (:func:`measure_background`). All False when nothing is detected.
+    """
+    _data, _convolved, _ignore, segm, _n = _segment(
+        sci, mask, background, fwhm_px, nsigma, npixels, deblend=False
+    )
+    return np.zeros(sci.shape, bool) if segm is None else _footprint(segm, fwhm_px)
+
+
+def _segment(sci, mask, background, fwhm_px, nsigma, npixels, deblend):
+    """Background-subtracted data, its smoothed image, ignored pixels and the segmentation."""
+    from astropy.convolution import convolve
+    from photutils.segmentation import deblend_sources, make_2dgaussian_kernel
+    from photutils.segmentation import detect_sources as _detect
+
+    data = np.where(np.isfinite(sci), sci, 0.0) - background.level
+    size = int(2 * round(1.5 * fwhm_px) + 1)
+    kernel = make_2dgaussian_kernel(max(fwhm_px, 1.0), size=max(size, 3))
+    convolved = convolve(data, kernel, normalize_kernel=True)
+    ignore = (mask & ~np.uint8(FLAG_BITS["saturated"])) > 0 if mask.dtype == np.uint8 else mask > 0
+    threshold = nsigma * background.rms
+    segm = _detect(convolved, threshold, npixels, mask=ignore)
+    if segm is None:
+        return data, convolved, ignore, None, 0
+    n_before = segm.n_labels
+    if deblend and segm.n_labels > 0:
+        segm = deblend_sources(
+            convolved, segm, npixels, n_levels=32, contrast=0.005, progress_bar=False
+        )
+    return data, convolved, ignore, segm, n_before
+
+
+def _footprint(segm, fwhm_px: float) -> np.ndarray:
+    return segm.make_source_mask(size=int(2 * round(2 * fwhm_px) + 1))
 
 
 def _empty() -> pd.DataFrame:
