@@ -73,7 +73,7 @@ def _add_transient(path: Path, rng, fwhm_px: float) -> None:
     fits.PrimaryHDU((data + star).astype(np.float32), header=header).writeto(path, overwrite=True)
 
 
-def _prepare(work: Path, size: int) -> list[Path]:
+def _prepare(work: Path, size: int, science_per_night: int) -> list[Path]:
     from telescope_assets.registry import load_registry
     from telescope_assets.simulate.network import SimulationConfig, simulate_network
 
@@ -88,7 +88,7 @@ def _prepare(work: Path, size: int) -> list[Path]:
         registry,
         work / "sim",
         work / "truth",
-        SimulationConfig(seed=1, nights=NIGHTS, sites=(SITE,), science_per_night=6),
+        SimulationConfig(seed=1, nights=NIGHTS, sites=(SITE,), science_per_night=science_per_night),
     )
     lake = work / "lake" / "refcat"
     lake.mkdir(parents=True)
@@ -172,7 +172,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="telescope-latency-"))
     env = _env(work)
-    files = _prepare(work, args.size)
+    # Enough frames that `--frames` of them have a reference (a field seen on night one).
+    files = _prepare(work, args.size, max(6, 2 * args.frames))
     os.environ.update({k: v for k, v in env.items() if k.startswith(("DAGSTER", "TELESCOPE"))})
     import pandas as pd
 
