@@ -81,4 +81,4 @@ bench-lightcurves: install
 	$(BIN)/python bench/lightcurves.py
 
 clean:
-	rm -rf data/lake data/incoming data/simulated data/truth data/dagster models/mlflow.db models/artifacts
+	rm -rf data/lake data/incoming data/simulated data/truth data/dagster data/dask models/mlflow.db models/artifacts

@@ -119,6 +119,36 @@ def test_association_recognises_catalogued_variables_and_earlier_objects():
     assert len(objects2) == len(objects) == 3
 
 
+def test_a_catalogued_star_alerted_again_is_a_variable_by_its_own_history():
+    """A dipper is in no catalogue of variables: its second alert makes it one, whatever
+    order the nights are processed in (a backfill of the earlier night included)."""
+    refcat = pd.DataFrame(
+        {"source_id": ["S2"], "ra": [150.01], "dec": [-30.0], "variable": [False]}
+    )
+
+    def on_star(alert_id, night, mjd):
+        return _alert_row(alert_id=alert_id, ra=150.01, dec=-30.0, night=night, mjd=mjd)
+
+    first = pd.DataFrame([on_star("n1", "2026-03-19", 61118.2)])
+    second = pd.DataFrame([on_star("n2", "2026-03-20", 61119.2)])
+    out1, objects = alerts.associate(first, refcat, pd.DataFrame())
+    out2, objects = alerts.associate(second, refcat, objects)
+    assert (out1.object_kind.iloc[0], out2.object_kind.iloc[0]) == ("star", "known_variable")
+    rerun1, _ = alerts.associate(first, refcat, objects)  # a rerun of the first night
+    assert rerun1.object_kind.iloc[0] == "star"
+    # Nights processed in the other order (the first night backfilled later): the same.
+    late2, objects = alerts.associate(second, refcat, pd.DataFrame())
+    assert late2.object_kind.iloc[0] == "star"  # no history yet when it was processed
+    late1, objects = alerts.associate(first, refcat, objects)
+    again2, _ = alerts.associate(second, refcat, objects)
+    assert (late1.object_kind.iloc[0], again2.object_kind.iloc[0]) == ("star", "known_variable")
+    assert objects.first_alert.tolist() == ["n1"]
+    # Two alerts of the star in one batch, listed latest first: the earlier one is first.
+    batch = pd.concat([second, first], ignore_index=True)
+    both, _ = alerts.associate(batch, refcat, pd.DataFrame())
+    assert both.object_kind.tolist() == ["known_variable", "star"]
+
+
 @pytest.mark.parametrize("dec", [-30.0, 60.0])
 def test_followup_goes_only_to_sites_that_can_see_the_target(dec):
     reg = load_registry()

@@ -170,12 +170,15 @@ def associate(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Give every alert an ``object_id`` and ``object_kind``; return the updated objects.
 
-    ``object_kind``: ``known_variable`` (a catalogued variable star), ``star`` (a catalogued
-    star that changed), ``transient`` (an earlier alert's object or a new one).
+    ``object_kind``: ``known_variable`` (a catalogued variable star, or a catalogued star
+    alerted before: variable by its own history, as a dipper is that no catalogue
+    flags), ``star`` (a catalogued star that changed for the first time), ``transient``
+    (an earlier alert's object or a new one). Deterministic for reruns and backfills:
+    "before" is by observation time, whatever order the nights were processed in.
     """
     objects = objects.copy()
     ids, kinds = [], []
-    for row in alerts.itertuples():
+    for row in alerts.sort_values("mjd").itertuples():
         oid, kind = None, "transient"
         if refcat is not None and len(refcat):
             sep = _sep_arcsec(row.ra, row.dec, refcat.ra, refcat.dec)
@@ -183,6 +186,14 @@ def associate(
             if sep[j] < MATCH_RADIUS_ARCSEC:
                 oid = str(refcat.source_id.iloc[j])
                 kind = "known_variable" if bool(refcat.variable.iloc[j]) else "star"
+                known = objects.object_id == oid if len(objects) else None
+                if known is not None and known.any():
+                    first = objects.loc[known, "first_mjd"].astype(float).min()
+                    if kind == "star" and first < row.mjd:
+                        kind = "known_variable"
+                        objects.loc[known, "object_kind"] = kind
+                    if row.mjd < first:  # a backfilled earlier night: the history starts here
+                        objects.loc[known, ["first_alert", "first_mjd"]] = [row.alert_id, row.mjd]
         if oid is None and len(objects):
             sep = _sep_arcsec(row.ra, row.dec, objects.ra, objects.dec)
             j = int(np.argmin(sep))
@@ -206,7 +217,10 @@ def associate(
             objects = new if not len(objects) else pd.concat([objects, new], ignore_index=True)
         ids.append(oid)
         kinds.append(kind)
-    return alerts.assign(object_id=ids, object_kind=kinds), objects
+    order = alerts.sort_values("mjd").index
+    return alerts.assign(
+        object_id=pd.Series(ids, index=order), object_kind=pd.Series(kinds, index=order)
+    ), objects
 
 
 def _gz_fits(image: np.ndarray, name: str) -> dict:

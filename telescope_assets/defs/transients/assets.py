@@ -38,7 +38,8 @@ def reference_images(
 ) -> dg.MaterializeResult:
     """Deep stacks (site, field, filter) of the best frames of earlier nights, for this night.
 
-    One per field and filter observed tonight: the sharpest usable frames of earlier nights
+    One per field and filter observed tonight or usably before (so that it is ready before
+    the night's first frame of the field arrives): the sharpest usable frames of earlier nights
     (good or medium quality, WCS and zero point solved, not anomalous), aligned on the
     sharpest frame's refined WCS, scaled to its zero point and stacked with their own
     ``ERR``/``MASK``; the ``FRAMES`` table names them. Content-addressed: rebuilt only when
@@ -50,7 +51,13 @@ def reference_images(
     tonight = _read(store, "source_catalogs", site_name, night)
     earlier = tr.earlier_frames(store, site_name, night)
     rows = []
-    pairs = sorted({(r.object, r.filter) for r in tonight.itertuples()}) if len(tonight) else []
+    # Tonight's fields and filters, and every one observed usably before: a field's
+    # reference is ready when its first frame of the night arrives (the run of the
+    # night's calibration frames builds it), not made on that frame's way to an alert.
+    pairs = {(r.object, r.filter) for r in tonight.itertuples()} if len(tonight) else set()
+    if len(earlier):
+        pairs |= set(zip(earlier.object, earlier["filter"], strict=True))
+    pairs = sorted(pairs)
     for field, band in pairs:
         ref_id, _pick = tr.reference_plan(earlier, field, band)
         if not ref_id:
