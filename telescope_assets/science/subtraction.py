@@ -111,14 +111,7 @@ def align(image, err, mask, wcs_from, wcs_to, shape):
     data = _resample(np.nan_to_num(image), ys, xs, order=1)
     var = _resample(np.nan_to_num(err**2, nan=0.0), ys, xs, order=1)
     bad = _resample(mask.astype(float), ys, xs, order=0)
-    outside = ~np.isfinite(data)
-    out_mask = np.where(np.isfinite(bad), bad, 0).astype(np.uint8)
-    out_mask[outside] |= NO_REFERENCE
-    return (
-        np.where(outside, 0.0, data),
-        np.sqrt(np.where(outside, 0.0, np.clip(var, 0, None))),
-        out_mask,
-    )
+    return _aligned(data, var, bad, ~np.isfinite(data))
 
 
 def align_reproject(image, err, mask, wcs_from, wcs_to, shape):
@@ -139,7 +132,14 @@ def align_reproject(image, err, mask, wcs_from, wcs_to, shape):
         bad, _ = reproject_interp(
             (mask.astype(float), wcs_from), wcs_to, shape_out=shape, order="nearest-neighbor"
         )
-    outside = ~(footprint > 0) | ~np.isfinite(data)
+    return _aligned(data, var, bad, ~(footprint > 0) | ~np.isfinite(data))
+
+
+def _aligned(data, var, bad, outside):
+    """Image, error and mask from the resampled image, variance and mask.
+
+    Zero data and ``NO_REFERENCE`` where the input does not cover the target grid.
+    """
     out_mask = np.where(np.isfinite(bad), bad, 0).astype(np.uint8)
     out_mask[outside] |= NO_REFERENCE
     return (
