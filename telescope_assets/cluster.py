@@ -152,11 +152,12 @@ def main(argv: list[str] | None = None) -> int:
         help="logs and scratch of the cluster",
     )
     args = parser.parse_args(argv)
-    # A terminated UI stops its cluster too (the finally clauses run).
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    print(
-        f"starting a dask cluster of {args.workers} workers (logs: {args.dask_dir}) ...", flush=True
-    )
+    # Terminated (SIGTERM) as when interrupted: the finally clauses stop everything. And
+    # interruptible even when started in the background, where a shell ignores SIGINT —
+    # which ``dagster dev`` would inherit and then ignore SIGINT and SIGTERM alike.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    print(f"starting {args.workers} dask workers (logs: {args.dask_dir}) ...", flush=True)
     with standing_cluster(args.dask_dir, args.workers) as address:
         print(f"dask scheduler {address}; Dagster UI on http://127.0.0.1:{args.port}", flush=True)
         env = {**os.environ, "TELESCOPE_DASK_SCHEDULER": address}
@@ -164,15 +165,32 @@ def main(argv: list[str] | None = None) -> int:
             [_bin("dagster"), "dev", "-h", "127.0.0.1", "-p", str(args.port),
              "-w", str(REPO / "workspace.yaml")],
             env=env,
+            start_new_session=True,  # its own group, stopped as a terminal's Ctrl-C would
         )  # fmt: skip
         try:
             return dev.wait()
         except KeyboardInterrupt:
-            return dev.wait()
+            return 0
         finally:
-            if dev.poll() is None:
-                dev.terminate()
-                dev.wait(timeout=60)
+            print("stopping Dagster ...", flush=True)
+            _stop_group(dev)
+            print("stopping the dask cluster ...", flush=True)
+
+
+def _stop_group(proc: subprocess.Popen, timeout: float = 60) -> None:
+    """Interrupt a process group as Ctrl-C in a terminal does, then kill what is left.
+
+    Every process at once: ``dagster dev`` interrupted alone waits on its webserver and
+    daemon, which never hear of it.
+    """
+    if proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGINT)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
 if __name__ == "__main__":

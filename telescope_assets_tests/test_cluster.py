@@ -2,6 +2,12 @@
 the models they loaded."""
 
 import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 
 import pandas as pd
 import psutil
@@ -54,3 +60,44 @@ def test_without_a_champion_frame_quality_scores_nothing_and_says_so(tmp_path):
     scored = quality.score_frames(pd.DataFrame({"frame_id": ["f1"]}), Lake(str(tmp_path)), uri)
     assert scored["cnn_version"] is None
     assert list(scored["table"].columns) == ["frame_id"]
+
+
+def test_telescope_ui_points_dagster_at_its_cluster_and_stops_all_it_started(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path)}
+    with (tmp_path / "ui.log").open("wb") as log:
+        ui = subprocess.Popen(
+            [sys.executable, "-m", "telescope_assets.cluster", "--port", str(port),
+             "--workers", "1"],
+            env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            assert ui.poll() is None, (tmp_path / "ui.log").read_text()[-2000:]
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2):
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, "the webserver did not come up"
+                time.sleep(1)
+        started = psutil.Process(ui.pid).children(recursive=True)
+        commands = [" ".join(p.cmdline()) for p in started]
+        dev = [p for p, c in zip(started, commands, strict=True) if "dagster dev" in c]
+        assert dev, commands
+        assert any("dask scheduler" in c for c in commands)
+        assert any("dask worker" in c for c in commands)
+        address = dev[0].environ()["TELESCOPE_DASK_SCHEDULER"]
+        assert address.startswith("tcp://127.0.0.1:")
+        dask = DaskResource(scheduler_address=address)
+        try:
+            assert dask.run(os.getpid) != os.getpid()  # runs compute on its workers
+        finally:
+            dask.close()
+    finally:
+        ui.send_signal(signal.SIGTERM)
+        ui.wait(timeout=90)
+    _gone, alive = psutil.wait_procs(started, timeout=30)
+    assert not alive, [" ".join(p.cmdline()) for p in alive]
