@@ -26,12 +26,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["main", "scheduler_argv", "standing_cluster", "worker_argv"]
+__all__ = ["console_script", "main", "scheduler_argv", "standing_cluster", "worker_argv"]
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _bin(name: str) -> str:
+def console_script(name: str) -> str:
     """A console script of this environment (the venv this runs from)."""
     here = Path(sys.executable).parent / name
     return str(here) if here.exists() else name
@@ -39,7 +39,7 @@ def _bin(name: str) -> str:
 
 def scheduler_argv(port: int, dashboard: str, scheduler_file: Path | None = None) -> list[str]:
     """``dask scheduler`` on 127.0.0.1 (``port`` 0: any free one, named in the file)."""
-    argv = [_bin("dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port)]
+    argv = [console_script("dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port)]
     argv += ["--dashboard-address", dashboard]
     return argv + (["--scheduler-file", str(scheduler_file)] if scheduler_file else [])
 
@@ -55,7 +55,7 @@ def worker_argv(scheduler: str, n_workers: int, local_directory: Path) -> list[s
         else [scheduler]
     )
     return [
-        _bin("dask"), "worker", *where,
+        console_script("dask"), "worker", *where,
         "--nworkers", str(n_workers), "--nthreads", "1",
         # Without a dashboard a worker still serves health and metrics over HTTP, on
         # every interface unless told otherwise.
@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dask scheduler {address}; Dagster UI on http://127.0.0.1:{args.port}", flush=True)
         env = {**os.environ, "TELESCOPE_DASK_SCHEDULER": address}
         dev = subprocess.Popen(
-            [_bin("dagster"), "dev", "-h", "127.0.0.1", "-p", str(args.port),
+            [console_script("dagster"), "dev", "-h", "127.0.0.1", "-p", str(args.port),
              "-w", str(REPO / "workspace.yaml")],
             env=env,
             start_new_session=True,  # its own group, stopped as a terminal's Ctrl-C would

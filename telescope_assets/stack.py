@@ -46,7 +46,7 @@ import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from telescope_assets.cluster import _bin, scheduler_argv, worker_argv
+from telescope_assets.cluster import console_script, scheduler_argv, worker_argv
 
 __all__ = ["Stack", "StackConfig", "main"]
 
@@ -296,7 +296,9 @@ class Stack:
 
             progress(f"[2/5] S3 (moto) on {cfg.s3_url}")
             proc, log = self._start(
-                "s3", [_bin("moto_server"), "-H", "127.0.0.1", "-p", str(cfg.s3_port)], env
+                "s3",
+                [console_script("moto_server"), "-H", "127.0.0.1", "-p", str(cfg.s3_port)],
+                env,
             )
             _wait("moto_server", lambda: _http_ok(cfg.s3_url), 60, proc, log)
             self._buckets()
@@ -306,7 +308,7 @@ class Stack:
             proc, log = self._start(
                 "mlflow",
                 [
-                    _bin("mlflow"), "server",
+                    console_script("mlflow"), "server",
                     "--backend-store-uri", cfg.pg_url("mlflow"),
                     "--artifacts-destination", f"s3://{cfg.bucket('mlflow')}/artifacts",
                     "--serve-artifacts",
@@ -334,12 +336,12 @@ class Stack:
             progress(f"[5/5] Dagster daemon and webserver on {cfg.dagster_url}")
             workspace = str(REPO / "workspace.yaml")
             proc, log = self._start(
-                "dagster-daemon", [_bin("dagster-daemon"), "run", "-w", workspace], env
+                "dagster-daemon", [console_script("dagster-daemon"), "run", "-w", workspace], env
             )
             web, web_log = self._start(
                 "dagster-webserver",
                 [
-                    _bin("dagster-webserver"),
+                    console_script("dagster-webserver"),
                     "-h", "127.0.0.1", "-p", str(cfg.dagster_port), "-w", workspace,
                 ],
                 env,

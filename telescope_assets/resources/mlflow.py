@@ -87,10 +87,6 @@ class MlflowResource(dg.ConfigurableResource):
             f"{self.tracking_uri}: materialize the 'models' group (job models_job) first"
         )
 
-    def run_metrics(self, run_id: str) -> dict[str, float]:
-        """The metrics logged by a training run (e.g. its evaluation thresholds)."""
-        return dict(self.client().get_run(run_id).data.metrics)
-
     def load_version(self, name: str, version: str):
         """Load one registered version (pickle refused; once per process)."""
         return registry.load_version(self.tracking_uri, name, str(version))

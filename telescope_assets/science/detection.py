@@ -136,7 +136,6 @@ def detect_sources(
     )
     if segm is None:
         return _empty()
-    footprint = _footprint(segm, fwhm_px)
     cat = SourceCatalog(data, segm, convolved_data=convolved, mask=ignore)
     x = np.asarray(cat.x_centroid_win, dtype=float)
     y = np.asarray(cat.y_centroid_win, dtype=float)
@@ -158,7 +157,6 @@ def detect_sources(
             "blended": deblended,
         }
     )
-    table.attrs["footprint"] = footprint
     return table
 
 
@@ -178,7 +176,9 @@ def source_footprint(
     _data, _convolved, _ignore, segm, _n = _segment(
         sci, mask, background, fwhm_px, nsigma, npixels, deblend=False
     )
-    return np.zeros(sci.shape, bool) if segm is None else _footprint(segm, fwhm_px)
+    if segm is None:
+        return np.zeros(sci.shape, bool)
+    return segm.make_source_mask(size=int(2 * round(2 * fwhm_px) + 1))
 
 
 def _segment(sci, mask, background, fwhm_px, nsigma, npixels, deblend):
@@ -202,10 +202,6 @@ def _segment(sci, mask, background, fwhm_px, nsigma, npixels, deblend):
             convolved, segm, npixels, n_levels=32, contrast=0.005, progress_bar=False
         )
     return data, convolved, ignore, segm, n_before
-
-
-def _footprint(segm, fwhm_px: float) -> np.ndarray:
-    return segm.make_source_mask(size=int(2 * round(2 * fwhm_px) + 1))
 
 
 def _empty() -> pd.DataFrame:

@@ -110,20 +110,15 @@ ALERT_SCHEMA = {
 }
 
 
-def score_frames(frames: list[dict], lake: Lake, tracking_uri: str) -> dict[str, Any]:
-    """Score every candidate of these subtracted frames with ``real_bogus@champion``.
+def score_frames(frames: list[dict], lake: Lake, tracking_uri: str, version: str) -> pd.DataFrame:
+    """Score every candidate of these subtracted frames with ``real_bogus/<version>``.
 
-    One task on a dask worker, which keeps the model loaded between runs. Returns
-    ``{"version", "table"}``: the champion's version (``None`` when there is none, and
-    nothing is scored) and the candidates with ``p_<class>`` and ``rb_class``.
+    One task on a dask worker, which keeps the model loaded between runs. Returns the
+    candidates with ``p_<class>``, ``rb_class`` and ``rb_model``.
     """
     from telescope_assets.ml import registry
     from telescope_assets.ml.labels import RB_CLASSES
 
-    champion = registry.champion(tracking_uri, "real_bogus")
-    if champion is None:
-        return {"version": None, "table": pd.DataFrame()}
-    version = str(champion.version)
     net = registry.load_version(tracking_uri, "real_bogus", version)
     tables = []
     for row in frames:
@@ -140,7 +135,7 @@ def score_frames(frames: list[dict], lake: Lake, tracking_uri: str) -> dict[str,
     table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
     if len(table):
         table["rb_model"] = f"real_bogus/{version}"
-    return {"version": version, "table": table}
+    return table
 
 
 def score(net, stamps: np.ndarray, classes: tuple[str, ...]) -> np.ndarray:
@@ -178,7 +173,8 @@ def associate(
     """
     objects = objects.copy()
     ids, kinds = [], []
-    for row in alerts.sort_values("mjd").itertuples():
+    in_time = alerts.sort_values("mjd")
+    for row in in_time.itertuples():
         oid, kind = None, "transient"
         if refcat is not None and len(refcat):
             sep = _sep_arcsec(row.ra, row.dec, refcat.ra, refcat.dec)
@@ -217,9 +213,9 @@ def associate(
             objects = new if not len(objects) else pd.concat([objects, new], ignore_index=True)
         ids.append(oid)
         kinds.append(kind)
-    order = alerts.sort_values("mjd").index
     return alerts.assign(
-        object_id=pd.Series(ids, index=order), object_kind=pd.Series(kinds, index=order)
+        object_id=pd.Series(ids, index=in_time.index),
+        object_kind=pd.Series(kinds, index=in_time.index),
     ), objects
 
 

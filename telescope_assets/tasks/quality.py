@@ -22,13 +22,13 @@ __all__ = ["apply_models", "score_frames"]
 def score_frames(table: pd.DataFrame, lake: Lake, tracking_uri: str) -> dict[str, Any]:
     """Classify and score every catalogued frame with the champions of the registry.
 
-    Returns ``{"table", "cnn_version", "ae_version", "threshold"}``; ``cnn_version`` is
+    Returns ``{"table", "cnn_version", "ae_version"}``; ``cnn_version`` is
     ``None`` when ``frame_quality`` has no champion (nothing is scored then), and
     ``ae_version`` ``"none"`` when ``anomaly`` has none (frames get no anomaly score).
     """
     cnn_info = registry.champion_info(tracking_uri, "frame_quality")
     if cnn_info is None:
-        return {"table": table, "cnn_version": None, "ae_version": "none", "threshold": None}
+        return {"table": table, "cnn_version": None, "ae_version": "none"}
     ae_info = registry.champion_info(tracking_uri, "anomaly")
     cnn = registry.load_version(tracking_uri, "frame_quality", cnn_info["version"])
     if ae_info is None:
@@ -39,12 +39,7 @@ def score_frames(table: pd.DataFrame, lake: Lake, tracking_uri: str) -> dict[str
         threshold = ae_info["metrics"].get("eval_threshold_at_fpr_1pct", float("inf"))
     if len(table):
         table = apply_models(lake, table, cnn, ae, threshold)
-    return {
-        "table": table,
-        "cnn_version": cnn_info["version"],
-        "ae_version": ae_version,
-        "threshold": threshold,
-    }
+    return {"table": table, "cnn_version": cnn_info["version"], "ae_version": ae_version}
 
 
 def apply_models(lake: Lake, table: pd.DataFrame, cnn, ae, threshold: float) -> pd.DataFrame:

@@ -122,9 +122,12 @@ def transient_candidates(
     site_name, night = site_night(context)
     store = lake.get()
     site = registry.get()[site_name]
-    # Asked of a worker (no MLflow in this process): before any subtraction, say what to do.
-    if dask.run(ml_registry.champion_info, mlflow.tracking_uri, "real_bogus") is None:
+    # Asked of a worker (no MLflow in this process), once: before any subtraction, say
+    # what to do; every candidate is then scored by this version.
+    champion = dask.run(ml_registry.champion_info, mlflow.tracking_uri, "real_bogus")
+    if champion is None:
         raise dg.Failure(description=str(mlflow.no_champion("real_bogus")))
+    rb_version = champion["version"]
     catalogs = _read(store, "source_catalogs", site_name, night)
     quality = _read(store, "frame_quality", site_name, night)
     bad = set(quality.frame_id[quality.quality_class == "bad"]) if len(quality) else set()
@@ -162,10 +165,7 @@ def transient_candidates(
     frames = pd.DataFrame([*kept, *done, *skipped])
     subtracted = [r for r in [*kept, *done] if r["status"] == "subtracted"]
     # On a dask worker, which keeps the model loaded between runs of a standing cluster.
-    scored = dask.run(alert_tasks.score_frames, subtracted, store, mlflow.tracking_uri)
-    if scored["version"] is None:  # the alias was removed meanwhile
-        raise dg.Failure(description=str(mlflow.no_champion("real_bogus")))
-    table, rb_version = scored["table"], scored["version"]
+    table = dask.run(alert_tasks.score_frames, subtracted, store, mlflow.tracking_uri, rb_version)
     store.write_parquet(store.manifest("transient_candidates", site_name, night), table)
     store.write_parquet(store.manifest("transient_frames", site_name, night), frames)
     n_real = int((table.rb_class == "real").sum()) if len(table) else 0
