@@ -29,7 +29,7 @@ from telescope_assets.lake import Lake, Store
 from telescope_assets.registry import SiteRegistry
 from telescope_assets.science.frames import REASONS, FrameError, frame_id, inspect_frame
 
-__all__ = ["IngestResult", "batches_after", "ingest", "read_batch"]
+__all__ = ["IngestResult", "batches_after", "ingest", "read_batch", "waiting_files"]
 
 LEDGER = "ingest/batches"
 
@@ -95,16 +95,7 @@ def ingest(
     IngestResult
     """
     result = IngestResult()
-    now = time.time()
-    candidates = []
-    for rel in incoming.list("", recursive=True):
-        if rel.endswith((".partial", ".tmp")):
-            continue
-        if settle_seconds > 0:
-            mtime = incoming.modified(rel)
-            if mtime is not None and now - mtime < settle_seconds:
-                continue
-        candidates.append(rel)
+    candidates = waiting_files(incoming, settle_seconds)
     todo, result.remaining = candidates[:max_files], max(0, len(candidates) - max_files)
     received = _now().isoformat()
     for rel in todo:
@@ -161,6 +152,24 @@ def ingest(
     for rel in todo:
         incoming.delete(rel)
     return result
+
+
+def waiting_files(incoming: Store, settle_seconds: float = 0.0) -> list[str]:
+    """Files of ``incoming`` that :func:`ingest` would take now.
+
+    Not partial uploads (``.partial``, ``.tmp``), and untouched for ``settle_seconds``.
+    """
+    now = time.time()
+    out = []
+    for rel in incoming.list("", recursive=True):
+        if rel.endswith((".partial", ".tmp")):
+            continue
+        if settle_seconds > 0:
+            mtime = incoming.modified(rel)
+            if mtime is not None and now - mtime < settle_seconds:
+                continue
+        out.append(rel)
+    return out
 
 
 def _all(result: IngestResult):

@@ -19,6 +19,10 @@ REAL = Path(
 )
 NIGHT = "2026-03-18"
 
+# Sensors evaluated in tests glance once: a watch (defs/watch.py) would hold every empty
+# tick for seconds. The watch's own tests and the acceptance test's deployed stack set it.
+os.environ.setdefault("TELESCOPE_SENSOR_WATCH_SECONDS", "0")
+
 
 def real_data(*parts: str) -> Path:
     """Path to a file of the shared real data (never skipped: CI has them beside the repo)."""

@@ -54,6 +54,32 @@ def test_finds_exactly_the_injected_stars_with_their_positions_and_fluxes():
     assert np.median(fwhm) == pytest.approx(3.0, rel=0.08)
 
 
+@pytest.mark.parametrize("shape, box", [((300, 300), 50), ((256, 400), 64), ((130, 97), 24)])
+def test_background_images_equal_photutils_own_interpolation(shape, box):
+    """mesh_to_image (two matrix products) gives what Background2D's zoom gives."""
+    from photutils.background import Background2D, SExtractorBackground, StdBackgroundRMS
+
+    rng = np.random.default_rng(3)
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    image = 300 + 0.2 * xx - 0.1 * yy + 5e-4 * (xx - 60) ** 2 + rng.normal(0, 10, shape)
+    mask = np.zeros(shape, np.uint8)
+    mask[40:60, 20:90] = 1
+    bkg = Background2D(
+        image,
+        box,
+        mask=mask > 0,
+        filter_size=(3, 3),
+        bkg_estimator=SExtractorBackground(),
+        bkg_rms_estimator=StdBackgroundRMS(),
+        exclude_percentile=80.0,
+    )
+    ours = detection.measure_background(image, mask, box=box)
+    np.testing.assert_allclose(ours.level, bkg.background, rtol=1e-12, atol=1e-9)
+    np.testing.assert_allclose(ours.rms, bkg.background_rms, rtol=1e-12, atol=1e-9)
+    flat = detection.mesh_to_image(np.full((3, 4), 7.0), (box, box), shape)
+    assert flat.shape == shape and np.all(flat == 7.0)
+
+
 def test_flags_saturated_masked_and_edge_sources():
     image, err, x, y, _ = _field()
     mask = np.zeros(image.shape, np.uint8)

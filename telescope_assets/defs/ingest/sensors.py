@@ -4,7 +4,8 @@ import dagster as dg
 
 from telescope_assets.defs.jobs import frames_job
 from telescope_assets.defs.partitions import night_range, site_night_key
-from telescope_assets.ingest import batches_after, ingest, read_batch
+from telescope_assets.defs.watch import watch, watch_seconds
+from telescope_assets.ingest import batches_after, ingest, read_batch, waiting_files
 from telescope_assets.lake import Lake
 from telescope_assets.resources import IncomingResource, LakeResource, RegistryResource
 
@@ -43,7 +44,8 @@ def run_requests_for(lake: Lake, batch_ids: list[str]) -> list[dg.RunRequest]:
 @dg.sensor(
     job=frames_job,
     # The daemon visits sensors every 5 s at most; a minimum of 5 s made it skip every
-    # other visit whenever a visit came a moment early (up to 10 s to see a frame).
+    # other visit whenever a visit came a moment early (up to 10 s to see a frame). In
+    # between visits the evaluation itself watches (defs/watch.py).
     minimum_interval_seconds=1,
     default_status=dg.DefaultSensorStatus.STOPPED,
     description="Validates files in the incoming store, moves them into the lake (or "
@@ -55,19 +57,26 @@ def new_frames(
     lake: LakeResource,
     registry: RegistryResource,
 ) -> dg.SensorResult:
-    """Ingest a bounded batch, then request runs for every ledger batch after the cursor."""
+    """Ingest a bounded batch, then request runs for every ledger batch after the cursor.
+
+    With nothing to do, it watches the incoming store for a few seconds (``defs/watch.py``)
+    and ingests a frame the moment it is there.
+    """
     store = lake.get()
+    cursor = context.cursor
+    if cursor is None and store.exists(OFFLINE_CURSOR):
+        cursor = store.read_json(OFFLINE_CURSOR)["batch_id"]
+    drop_zone = incoming.get()
+    if not batches_after(store, cursor):
+        watch(lambda: waiting_files(drop_zone, incoming.settle_seconds), watch_seconds())
     result = ingest(
-        incoming.get(),
+        drop_zone,
         store,
         registry.get(),
         max_files=incoming.max_files_per_tick,
         settle_seconds=incoming.settle_seconds,
         night_range=night_range(),
     )
-    cursor = context.cursor
-    if cursor is None and store.exists(OFFLINE_CURSOR):
-        cursor = store.read_json(OFFLINE_CURSOR)["batch_id"]
     pending = batches_after(store, cursor)
     if result.batch_id:
         context.log.info(

@@ -3,6 +3,7 @@
 import dagster as dg
 
 from telescope_assets.defs.jobs import followup_job
+from telescope_assets.defs.watch import watch, watch_seconds
 
 __all__ = ["new_alerts"]
 
@@ -12,19 +13,26 @@ BATCH = 100
 
 @dg.sensor(
     job=followup_job,
-    minimum_interval_seconds=2,
+    minimum_interval_seconds=1,
     default_status=dg.DefaultSensorStatus.STOPPED,
     description="Requests a follow-up run for every new materialization of `alerts`, read "
     "from the event log after a storage-id cursor (nothing between ticks is dropped).",
 )
 def new_alerts(context: dg.SensorEvaluationContext) -> dg.SensorResult:
-    """Read ``alerts`` materializations after the cursor, oldest first, in bounded batches."""
+    """Read ``alerts`` materializations after the cursor, oldest first, in bounded batches.
+
+    With none yet, it watches the event log for a few seconds (``defs/watch.py``).
+    """
     after = int(context.cursor) if context.cursor else None
-    records = context.instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=dg.AssetKey("alerts"), after_storage_id=after),
-        limit=BATCH,
-        ascending=True,
-    ).records
+
+    def fetch():
+        return context.instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey("alerts"), after_storage_id=after),
+            limit=BATCH,
+            ascending=True,
+        ).records
+
+    records = watch(fetch, watch_seconds())
     if not records:
         return dg.SensorResult(skip_reason="no new alerts", cursor=context.cursor)
     requests = []
