@@ -11,8 +11,8 @@ errors from the ``ERR`` plane.
 from __future__ import annotations
 
 import warnings
-from functools import lru_cache
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd

@@ -78,7 +78,8 @@ def test_new_frames_with_nothing_to_do_watches_then_skips(monkeypatch, tmp_path,
         start = time.monotonic()
         result = new_frames(ctx)
         elapsed = time.monotonic() - start
-    assert result.skip_reason and not result.run_requests
+    assert result.skip_reason
+    assert not result.run_requests
     assert elapsed >= 1.0
 
 

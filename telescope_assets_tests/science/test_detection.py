@@ -54,7 +54,7 @@ def test_finds_exactly_the_injected_stars_with_their_positions_and_fluxes():
     assert np.median(fwhm) == pytest.approx(3.0, rel=0.08)
 
 
-@pytest.mark.parametrize("shape, box", [((300, 300), 50), ((256, 400), 64), ((130, 97), 24)])
+@pytest.mark.parametrize(("shape", "box"), [((300, 300), 50), ((256, 400), 64), ((130, 97), 24)])
 def test_background_images_equal_photutils_own_interpolation(shape, box):
     """mesh_to_image (two matrix products) gives what Background2D's zoom gives."""
     from photutils.background import Background2D, SExtractorBackground, StdBackgroundRMS
@@ -77,7 +77,8 @@ def test_background_images_equal_photutils_own_interpolation(shape, box):
     np.testing.assert_allclose(ours.level, bkg.background, rtol=1e-12, atol=1e-9)
     np.testing.assert_allclose(ours.rms, bkg.background_rms, rtol=1e-12, atol=1e-9)
     flat = detection.mesh_to_image(np.full((3, 4), 7.0), (box, box), shape)
-    assert flat.shape == shape and np.all(flat == 7.0)
+    assert flat.shape == shape
+    assert np.all(flat == 7.0)
 
 
 def test_flags_saturated_masked_and_edge_sources():
