@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field, replace
-from functools import cached_property
+from functools import cached_property, lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -283,6 +283,16 @@ def load_registry(path: str | os.PathLike | None = None) -> SiteRegistry:
     else:
         source = "the packaged registry (telescope_assets/registry/sites.yaml)"
         text = resources.files(__package__).joinpath("sites.yaml").read_text()
+    return _parse(text, source)
+
+
+@lru_cache(maxsize=8)
+def _parse(text: str, source: str) -> SiteRegistry:
+    """The registry a YAML text describes.
+
+    Cached: a registry is frozen, so one parse serves every asset of a run (60 ms each,
+    six per frame's run).
+    """
     data = yaml.safe_load(text)
     if not isinstance(data, dict) or not isinstance(data.get("sites"), dict):
         raise RegistryError(f"{source}: expected a mapping with a 'sites' section")

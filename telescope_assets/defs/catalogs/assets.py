@@ -67,6 +67,8 @@ def source_catalogs(
         table = table.sort_values("mjd", ignore_index=True)
     store.write_parquet(store.manifest("source_catalogs", site_name, night), table)
     n_rows = int(table.n_sources.sum()) if len(table) else 0
+    # Drawn on a worker, where matplotlib stays imported (0.7 s in a run's fresh process).
+    plot = dask.run(night_quality_plot, table) if len(table) else None
     checks = _catalog_checks(table)
     summary = [
         "frame_id",
@@ -87,8 +89,8 @@ def source_catalogs(
             "median_seeing_arcsec": _median(table, "seeing_arcsec"),
             "median_astrometric_rms_px": _median(table, "astrometric_rms_px"),
             "frames": md_table(table[summary] if len(table) else table, 40),
-            "plot": dg.MetadataValue.md(markdown_image(night_quality_plot(table), "night"))
-            if len(table)
+            "plot": dg.MetadataValue.md(markdown_image(plot, "night"))
+            if plot is not None
             else dg.MetadataValue.md("_(no frames)_"),
         },
         check_results=checks,
