@@ -179,11 +179,17 @@ def stack(tmp_path_factory, registry):
     )
     saved = {
         k: os.environ.get(k)
-        for k in ("TELESCOPE_ASSETS_REGISTRY", "TELESCOPE_INCOMING_SETTLE_SECONDS")
+        for k in (
+            "TELESCOPE_ASSETS_REGISTRY",
+            "TELESCOPE_INCOMING_SETTLE_SECONDS",
+            "TELESCOPE_SENSOR_WATCH_SECONDS",
+        )
     }
-    # What the services inherit: this test's small cameras, and no settling delay.
+    # What the services inherit: this test's small cameras, no settling delay, and the
+    # deployed default of watching sensors (the test suite itself sets them to glance).
     os.environ["TELESCOPE_ASSETS_REGISTRY"] = str(registry_file)
     os.environ["TELESCOPE_INCOMING_SETTLE_SECONDS"] = "0"
+    os.environ["TELESCOPE_SENSOR_WATCH_SECONDS"] = "4"
     stack = Stack(config)
     try:
         stack.up(progress=lambda _msg: None)

@@ -8,6 +8,7 @@ from telescope_assets.science.subtraction import (
     align,
     cutouts,
     detect_difference,
+    grow,
     stack,
     subtract,
 )
@@ -249,3 +250,14 @@ def test_align_gives_what_reproject_gives():
     assert covered.mean() > 0.85
     for a, b in zip(fast[:2], exact[:2], strict=True):
         assert np.abs(a - b)[covered].max() < 1e-3 * np.abs(b[covered]).max()
+
+
+@pytest.mark.parametrize("half", [1, 2, 7])
+def test_grow_marks_the_pixels_binary_dilation_with_a_box_marks(half):
+    from scipy import ndimage
+
+    rng = np.random.default_rng(half)
+    bad = rng.random((97, 130)) > 0.995
+    bad[0, 5] = bad[-1, -1] = bad[40, 0] = True  # at the edges too
+    box = np.ones((2 * half + 1, 2 * half + 1), bool)
+    np.testing.assert_array_equal(grow(bad, half), ndimage.binary_dilation(bad, structure=box))
