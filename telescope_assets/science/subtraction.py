@@ -28,6 +28,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from telescope_assets.science.detection import smooth
+
 __all__ = [
     "STAMP",
     "Subtraction",
@@ -389,8 +391,9 @@ def detect_difference(
     norm = float((g**2).sum())
     finite = np.isfinite(sub.err)
     var = np.where(finite, sub.err**2, 0.0)
-    flux = _convolve(sub.diff, g[::-1, ::-1]) / norm
-    flux_var = _convolve(var, (g**2)[::-1, ::-1]) / norm**2
+    # The matched filter is a Gaussian: separable, two 1-D passes instead of an FFT.
+    flux = smooth(sub.diff, g) / norm
+    flux_var = smooth(var, g**2) / norm  # smooth() normalises g² to unit sum
     blocked = grow(~finite, 2)
     with np.errstate(invalid="ignore", divide="ignore"):
         snr = np.where(blocked | (flux_var <= 0), 0.0, flux / np.sqrt(flux_var))

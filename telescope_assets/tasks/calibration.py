@@ -27,7 +27,7 @@ __all__ = [
 ]
 
 #: Bump when calibration changes its output: every frame becomes stale and is redone.
-CALIBRATION_VERSION = "cal-1"
+CALIBRATION_VERSION = "cal-2"  # cal-2: one L.A.Cosmic pass (science.calibration)
 #: Fewest frames a master may be combined from.
 MIN_FRAMES = 3
 
@@ -211,6 +211,18 @@ def _load(lake: Lake, entry: dict) -> np.ndarray:
     return _load_cached(lake.key, entry["path"], entry["master_id"])
 
 
+@functools.lru_cache(maxsize=16)
+def _bad_cached(store: tuple[str, str], dark: tuple[str, str], flat: tuple[str, str]) -> np.ndarray:
+    return calibration.bad_pixel_mask(_load_cached(store, *dark), _load_cached(store, *flat))
+
+
+def _bad_pixels(lake: Lake, dark: dict, flat: dict) -> np.ndarray:
+    """The masters' bad-pixel mask, made once per process (0.3 s on a 2048² frame)."""
+    return _bad_cached(
+        lake.key, (dark["path"], dark["master_id"]), (flat["path"], flat["master_id"])
+    )
+
+
 # --- calibrated frames ---------------------------------------------------------------
 
 
@@ -269,6 +281,7 @@ def calibrate_one(
             _load(lake, masters["dark"]),
             _load(lake, masters[f"flat_{flt}"]),
             detect_cosmics=detect_cosmics,
+            bad=_bad_pixels(lake, masters["dark"], masters[f"flat_{flt}"]),
         )
     except (FrameError, ValueError) as exc:
         reason = exc.reason if isinstance(exc, FrameError) else "calibration_failed"

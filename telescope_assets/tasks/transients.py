@@ -283,13 +283,9 @@ def difference_one(row: dict, lake: Lake, site: Site, reference: dict) -> dict[s
         reference_id=reference["reference_id"],
     )
     sky = float(np.median(sci[mask == 0]))
+    images = [sci - sky, sub.convolved, sub.diff]
     stamps = (
-        np.stack(
-            [
-                subtraction.cutouts([sci - sky, sub.convolved, sub.diff], x, y)
-                for x, y in zip(det.x, det.y, strict=True)
-            ]
-        )
+        np.stack([subtraction.cutouts(images, x, y) for x, y in zip(det.x, det.y, strict=True)])
         if len(det)
         else np.zeros((0, 3, subtraction.STAMP, subtraction.STAMP), np.float32)
     )

@@ -165,6 +165,20 @@ def test_cosmic_rays_are_masked_and_star_cores_are_not():
 
 
 def test_real_saao_frame_overscan_and_trim_from_its_header():
+    raw, cam, _ = _saao()
+    with fits.open(real_data("images", "saao_raw", "a8280271.fits")) as hdul:
+        header = hdul[0].header
+    ours = calibration.overscan_and_trim(raw, cam)
+    theirs = _ccd_reduce(raw, cam, gain=False)
+    assert ours.shape == (520, 512)
+    np.testing.assert_allclose(ours, theirs.data, rtol=1e-5, atol=1e-9)
+    # The overscan itself, corrected the same way, sits at zero.
+    rows, cols = calibration.parse_section(header["BIASSEC"])
+    corrected = raw[rows, cols] - np.median(raw[rows, cols], axis=1)[:, None]
+    assert abs(np.median(corrected)) < 0.5
+
+
+def _saao():
     with fits.open(real_data("images", "saao_raw", "a8280271.fits")) as hdul:
         raw = hdul[0].data.astype(float)
         header = hdul[0].header
@@ -180,14 +194,36 @@ def test_real_saao_frame_overscan_and_trim_from_its_header():
         biassec=header["BIASSEC"],
         trimsec=header["TRIMSEC"],
     )
-    ours = calibration.overscan_and_trim(raw, cam)
-    theirs = _ccd_reduce(raw, cam, gain=False)
-    assert ours.shape == (520, 512)
-    np.testing.assert_allclose(ours, theirs.data, rtol=1e-5, atol=1e-9)
-    # The overscan itself, corrected the same way, sits at zero.
-    rows, cols = calibration.parse_section(header["BIASSEC"])
-    corrected = raw[rows, cols] - np.median(raw[rows, cols], axis=1)[:, None]
-    assert abs(np.median(corrected)) < 0.5
+    return raw, cam, float(header["EXPTIME"])
+
+
+def test_one_cosmic_ray_pass_flags_every_hit_of_a_converged_search_on_a_real_frame():
+    """CR_ITERATIONS (one pass) against L.A.Cosmic run to convergence, real SAAO frame."""
+    import astroscrappy
+    from scipy import ndimage
+
+    raw, cam, exptime = _saao()
+    shape = calibration.overscan_and_trim(raw, cam).shape
+    zero, one = np.zeros(shape), np.ones(shape)
+    cal = calibration.calibrate_frame(raw, exptime, cam, zero, zero, one)
+    ours = (cal.mask & calibration.MASK_BITS["cosmic_ray"]) > 0
+    converged, _ = astroscrappy.detect_cosmics(
+        cal.sci.astype(np.float32),
+        inmask=(cal.mask & ~np.uint16(calibration.MASK_BITS["cosmic_ray"])) > 0,
+        gain=1.0,
+        readnoise=cam.read_noise,
+        satlevel=cam.saturation * cam.gain,
+        sigclip=5.0,
+        objlim=8.0,
+        niter=4,
+        sepmed=True,
+    )
+    hits, n_hits = ndimage.label(converged, np.ones((3, 3)))
+    assert n_hits == 29
+    found = set(np.unique(hits[ours & converged])) - {0}
+    assert len(found) == n_hits  # every hit
+    assert (ours & converged).sum() >= 0.9 * converged.sum()  # 95 of its 104 pixels
+    assert not (ours & ~converged).any()
 
 
 def test_real_feder_biases_give_master_with_matching_read_noise():

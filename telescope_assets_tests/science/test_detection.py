@@ -81,6 +81,53 @@ def test_background_images_equal_photutils_own_interpolation(shape, box):
     assert np.all(flat == 7.0)
 
 
+@pytest.mark.parametrize("fwhm", [1.2, 3.0, 4.7])
+def test_smooth_equals_astropy_convolution(fwhm):
+    """The separable smoothing is astropy's 2-D convolution (edges filled with zero)."""
+    from astropy.convolution import convolve
+    from photutils.segmentation import make_2dgaussian_kernel
+
+    image = _field(shape=(200, 240))[0]
+    kernel = make_2dgaussian_kernel(fwhm, size=int(2 * round(1.5 * fwhm) + 1)).array
+    ours = detection.smooth(image, kernel)
+    theirs = convolve(image, kernel, normalize_kernel=True)
+    assert np.max(np.abs(ours - theirs)) < 1e-9 * np.max(np.abs(theirs))
+    # A kernel that is not separable takes the direct 2-D sum, with the same result.
+    ring = np.outer([1, 2, 1], [1, 2, 1]).astype(float)
+    ring[1, 1] = 0.0
+    assert np.allclose(
+        detection.smooth(image, ring), convolve(image, ring, normalize_kernel=True), atol=1e-9
+    )
+    with pytest.raises(ValueError, match="odd sizes"):
+        detection.smooth(image, np.ones((4, 4)))
+
+
+def test_deblending_only_splittable_segments_changes_nothing():
+    """Segments with one local maximum are left out of deblending: same segmentation."""
+    from photutils.segmentation import deblend_sources, detect_sources, make_2dgaussian_kernel
+
+    rng = np.random.default_rng(11)
+    shape = (300, 300)
+    # Close pairs (blends that must split) among single stars, on a noisy sky.
+    x = rng.uniform(20, 280, 60)
+    y = rng.uniform(20, 280, 60)
+    x = np.r_[x, x[:15] + rng.uniform(3, 6, 15)]
+    y = np.r_[y, y[:15] + rng.uniform(-3, 3, 15)]
+    flux = 10 ** rng.uniform(3.0, 5.0, len(x))
+    light = render_sources(shape, [Source(x, y, flux)], 3.0, Conditions())
+    image = rng.poisson(light + 200.0) + rng.normal(0, 5.0, shape) - 200.0
+    kernel = make_2dgaussian_kernel(3.0, size=9).array
+    convolved = detection.smooth(image, kernel)
+    segm = detect_sources(convolved, 3 * 15.0, 5)
+    options = {"n_levels": 32, "contrast": 0.005, "progress_bar": False}
+    everything = deblend_sources(convolved, segm, 5, **options)
+    labels = detection.splittable_labels(convolved, segm.data)
+    assert 0 < len(labels) < segm.n_labels
+    chosen = deblend_sources(convolved, segm, 5, labels=labels, **options)
+    assert everything.n_labels > segm.n_labels  # blends were split
+    np.testing.assert_array_equal(chosen.data, everything.data)
+
+
 def test_flags_saturated_masked_and_edge_sources():
     image, err, x, y, _ = _field()
     mask = np.zeros(image.shape, np.uint8)
