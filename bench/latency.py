@@ -233,8 +233,7 @@ def main(argv=None) -> int:
         t0 = time.time()
         for f in calibration:
             _drop(f, incoming)
-        _wait(lambda: [r for r in _runs_after(instance, "frames_job", t0)
-                       if r.dagster_run.is_finished], 600, "the calibration run")  # fmt: skip
+        _settle(instance, t0)
         rows = []
         for f in science:
             r = _time_one(instance, f, incoming, work)
@@ -268,6 +267,23 @@ def main(argv=None) -> int:
         else:
             print(f"scratch folder kept: {work}")
     return 0
+
+
+def _settle(instance, t0: float, quiet: float = 8.0) -> None:
+    """Wait until every run since ``t0`` is over and no new one came for ``quiet`` s.
+
+    The sensor may split a batch of frames over several ticks, hence several runs; the
+    first science frame must not queue behind one of them.
+    """
+    start = time.time()
+    while time.time() - start < 900:
+        runs = _runs_after(instance, "frames_job", t0)
+        if runs and all(r.dagster_run.is_finished for r in runs):
+            time.sleep(quiet)
+            if len(_runs_after(instance, "frames_job", t0)) == len(runs):
+                return
+        time.sleep(0.5)
+    raise TimeoutError("the calibration frames' runs did not finish within 900 s")
 
 
 def _up(port: int) -> bool:

@@ -26,9 +26,25 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["console_script", "main", "scheduler_argv", "standing_cluster", "worker_argv"]
+__all__ = [
+    "WORKER_MALLOC",
+    "console_script",
+    "main",
+    "scheduler_argv",
+    "standing_cluster",
+    "worker_argv",
+]
 
 REPO = Path(__file__).resolve().parents[1]
+
+#: glibc malloc thresholds of this project's dask workers. Dask's nanny sets
+#: ``MALLOC_TRIM_THRESHOLD_=65536`` (memory handed back to the system at once), which
+#: also freezes glibc's mmap threshold at 128 KiB: each of the many 16-32 MB arrays of a
+#: 2048² frame's calibration, catalogue and subtraction then comes fresh from the kernel,
+#: page by page. With large arrays served from the heap (mmap above 32 MiB, trim above
+#: 64 MiB) those took 2.0 / 4.6 / 3.9 s instead of 2.4 / 5.2 / 4.9 s (measured in one
+#: process each way); a worker holds up to 64 MB more between tasks.
+WORKER_MALLOC = {"MALLOC_TRIM_THRESHOLD_": "67108864", "MALLOC_MMAP_THRESHOLD_": "33554432"}
 
 
 def console_script(name: str) -> str:
@@ -83,7 +99,7 @@ def standing_cluster(workdir: Path, n_workers: int = 2, timeout: float = 120) ->
     workdir.mkdir(parents=True, exist_ok=True)
     scheduler_file = workdir / "scheduler.json"
     scheduler_file.unlink(missing_ok=True)
-    env = {**os.environ, "DASK_LOGGING__DISTRIBUTED": "warning"}
+    env = {**os.environ, "DASK_LOGGING__DISTRIBUTED": "warning", **WORKER_MALLOC}
     procs = []
     try:
         with (workdir / "scheduler.log").open("ab") as log:

@@ -46,7 +46,7 @@ import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from telescope_assets.cluster import console_script, scheduler_argv, worker_argv
+from telescope_assets.cluster import WORKER_MALLOC, console_script, scheduler_argv, worker_argv
 
 __all__ = ["Stack", "StackConfig", "main"]
 
@@ -329,7 +329,7 @@ class Stack:
             proc, log = self._start(
                 "dask-workers",
                 worker_argv(cfg.dask_address, cfg.dask_workers, cfg.state / "dask"),
-                env,
+                {**env, **WORKER_MALLOC},
             )
             _wait("dask workers", lambda: self._dask_workers() >= cfg.dask_workers, 120, proc, log)
 

@@ -12,7 +12,7 @@ import urllib.request
 import pandas as pd
 import psutil
 
-from telescope_assets.cluster import standing_cluster
+from telescope_assets.cluster import WORKER_MALLOC, standing_cluster
 from telescope_assets.lake import Lake
 from telescope_assets.ml import registry
 from telescope_assets.resources import DaskResource
@@ -25,6 +25,25 @@ def _load_stats(uri: str) -> tuple[int, int]:
     registry.load_version(uri, "real_bogus", info["version"])
     stats = registry.load_version.cache_info()
     return stats.misses, stats.hits
+
+
+def _malloc_env() -> dict[str, str | None]:
+    return {k: os.environ.get(k) for k in WORKER_MALLOC}
+
+
+def test_workers_have_the_projects_malloc_thresholds_not_dasks(tmp_path):
+    """Standing and per-run clusters alike (dask's own default is a 64 KiB trim)."""
+    with standing_cluster(tmp_path / "dask", n_workers=1) as address:
+        dask = DaskResource(scheduler_address=address)
+        try:
+            assert dask.run(_malloc_env) == WORKER_MALLOC
+        finally:
+            dask.close()
+    dask = DaskResource(n_workers=1)
+    try:
+        assert dask.run(_malloc_env) == WORKER_MALLOC
+    finally:
+        dask.close()
 
 
 def test_runs_share_warm_workers_that_load_each_model_once(tmp_path, mlflow_champions):

@@ -49,15 +49,24 @@ class DaskResource(dg.ConfigurableResource):
             if self.scheduler_address:
                 self._client = Client(self.scheduler_address)
             else:
+                import dask
+
+                from telescope_assets.cluster import WORKER_MALLOC
+
                 # Worker processes talk over TCP on loopback only; threads in-process.
                 where = {"host": "127.0.0.1"} if self.processes else {}
-                self._cluster = LocalCluster(
-                    n_workers=self.n_workers,
-                    threads_per_worker=1,
-                    processes=self.processes,
-                    dashboard_address="127.0.0.1:0",  # any free port, loopback only
-                    **where,
-                )
+                # The workers' malloc thresholds replace dask's (cluster.WORKER_MALLOC).
+                environ = dask.config.get("distributed.nanny.pre-spawn-environ")
+                with dask.config.set(
+                    {"distributed.nanny.pre-spawn-environ": {**environ, **WORKER_MALLOC}}
+                ):
+                    self._cluster = LocalCluster(
+                        n_workers=self.n_workers,
+                        threads_per_worker=1,
+                        processes=self.processes,
+                        dashboard_address="127.0.0.1:0",  # any free port, loopback only
+                        **where,
+                    )
                 self._client = Client(self._cluster)
         return self._client
 

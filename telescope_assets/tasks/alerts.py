@@ -110,18 +110,38 @@ ALERT_SCHEMA = {
 }
 
 
-def score_frames(frames: list[dict], lake: Lake, tracking_uri: str, version: str) -> pd.DataFrame:
+def score_frames(
+    frames: list[dict],
+    lake: Lake,
+    tracking_uri: str,
+    version: str,
+    scored: pd.DataFrame | None = None,
+) -> pd.DataFrame:
     """Score every candidate of these subtracted frames with ``real_bogus/<version>``.
 
     One task on a dask worker, which keeps the model loaded between runs. Returns the
-    candidates with ``p_<class>``, ``rb_class`` and ``rb_model``.
+    candidates with ``p_<class>``, ``rb_class`` and ``rb_model``, in the order of
+    ``frames``. ``scored`` holds earlier scores (the partition's last table): a frame's
+    rows there are kept when they came from this version and ``unchanged`` (its
+    difference was not redone, ``frames`` row ``rescore`` false), so a run of the night's
+    hundredth frame scores that frame's candidates, not the whole night's again.
     """
     from telescope_assets.ml import registry
     from telescope_assets.ml.labels import RB_CLASSES
 
-    net = registry.load_version(tracking_uri, "real_bogus", version)
+    model = f"real_bogus/{version}"
+    reusable = {}
+    if scored is not None and len(scored) and "rb_model" in scored:
+        same = scored[scored.rb_model == model]
+        reusable = {fid: rows for fid, rows in same.groupby("frame_id", sort=False)}
+    net = None
     tables = []
     for row in frames:
+        if not row.get("rescore", True) and row["frame_id"] in reusable:
+            tables.append(reusable[row["frame_id"]])
+            continue
+        if net is None:
+            net = registry.load_version(tracking_uri, "real_bogus", version)
         cands = lake.read_parquet(row["candidates_path"])
         if not len(cands):
             continue
@@ -134,7 +154,7 @@ def score_frames(frames: list[dict], lake: Lake, tracking_uri: str, version: str
         tables.append(cands)
     table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
     if len(table):
-        table["rb_model"] = f"real_bogus/{version}"
+        table["rb_model"] = model
     return table
 
 

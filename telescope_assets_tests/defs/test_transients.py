@@ -116,9 +116,21 @@ def test_two_nights_give_references_alerts_and_followups_and_reruns_add_nothing(
         assert packet["candid"] == table.alert_id.iloc[0]
         assert packet["candidate"]["frame_id"] in set(sub.frame_id)
 
+    # A rerun scores only frames whose difference was redone: mark a kept score.
+    assert len(cands) > 0
+    marked = cands.copy()
+    marked.loc[0, "p_real"] = 0.123456
+    lake.write_parquet(lake.manifest("transient_candidates", SITE, NIGHTS[1]), marked)
+
     # A rerun (or a backfill) of the same night: the same alerts, nothing written twice.
     again = _run(resources, NIGHTS[1], instance)
     assert again.success
+    meta = again.asset_materializations_for_node("transient_candidates")[0].metadata
+    assert meta["n_subtracted_now"].value == 0
+    rescored = lake.read_parquet(lake.manifest("transient_candidates", SITE, NIGHTS[1]))
+    assert rescored.candidate_id.tolist() == cands.candidate_id.tolist()
+    assert rescored.p_real.iloc[0] == 0.123456  # kept, not scored again
+    np.testing.assert_array_equal(rescored.p_real.iloc[1:], cands.p_real.iloc[1:])
     table2 = lake.read_parquet(lake.manifest("alerts", SITE, NIGHTS[1]))
     assert table2.alert_id.tolist() == table.alert_id.tolist()
     assert (

@@ -136,7 +136,7 @@ def transient_candidates(
         (r["field"], r["filter"]): r for r in refs.to_dict("records") if r.get("reference_id")
     }
     # Incremental: a frame whose catalogue and reference are unchanged keeps its
-    # difference; every candidate is scored again (cheap) by the current champion.
+    # difference and, when the champion is the same version, its scores.
     previous = store.rows_by_frame(store.manifest("transient_frames", site_name, night))
     todo, kept, skipped = [], [], []
     for row in catalogs.to_dict("records") if len(catalogs) else []:
@@ -163,9 +163,14 @@ def transient_candidates(
     context.log.info(f"{len(todo)} frames to subtract, {len(kept)} up to date")
     done = dask.map(tr.difference_pair, todo, lake=store, site=site)
     frames = pd.DataFrame([*kept, *done, *skipped])
-    subtracted = [r for r in [*kept, *done] if r["status"] == "subtracted"]
+    subtracted = [r | {"rescore": False} for r in kept] + [
+        r | {"rescore": True} for r in done if r["status"] == "subtracted"
+    ]
+    scored = _read(store, "transient_candidates", site_name, night)
     # On a dask worker, which keeps the model loaded between runs of a standing cluster.
-    table = dask.run(alert_tasks.score_frames, subtracted, store, mlflow.tracking_uri, rb_version)
+    table = dask.run(
+        alert_tasks.score_frames, subtracted, store, mlflow.tracking_uri, rb_version, scored
+    )
     store.write_parquet(store.manifest("transient_candidates", site_name, night), table)
     store.write_parquet(store.manifest("transient_frames", site_name, night), frames)
     n_real = int((table.rb_class == "real").sum()) if len(table) else 0
