@@ -122,9 +122,9 @@ def score_frames(
     One task on a dask worker, which keeps the model loaded between runs. Returns the
     candidates with ``p_<class>``, ``rb_class`` and ``rb_model``, in the order of
     ``frames``. ``scored`` holds earlier scores (the partition's last table): a frame's
-    rows there are kept when they came from this version and ``unchanged`` (its
-    difference was not redone, ``frames`` row ``rescore`` false), so a run of the night's
-    hundredth frame scores that frame's candidates, not the whole night's again.
+    rows there are kept when they came from this version and the frame's ``rescore`` is
+    false (its difference was not redone), so a run of the night's hundredth frame
+    scores that frame's candidates, not the whole night's again.
     """
     from telescope_assets.ml import registry
     from telescope_assets.ml.labels import RB_CLASSES
@@ -140,11 +140,11 @@ def score_frames(
         if not row.get("rescore", True) and row["frame_id"] in reusable:
             tables.append(reusable[row["frame_id"]])
             continue
-        if net is None:
-            net = registry.load_version(tracking_uri, "real_bogus", version)
         cands = lake.read_parquet(row["candidates_path"])
         if not len(cands):
             continue
+        if net is None:  # not before a frame has candidates to score
+            net = registry.load_version(tracking_uri, "real_bogus", version)
         with np.load(io.BytesIO(lake.read_bytes(row["cutouts_path"])), allow_pickle=False) as z:
             stamps = z["cutouts"]
         probs = score(net, stamps, RB_CLASSES)
