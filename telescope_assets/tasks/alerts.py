@@ -115,13 +115,14 @@ def score_frames(
     lake: Lake,
     tracking_uri: str,
     version: str,
-    scored: pd.DataFrame | None = None,
+    scored_path: str | None = None,
 ) -> pd.DataFrame:
     """Score every candidate of these subtracted frames with ``real_bogus/<version>``.
 
     One task on a dask worker, which keeps the model loaded between runs. Returns the
     candidates with ``p_<class>``, ``rb_class`` and ``rb_model``, in the order of
-    ``frames``. ``scored`` holds earlier scores (the partition's last table): a frame's
+    ``frames``. ``scored_path`` names earlier scores (the partition's last table, read here on the
+    worker): a frame's
     rows there are kept when they came from this version and the frame's ``rescore`` is
     false (its difference was not redone), so a run of the night's hundredth frame
     scores that frame's candidates, not the whole night's again.
@@ -131,6 +132,7 @@ def score_frames(
 
     model = f"real_bogus/{version}"
     reusable = {}
+    scored = lake.read_parquet(scored_path) if scored_path and lake.exists(scored_path) else None
     if scored is not None and len(scored) and "rb_model" in scored:
         same = scored[scored.rb_model == model]
         reusable = {fid: rows for fid, rows in same.groupby("frame_id", sort=False)}

@@ -166,7 +166,7 @@ def transient_candidates(
     subtracted = [r | {"rescore": False} for r in kept] + [
         r | {"rescore": True} for r in done if r["status"] == "subtracted"
     ]
-    scored = _read(store, "transient_candidates", site_name, night)
+    scored = store.manifest("transient_candidates", site_name, night)  # earlier scores
     # On a dask worker, which keeps the model loaded between runs of a standing cluster.
     table = dask.run(
         alert_tasks.score_frames, subtracted, store, mlflow.tracking_uri, rb_version, scored
