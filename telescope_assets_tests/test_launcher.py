@@ -103,6 +103,11 @@ def test_a_run_is_terminated_and_monitoring_sees_its_worker(instance, tmp_path):
     assert launcher.terminate(run_id)
     run = _wait_finished(instance, run_id, timeout=30)
     assert run.status == dg.DagsterRunStatus.CANCELED
+    # The worker reports the run canceled, then tears down and exits: allow it that time.
+    deadline = time.monotonic() + 30
+    while launcher.check_run_worker_health(run).status == WorkerStatus.RUNNING:
+        assert time.monotonic() < deadline, "the canceled run's worker did not exit"
+        time.sleep(0.1)
     assert launcher.check_run_worker_health(run).status == WorkerStatus.NOT_FOUND
     assert not launcher.terminate(run_id)  # already over
 
