@@ -37,11 +37,18 @@ def test_workers_have_the_projects_malloc_thresholds_not_dasks(tmp_path):
         dask = DaskResource(scheduler_address=address)
         try:
             assert dask.run(_malloc_env) == WORKER_MALLOC
+            # A standing cluster does cheap work too, even when asked to stay here without one.
+            assert dask.run(os.getpid, in_process_without_cluster=True) != os.getpid()
         finally:
             dask.close()
     dask = DaskResource(n_workers=1)
     try:
+        # No cluster standing and none started yet: a cheap call does not start one.
+        assert dask.run(os.getpid, in_process_without_cluster=True) == os.getpid()
+        assert dask._client is None
         assert dask.run(_malloc_env) == WORKER_MALLOC
+        # Once the run's cluster is up, cheap work goes to its (warm) workers as well.
+        assert dask.run(os.getpid, in_process_without_cluster=True) != os.getpid()
     finally:
         dask.close()
 

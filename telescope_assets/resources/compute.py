@@ -88,11 +88,18 @@ class DaskResource(dg.ConfigurableResource):
         client = self._connect()
         return client.gather(client.map(fn, items, pure=False, **kwargs))
 
-    def run(self, fn: Callable, *args: Any, **kwargs: Any) -> Any:
+    def run(
+        self, fn: Callable, *args: Any, in_process_without_cluster: bool = False, **kwargs: Any
+    ) -> Any:
         """``fn(*args, **kwargs)``, computed on one worker of the cluster.
 
         For work that is cheap once a worker has warmed up (scoring with a model it
-        keeps loaded), not worth a process of its own per run.
+        keeps loaded, visibility computations), not worth a process of its own per run.
+        With ``in_process_without_cluster``, when there is no standing cluster (no
+        scheduler address) and this run has not started its local one, ``fn`` runs here:
+        starting a cluster for one cheap call would cost more than the call.
         """
+        if in_process_without_cluster and not self.scheduler_address and self._client is None:
+            return fn(*args, **kwargs)
         client = self._connect()
         return client.submit(fn, *args, pure=False, **kwargs).result()

@@ -367,22 +367,82 @@ def measure_fwhm(
 
     Moment-based sizes of segments overestimate the FWHM of a Moffat-like PSF, whose
     wings carry weight; a fit to the core is what "seeing" means to an observer.
-    """
-    from photutils.psf import fit_fwhm
 
+    The model and fitting region are photutils' ``fit_fwhm``: a circular Gaussian
+    integrated over pixels (``CircularGaussianPRF``: flux, x, y, FWHM ≥ 0) fitted by
+    trust-region least squares to a ``size``² box centred on the rounded position
+    (trimmed at the frame's edge), starting from the box's sum, the given position and
+    ``guess``. Here the Jacobian is analytic (photutils differentiates numerically through
+    astropy's modelling), which gives the same fits about five times faster (tested
+    against ``fit_fwhm``).
+    """
     if len(x) == 0:
         return np.array([])
     size = int(2 * round(1.5 * guess) + 1)
     size = max(size, 7)
     data = np.where(np.isfinite(sci), sci, 0.0) - background.level
-    from astropy.utils.exceptions import AstropyUserWarning
+    return np.array(
+        [
+            _fit_gaussian_prf(data, float(xi), float(yi), guess, size)
+            for xi, yi in zip(x, y, strict=True)
+        ]
+    )
 
-    with warnings.catch_warnings():
-        # A few poor stars (blends, cosmic-ray remnants) do not converge; the median ignores them.
-        warnings.simplefilter("ignore", AstropyUserWarning)
-        return np.asarray(
-            fit_fwhm(data, xypos=np.column_stack([x, y]), fwhm=guess, fit_shape=size), dtype=float
+
+def _fit_gaussian_prf(data: np.ndarray, x: float, y: float, fwhm: float, size: int) -> float:
+    """The fitted FWHM of one source (see :func:`measure_fwhm`)."""
+    from astropy.nddata import NoOverlapError, overlap_slices
+    from scipy.optimize import least_squares
+    from scipy.special import erf
+
+    try:
+        (sy, sx), _ = overlap_slices(data.shape, (size, size), (y, x), mode="trim")
+    except NoOverlapError:
+        return float("nan")
+    cut = data[sy, sx].ravel()
+    yy, xx = np.mgrid[sy, sx]
+    xx, yy = xx.ravel().astype(float), yy.ravel().astype(float)
+    to_sigma = 1.0 / (2.0 * np.sqrt(2.0 * np.log(2.0)))
+
+    def parts(p):
+        flux, x0, y0, w = p
+        a = 1.0 / (np.sqrt(2.0) * max(w, 1e-12) * to_sigma)  # 1 / (sqrt(2) sigma)
+        ux, vx = a * (xx - x0 + 0.5), a * (xx - x0 - 0.5)
+        uy, vy = a * (yy - y0 + 0.5), a * (yy - y0 - 0.5)
+        ex, ey = erf(ux) - erf(vx), erf(uy) - erf(vy)
+        return flux, a, w, ux, vx, uy, vy, ex, ey
+
+    def residual(p):
+        flux, _a, _w, _ux, _vx, _uy, _vy, ex, ey = parts(p)
+        return flux / 4.0 * ex * ey - cut
+
+    def jacobian(p):
+        flux, a, w, ux, vx, uy, vy, ex, ey = parts(p)
+        g = 2.0 / np.sqrt(np.pi)
+        gx_u, gx_v = g * np.exp(-(ux**2)), g * np.exp(-(vx**2))
+        gy_u, gy_v = g * np.exp(-(uy**2)), g * np.exp(-(vy**2))
+        d_ex_dx0, d_ey_dy0 = -a * (gx_u - gx_v), -a * (gy_u - gy_v)
+        # d erf(u)/dw with u = a (d ± 0.5) and a ∝ 1/w: -u/w erf'(u).
+        d_ex_dw = -(ux * gx_u - vx * gx_v) / w
+        d_ey_dw = -(uy * gy_u - vy * gy_v) / w
+        return np.column_stack(
+            [
+                ex * ey / 4.0,
+                flux / 4.0 * d_ex_dx0 * ey,
+                flux / 4.0 * ex * d_ey_dy0,
+                flux / 4.0 * (d_ex_dw * ey + ex * d_ey_dw),
+            ]
         )
+
+    start = np.array([cut.sum(), x, y, fwhm])
+    fit = least_squares(
+        residual,
+        start,
+        jac=jacobian,
+        method="trf",
+        bounds=([-np.inf, -np.inf, -np.inf, 0.0], np.inf),
+    )
+    return float(fit.x[3])
 
 
 def local_background(

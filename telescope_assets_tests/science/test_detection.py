@@ -54,6 +54,28 @@ def test_finds_exactly_the_injected_stars_with_their_positions_and_fluxes():
     assert np.median(fwhm) == pytest.approx(3.0, rel=0.08)
 
 
+@pytest.mark.parametrize("fwhm", [2.2, 3.0, 4.7])
+def test_fwhm_fits_are_photutils_fit_fwhm(fwhm):
+    """The analytic-Jacobian fit finds photutils' fits (same model, box and start)."""
+    from astropy.utils.exceptions import AstropyUserWarning
+    from photutils.psf import fit_fwhm
+
+    image, _err, x, y, _flux = _field(n=49, seed=5, shape=(400, 400), fwhm=fwhm)
+    # One star cut by the frame's edge: its box is trimmed, as photutils trims it.
+    x, y = np.append(x, 1.4), np.append(y, 200.3)
+    image += render_sources(image.shape, [Source(x[-1:], y[-1:], np.r_[3e4])], fwhm, Conditions())
+    bkg = detection.measure_background(image, np.zeros(image.shape, np.uint8), box=50)
+    ours = detection.measure_fwhm(image, bkg, x, y, fwhm)
+    size = max(int(2 * round(1.5 * fwhm) + 1), 7)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", AstropyUserWarning)
+        theirs = fit_fwhm(
+            image - bkg.level, xypos=np.column_stack([x, y]), fwhm=fwhm, fit_shape=size
+        )
+    np.testing.assert_allclose(ours, np.asarray(theirs, float), rtol=1e-6)
+    assert np.median(ours) == pytest.approx(fwhm, rel=0.1)  # a Moffat's core, about its FWHM
+
+
 @pytest.mark.parametrize(("shape", "box"), [((300, 300), 50), ((256, 400), 64), ((130, 97), 24)])
 def test_background_images_equal_photutils_own_interpolation(shape, box):
     """mesh_to_image (two matrix products) gives what Background2D's zoom gives."""
