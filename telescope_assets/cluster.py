@@ -77,6 +77,9 @@ def worker_argv(scheduler: str, n_workers: int, local_directory: Path) -> list[s
         # every interface unless told otherwise.
         "--host", "127.0.0.1", "--no-dashboard", "--dashboard-address", "127.0.0.1:0",
         "--local-directory", str(local_directory.resolve()),
+        # Imports the science stack and loads the champions as the worker starts, so
+        # that the first frame of a new cluster is not the slow one (warmup.py).
+        "--preload", "telescope_assets.warmup",
     ]  # fmt: skip
 
 

@@ -12,6 +12,7 @@ import urllib.request
 import pandas as pd
 import psutil
 
+from telescope_assets import warmup
 from telescope_assets.cluster import WORKER_MALLOC, standing_cluster
 from telescope_assets.lake import Lake
 from telescope_assets.ml import registry
@@ -29,6 +30,12 @@ def _load_stats(uri: str) -> tuple[int, int]:
 
 def _malloc_env() -> dict[str, str | None]:
     return {k: os.environ.get(k) for k in WORKER_MALLOC}
+
+
+def _warm_state(uri: str) -> tuple[list[str], int]:
+    """(science modules not yet imported, models already loaded) in this worker."""
+    missing = [name for name in warmup.MODULES if name not in sys.modules]
+    return missing, registry.load_version.cache_info().currsize
 
 
 def test_workers_have_the_projects_malloc_thresholds_not_dasks(tmp_path):
@@ -53,10 +60,17 @@ def test_workers_have_the_projects_malloc_thresholds_not_dasks(tmp_path):
         dask.close()
 
 
-def test_runs_share_warm_workers_that_load_each_model_once(tmp_path, mlflow_champions):
+def test_runs_share_warm_workers_that_load_each_model_once(tmp_path, mlflow_champions, monkeypatch):
     uri = mlflow_champions.tracking_uri
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)  # what the workers warm up with
     with standing_cluster(tmp_path / "dask", n_workers=1) as address:
         assert address.startswith("tcp://127.0.0.1:")
+        # Warmed up as it started: the science stack imported, the three champions loaded.
+        dask = DaskResource(scheduler_address=address)
+        try:
+            assert dask.run(_warm_state, uri) == ([], 3)
+        finally:
+            dask.close()
         seen = []
         for _run in range(2):  # two runs, each with its own resource and client
             dask = DaskResource(scheduler_address=address)
@@ -66,8 +80,9 @@ def test_runs_share_warm_workers_that_load_each_model_once(tmp_path, mlflow_cham
                 dask.close()
         (pid1, (miss1, hit1)), (pid2, (miss2, hit2)) = seen
         assert pid1 == pid2 != os.getpid()  # the same worker process served both runs
-        assert (miss1, hit1) == (1, 0)  # loaded by the first run
-        assert (miss2, hit2) == (1, 1)  # kept for the second
+        # Loaded by the warm-up (with the two other champions), kept for both runs.
+        assert (miss1, hit1) == (3, 1)
+        assert (miss2, hit2) == (3, 2)
         # Frame quality without frames still names the champions it would have used.
         dask = DaskResource(scheduler_address=address)
         try:
