@@ -188,3 +188,61 @@ def test_exposure_grows_for_fainter_targets():
     assert times == sorted(times)
     assert times[0] == 30.0
     assert times[-1] == 600.0
+
+
+def test_followup_requests_plans_each_alert_once_across_runs(tmp_path):
+    """The asset, invoked for one partition as the follow-up job runs it, three times."""
+    import dagster as dg
+
+    from telescope_assets.defs.transients.assets import followup_requests
+    from telescope_assets.resources import DaskResource, LakeResource, RegistryResource
+
+    lake = Lake(str(tmp_path / "lake"))
+    when = dt.datetime(2026, 3, 19, 22, 0, tzinfo=dt.UTC)  # La Palma's night, Chile's evening
+    mjd = 40587.0 + when.timestamp() / 86400
+    # A target Tololo and Sutherland can see, one nobody in the south can, a known variable.
+    rows = [
+        _alert_row(alert_id="a1", site="lapalma", night="2026-03-19", ra=150.0, dec=-30.0, mjd=mjd),
+        _alert_row(alert_id="a2", site="lapalma", night="2026-03-19", ra=150.0, dec=60.0, mjd=mjd),
+        _alert_row(alert_id="v1", site="lapalma", night="2026-03-19", object_kind="known_variable"),
+    ]
+    manifest = lake.manifest("alerts", "lapalma", "2026-03-19")
+    resources = {
+        "lake": LakeResource(root=str(tmp_path / "lake")),
+        "registry": RegistryResource(),
+        "dask": DaskResource(n_workers=1, processes=False),
+    }
+
+    def run():
+        key = dg.MultiPartitionKey({"site": "lapalma", "night": "2026-03-19"})
+        with dg.build_asset_context(partition_key=key) as context:
+            return followup_requests(context, **resources).metadata
+
+    lake.write_parquet(manifest, pd.DataFrame(rows[:2]))
+    first = run()
+    assert first["n_alerts_planned_now"] == 2
+    assert first["n_written_now"] == 2  # a1 at Tololo and Sutherland; a2 refused
+    requests = lake.read_parquet(lake.manifest("followup_requests", "lapalma", "2026-03-19"))
+    assert sorted(requests.request_id) == ["a1@sutherland", "a1@tololo"]
+    refused = lake.read_parquet(lake.manifest("followup_refusals", "lapalma", "2026-03-19"))
+    assert set(refused.alert_id) == {"a1", "a2"}  # a1 refused by Siding Spring, a2 by all
+
+    # The night goes on: one more alert (a variable star: no follow-up); nothing replanned.
+    lake.write_parquet(manifest, pd.DataFrame(rows))
+    second = run()
+    assert second["n_alerts_planned_now"] == 0
+    assert second["n_written_now"] == 0
+    again = lake.read_parquet(lake.manifest("followup_requests", "lapalma", "2026-03-19"))
+    pd.testing.assert_frame_equal(again, requests)
+
+    # A new transient is planned alone; the earlier requests are kept as they were.
+    new = _alert_row(
+        alert_id="a3", site="lapalma", night="2026-03-19", ra=151.0, dec=-31.0, mjd=mjd
+    )
+    lake.write_parquet(manifest, pd.DataFrame([*rows, new]))
+    third = run()
+    assert third["n_alerts_planned_now"] == 1
+    after = lake.read_parquet(lake.manifest("followup_requests", "lapalma", "2026-03-19"))
+    pd.testing.assert_frame_equal(after.iloc[: len(requests)], requests)
+    assert set(after.alert_id) == {"a1", "a3"}
+    assert lake.exists(followup.queue_path("tololo", "a3"))

@@ -2,6 +2,7 @@
 
 import dagster as dg
 import numpy as np
+import pandas as pd
 import pytest
 
 from telescope_assets.defs.catalogs.assets import frame_quality, source_catalogs
@@ -116,6 +117,11 @@ def test_two_nights_give_references_alerts_and_followups_and_reruns_add_nothing(
         assert packet["candid"] == table.alert_id.iloc[0]
         assert packet["candidate"]["frame_id"] in set(sub.frame_id)
 
+    follow1 = second.asset_materializations_for_node("followup_requests")[0].metadata
+    n_transients = int((table.object_kind == "transient").sum()) if len(table) else 0
+    assert follow1["n_alerts_planned_now"].value == n_transients
+    planned = lake.read_parquet(lake.manifest("followup_requests", SITE, NIGHTS[1]))
+
     # A rerun scores only frames whose difference was redone: mark a kept score.
     assert len(cands) > 0
     marked = cands.copy()
@@ -139,5 +145,7 @@ def test_two_nights_give_references_alerts_and_followups_and_reruns_add_nothing(
     )
     follow = again.asset_materializations_for_node("followup_requests")[0].metadata
     assert follow["n_written_now"].value == 0
+    assert follow["n_alerts_planned_now"].value == 0  # planned once, by the first run
     requests = lake.read_parquet(lake.manifest("followup_requests", SITE, NIGHTS[1]))
+    pd.testing.assert_frame_equal(requests, planned)
     assert SITE not in set(requests.get("site", []))

@@ -27,6 +27,12 @@ def _read(store, asset: str, site: str, night: str) -> pd.DataFrame:
     return store.read_parquet(path) if store.exists(path) else pd.DataFrame()
 
 
+def _stack(*tables: pd.DataFrame) -> pd.DataFrame:
+    """The non-empty tables one after the other (the last table when all are empty)."""
+    parts = [t for t in tables if len(t)]
+    return pd.concat(parts, ignore_index=True) if parts else tables[-1]
+
+
 @dg.asset(
     partitions_def=site_nights,
     group_name="transients",
@@ -322,19 +328,29 @@ def followup_requests(
 
     Known variable stars get no follow-up. Requests are written to
     ``queues/<site>/<alert_id>.json`` once (idempotent per alert and site), ranked by the
-    earliest good window and the site's recent conditions.
+    earliest good window and the site's recent conditions. Incremental: an alert planned
+    by an earlier run (requests or refusals in the partition's manifests) is not planned
+    again, so a run late in the night plans its own alerts, not the whole night's.
     """
     site_name, night = site_night(context)
     store = lake.get()
     reg = registry.get()
     table = _read(store, "alerts", site_name, night)
     wanted = table[table.object_kind == "transient"] if len(table) else table
+    ids = set(wanted.alert_id) if len(wanted) else set()
+    earlier = _read(store, "followup_requests", site_name, night)
+    earlier_refused = _read(store, "followup_refusals", site_name, night)
+    # Plans of alerts that are still alerts (a rerun with another threshold drops some).
+    earlier = earlier[earlier.alert_id.isin(ids)] if len(earlier) else earlier
+    if len(earlier_refused):
+        earlier_refused = earlier_refused[earlier_refused.alert_id.isin(ids)]
+    planned = set(earlier.get("alert_id", [])) | set(earlier_refused.get("alert_id", []))
+    records = [r for r in wanted.to_dict("records") if r["alert_id"] not in planned]
     conditions = {
         name: followup_tasks.recent_conditions(store, name, night)
         for name in reg.names
         if name != site_name
     }
-    records = wanted.to_dict("records")
     # Planned on a worker of a standing cluster, which has its ephemerides warm (1.7 s
     # for the first alert of a process, 35 ms after); here when no cluster stands.
     plans = (
@@ -353,16 +369,21 @@ def followup_requests(
                 written += 1
         requests += reqs
         refusals += [r | {"alert_id": alert["alert_id"]} for r in refused]
-    out = followup_tasks.as_table(requests)
+    out = _stack(earlier, followup_tasks.as_table(requests))
+    refused_all = _stack(
+        earlier_refused, pd.DataFrame(refusals, columns=["site", "night", "reason", "alert_id"])
+    )
     store.write_parquet(store.manifest("followup_requests", site_name, night), out)
+    store.write_parquet(store.manifest("followup_refusals", site_name, night), refused_all)
     by_site = out.site.value_counts().to_dict() if len(out) else {}
     return dg.MaterializeResult(
         metadata={
             "n_alerts_followed": len(wanted),
+            "n_alerts_planned_now": len(records),
             "n_requests": len(out),
             "n_written_now": written,
             "requests_by_site": dg.MetadataValue.json(by_site),
-            "refused": md_table(pd.DataFrame(refusals)),
+            "refused": md_table(refused_all),
             "requests": md_table(
                 out[
                     [
