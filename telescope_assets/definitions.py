@@ -35,6 +35,7 @@ from telescope_assets.defs.transients.assets import (
     transient_candidates,
 )
 from telescope_assets.defs.transients.sensors import new_alerts
+from telescope_assets.ml.registry import DEFAULT_TRACKING_URI
 from telescope_assets.resources import (
     DaskResource,
     IncomingResource,
@@ -58,7 +59,7 @@ def resources_from_env() -> dict:
         ),
         "registry": RegistryResource(path=os.environ.get("TELESCOPE_ASSETS_REGISTRY") or None),
         "mlflow": MlflowResource(
-            tracking_uri=os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///models/mlflow.db"),
+            tracking_uri=os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_TRACKING_URI),
             artifact_root=os.environ.get("TELESCOPE_MLFLOW_ARTIFACTS", "models/artifacts"),
         ),
         "dask": DaskResource(

@@ -56,8 +56,9 @@ DEFAULT_PRELOAD = (
     "pyarrow.parquet",
     "fsspec",
     "yaml",
-    # A run's client of the dask cluster (0.3 s), and what the alerts step writes its
-    # packets' cutouts and reads headers with (astropy, 0.6 s): imports without threads.
+    # A run's client of the dask cluster (0.3 s); astropy's FITS and WCS (reference and
+    # alert steps), and its time and coordinates for follow-up planned in the run's own
+    # process when no cluster stands (0.6 s together). None of them starts a thread.
     "distributed",
     "astropy.io.fits",
     "astropy.wcs",

@@ -8,8 +8,8 @@ Loaded as a dask worker preload (``dask worker --preload telescope_assets.warmup
 :func:`telescope_assets.cluster.worker_argv`), this does that work before the worker
 joins its scheduler, so the first frame is as quick as the next ones.
 
-Nothing here is needed for correctness: a failure is logged with its reason and the
-worker starts cold. No Dagster.
+Nothing here is needed for correctness: a failure is reported with its reason in the
+worker's log and the worker starts cold. No Dagster.
 """
 
 from __future__ import annotations
@@ -76,17 +76,18 @@ def warm_up(tracking_uri: str | None = None) -> dict[str, float]:
     from telescope_assets.registry import load_registry
     from telescope_assets.science.ephemeris import observability
 
-    site = load_registry()[load_registry().names[0]]
+    sites = load_registry()
+    site = sites[sites.names[0]]
     now = dt.datetime.now(dt.UTC)
     observability(site, now.date().isoformat(), 180.0, 0.0, after=now)
     seconds["ephemeris"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///models/mlflow.db")
+    from telescope_assets.ml import registry
+
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", registry.DEFAULT_TRACKING_URI)
     local = uri.removeprefix("sqlite:///") if uri.startswith("sqlite:///") else None
     if local is None or Path(local).exists():
-        from telescope_assets.ml import registry
-
         for name in MODELS:
             info = registry.champion_info(uri, name)
             if info is not None:

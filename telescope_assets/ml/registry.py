@@ -19,9 +19,19 @@ import functools
 import os
 from typing import Any
 
-__all__ = ["CHAMPION", "champion", "champion_info", "client", "load_version", "safe_mode"]
+__all__ = [
+    "CHAMPION",
+    "DEFAULT_TRACKING_URI",
+    "champion",
+    "champion_info",
+    "client",
+    "load_version",
+    "safe_mode",
+]
 
 CHAMPION = "champion"
+#: The embedded default's MLflow store (relative to the repository root).
+DEFAULT_TRACKING_URI = "sqlite:///models/mlflow.db"
 
 
 def safe_mode() -> None:

@@ -13,7 +13,7 @@ import dagster as dg
 from pydantic import Field
 
 from telescope_assets.ml import registry
-from telescope_assets.ml.registry import CHAMPION
+from telescope_assets.ml.registry import CHAMPION, DEFAULT_TRACKING_URI
 
 __all__ = ["CHAMPION", "MlflowResource", "NoChampionError"]
 
@@ -30,7 +30,7 @@ class MlflowResource(dg.ConfigurableResource):
     artifacts).
     """
 
-    tracking_uri: str = Field(default="sqlite:///models/mlflow.db")
+    tracking_uri: str = Field(default=DEFAULT_TRACKING_URI)
     artifact_root: str = Field(
         default="models/artifacts",
         description="Artifact location for new experiments; empty: the tracking server's.",

@@ -373,7 +373,7 @@ def measure_fwhm(
     trust-region least squares to a ``size``² box centred on the rounded position
     (trimmed at the frame's edge), starting from the box's sum, the given position and
     ``guess``. Here the Jacobian is analytic (photutils differentiates numerically through
-    astropy's modelling), which gives the same fits about five times faster (tested
+    astropy's modelling), which gives the same fits about three times faster (tested
     against ``fit_fwhm``).
     """
     if len(x) == 0:

@@ -346,20 +346,18 @@ def followup_requests(
         earlier_refused = earlier_refused[earlier_refused.alert_id.isin(ids)]
     planned = set(earlier.get("alert_id", [])) | set(earlier_refused.get("alert_id", []))
     records = [r for r in wanted.to_dict("records") if r["alert_id"] not in planned]
-    conditions = {
-        name: followup_tasks.recent_conditions(store, name, night)
-        for name in reg.names
-        if name != site_name
-    }
-    # Planned on a worker of a standing cluster, which has its ephemerides warm (1.7 s
-    # for the first alert of a process, 35 ms after); here when no cluster stands.
-    plans = (
-        dask.run(
+    plans = []
+    if records:  # the other sites' recent conditions are read only when they rank something
+        conditions = {
+            name: followup_tasks.recent_conditions(store, name, night)
+            for name in reg.names
+            if name != site_name
+        }
+        # Planned on a worker of a standing cluster, which has its ephemerides warm (1.7 s
+        # for the first alert of a process, 35 ms after); here when no cluster stands.
+        plans = dask.run(
             followup_tasks.plan_alerts, records, reg, conditions, in_process_without_cluster=True
         )
-        if records
-        else []
-    )
     requests, refusals, written = [], [], 0
     for alert, (reqs, refused) in zip(records, plans, strict=True):
         for req in reqs:
