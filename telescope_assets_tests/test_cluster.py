@@ -32,7 +32,7 @@ def _malloc_env() -> dict[str, str | None]:
     return {k: os.environ.get(k) for k in WORKER_MALLOC}
 
 
-def _warm_state(uri: str) -> tuple[list[str], int]:
+def _warm_state() -> tuple[list[str], int]:
     """(science modules not yet imported, models already loaded) in this worker."""
     missing = [name for name in warmup.MODULES if name not in sys.modules]
     return missing, registry.load_version.cache_info().currsize
@@ -68,7 +68,7 @@ def test_runs_share_warm_workers_that_load_each_model_once(tmp_path, mlflow_cham
         # Warmed up as it started: the science stack imported, the three champions loaded.
         dask = DaskResource(scheduler_address=address)
         try:
-            assert dask.run(_warm_state, uri) == ([], 3)
+            assert dask.run(_warm_state) == ([], 3)
         finally:
             dask.close()
         seen = []
