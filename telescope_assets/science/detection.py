@@ -441,6 +441,10 @@ def _fit_gaussian_prf(data: np.ndarray, x: float, y: float, fwhm: float, size: i
         jac=jacobian,
         method="trf",
         bounds=([-np.inf, -np.inf, -np.inf, 0.0], np.inf),
+        # photutils' PSFPhotometry stops its fitter there too (fitter_maxiters=100): a
+        # fit that has not converged by then (a defocused star's ring) is abandoned, not
+        # chased for 400 evaluations.
+        max_nfev=100,
     )
     return float(fit.x[3])
 

@@ -22,7 +22,7 @@ from telescope_assets.science.ephemeris import airmass
 __all__ = ["CATALOG_SCHEMA", "CATALOG_VERSION", "catalog_one", "load_reference"]
 
 #: Bump when catalogs change: every frame's catalog becomes stale and is redone.
-CATALOG_VERSION = "cat-5"  # cat-5: WCS fitted by linear least squares (cat-4: seeing from 50 stars)
+CATALOG_VERSION = "cat-5"  # cat-5: linear WCS fit, seeing fits capped as photutils caps them
 #: Stars whose 2-D Gaussian fits give a frame's seeing (their median FWHM).
 FWHM_STARS = 50
 
