@@ -214,14 +214,25 @@ def test_zero_point_and_colour_term_are_recovered_despite_outliers():
     assert "3 usable" in few.message
 
 
+def _tan_wcs(crpix, arcsec_per_px, rotation_deg, sip=None):
+    """A TAN WCS at RA 150°, Dec -10° (TAN-SIP with ``sip`` = (A, B) coefficients)."""
+    from astropy.wcs import Sip
+
+    wcs = WCS(naxis=2)
+    wcs.wcs.ctype = ["RA---TAN-SIP", "DEC--TAN-SIP"] if sip else ["RA---TAN", "DEC--TAN"]
+    wcs.wcs.crval = [150.0, -10.0]
+    wcs.wcs.crpix = crpix
+    th = np.radians(rotation_deg)
+    rot = np.array([[-np.cos(th), np.sin(th)], [np.sin(th), np.cos(th)]])
+    wcs.wcs.cd = (arcsec_per_px / 3600) * rot
+    if sip:
+        wcs.sip = Sip(*sip, np.zeros((3, 3)), np.zeros((3, 3)), wcs.wcs.crpix)
+    return wcs
+
+
 def test_wcs_is_refined_from_a_shifted_rotated_guess():
     rng = np.random.default_rng(8)
-    truth = WCS(naxis=2)
-    truth.wcs.ctype = ["RA---TAN", "DEC--TAN"]
-    truth.wcs.crval = [150.0, -10.0]
-    truth.wcs.crpix = [512.5, 512.5]
-    th = np.radians(0.08)
-    truth.wcs.cd = (1.1 / 3600) * np.array([[-np.cos(th), np.sin(th)], [np.sin(th), np.cos(th)]])
+    truth = _tan_wcs([512.5, 512.5], 1.1, 0.08)
     guess = truth.deepcopy()
     guess.wcs.crval = [150.0 + 5 / 3600, -10.0 - 4 / 3600]  # 5" and 4" of pointing error
     guess.wcs.cd = (1.1 / 3600) * np.array([[-1.0, 0.0], [0.0, 1.0]])
@@ -243,18 +254,9 @@ def test_wcs_is_refined_from_a_shifted_rotated_guess():
 
 def _distorted_wcs():
     """A TAN-SIP WCS of a 2048² camera: 0.6"/px, rotated 0.3°, quadratic distortion."""
-    from astropy.wcs import Sip
-
-    truth = WCS(naxis=2)
-    truth.wcs.ctype = ["RA---TAN-SIP", "DEC--TAN-SIP"]
-    truth.wcs.crval = [150.0, -10.0]
-    truth.wcs.crpix = [1000.5, 1030.5]
-    th = np.radians(0.3)
-    truth.wcs.cd = (0.6 / 3600) * np.array([[-np.cos(th), np.sin(th)], [np.sin(th), np.cos(th)]])
     a, b = np.zeros((3, 3)), np.zeros((3, 3))
     a[2, 0], a[1, 1], b[0, 2], b[1, 1] = 2e-6, -1e-6, 1.5e-6, 5e-7  # up to 8 px at a corner
-    truth.sip = Sip(a, b, np.zeros((3, 3)), np.zeros((3, 3)), truth.wcs.crpix)
-    return truth
+    return _tan_wcs([1000.5, 1030.5], 0.6, 0.3, sip=(a, b))
 
 
 @pytest.mark.parametrize("sip_degree", [0, 2])
@@ -308,11 +310,7 @@ def test_linear_wcs_fit_recovers_an_exact_tan_sip_solution():
 
 
 def test_wcs_failure_is_reported_not_raised():
-    guess = WCS(naxis=2)
-    guess.wcs.ctype = ["RA---TAN", "DEC--TAN"]
-    guess.wcs.crval = [150.0, -10.0]
-    guess.wcs.crpix = [512.5, 512.5]
-    guess.wcs.cd = (1.1 / 3600) * np.eye(2) * [-1, 1]
+    guess = _tan_wcs([512.5, 512.5], 1.1, 0.0)
     rng = np.random.default_rng(1)
     xd, yd = rng.uniform(0, 1024, 50), rng.uniform(0, 1024, 50)
     ra, dec = rng.uniform(149.8, 150.2, 80), rng.uniform(-10.2, -9.8, 80)
