@@ -1,9 +1,11 @@
 """Transient accuracy against the simulator's truth, on a lake the pipeline has processed.
 
 For every subtracted frame: the simulated transients on it whose *difference* flux
-(tonight's flux minus the flux at the reference frames' epochs) reaches S/N ≥ 10 —
-background-limited optimal S/N from the frame's measured sky noise and seeing, with the
-reference's noise added — and whether an alert lies within 2″. False alerts: alerts
+(tonight's flux minus the flux at the reference frames' epochs) reaches S/N ≥ 10 — the
+S/N of an ideal PSF-weighted measurement in the difference, from the frame's measured sky
+noise and seeing, the photon noise of the transient itself (tonight's and, averaged, the
+reference frames') and of its host galaxy's light under it (the simulator's truth), with
+the reference's share added — and whether an alert lies within 2″. False alerts: alerts
 matching neither a simulated transient nor a simulated variable star.
 
     python bench/transient_accuracy.py [LAKE] [TRUTH] [MLFLOW_URI]
@@ -27,9 +29,52 @@ def _near(ra, dec, ras, decs):
     return d < RADIUS
 
 
+def expected_snr(f_diff, f_now, f_ref, n_ref, fwhm_px, sky_rms, host_per_px=0.0) -> float:
+    """S/N of an ideal PSF-weighted measurement of ``f_diff`` electrons in a difference.
+
+    Per pixel the variance is the sky's and the host galaxy's (both in the science frame
+    and, ``n_ref`` times less, in the reference stack) plus the transient's own photons
+    (``f_now`` in the science, ``f_ref`` averaged over the reference frames). With no
+    source or host photons this is the background-limited ``f / (rms sqrt(4 pi sigma^2))``
+    times ``1 / sqrt(1 + 1/n_ref)``.
+    """
+    sigma = fwhm_px / 2.355
+    yy, xx = np.mgrid[-20:21, -20:21]
+    psf = np.exp(-0.5 * (xx**2 + yy**2) / sigma**2)
+    psf /= psf.sum()
+    var = (sky_rms**2 + host_per_px) * (1 + 1 / n_ref) + f_now * psf + f_ref * psf / n_ref
+    return float(f_diff * np.sqrt(np.sum(psf**2 / var)))
+
+
+def _host_per_px(host, cat, x, y, flux_zp) -> float:
+    """Electrons per pixel of a transient's host galaxy at (x, y), as the simulator draws it."""
+    if host is None or not len(host):
+        return 0.0
+    g = host.iloc[0]
+    band = cat["filter"]
+    gx, gy = _wcs_xy(cat, g.ra, g.dec)
+    scale = 3600 * abs(_pixel_scale_deg(cat))
+    sig = np.hypot(g.radius_arcsec / scale, cat.fwhm_px / 2.355)
+    pa, q = np.radians(g.pa_deg), g.axis_ratio
+    u = (x - gx) * np.cos(pa) + (y - gy) * np.sin(pa)
+    v = (-(x - gx) * np.sin(pa) + (y - gy) * np.cos(pa)) / q
+    flux = 10 ** (-0.4 * g[band]) * flux_zp
+    return float(flux * np.exp(-0.5 * (u**2 + v**2) / sig**2) / (2 * np.pi * sig**2 * q))
+
+
+def _pixel_scale_deg(cat) -> float:
+    from astropy.io import fits
+    from astropy.wcs import WCS
+    from astropy.wcs.utils import proj_plane_pixel_scales
+
+    w = WCS(fits.Header.fromstring(cat.wcs_header, sep="\n"))
+    return float(np.mean(proj_plane_pixel_scales(w.celestial)))
+
+
 def evaluate(lake: Lake, truth: Path) -> dict:
     """Recall of S/N ≥ 10 transients, false alerts per frame, kinds of variable matches."""
     transients = pd.read_parquet(truth / "transients.parquet")
+    galaxies = pd.read_parquet(truth / "galaxies.parquet")
     stars = pd.read_parquet(truth / "stars.parquet")
     variables = stars[stars.var_type != "constant"]
     frames_truth = pd.read_parquet(truth / "frames.parquet").set_index("frame_id")
@@ -53,23 +98,27 @@ def evaluate(lake: Lake, truth: Path) -> dict:
             band, mjd = cat["filter"], frames_truth.loc[fr.frame_id, "mjd"]
             here = transients[transients.field == cat["object"]]
             mine = alerts[alerts.frame_id == fr.frame_id] if len(alerts) else alerts
-            sigma = cat.fwhm_px / 2.355
-            noise = cat.background_rms_e * np.sqrt(4 * np.pi * sigma**2)
-            noise *= np.sqrt(1 + 1 / len(ref_mjds))
-            flux_zp = (
-                10 ** (0.4 * cat.zero_point) * cat.exptime
-            )  # e- of a mag-0 source... scaled below
+            flux_zp = 10 ** (0.4 * cat.zero_point) * cat.exptime  # e- of a magnitude-0 source
             for t in here.itertuples():
                 m_now = transient_mag(here[here.object_id == t.object_id], mjd, band)[0]
                 if not np.isfinite(m_now):
                     continue
                 m_ref = transient_mag(here[here.object_id == t.object_id], ref_mjds, band)
-                f_ref = np.mean(np.where(np.isfinite(m_ref), 10 ** (-0.4 * m_ref), 0.0))
-                f_diff = (10 ** (-0.4 * m_now) - f_ref) * flux_zp
+                f_ref = np.mean(np.where(np.isfinite(m_ref), 10 ** (-0.4 * m_ref), 0.0)) * flux_zp
+                f_now = 10 ** (-0.4 * m_now) * flux_zp
                 x, y = _wcs_xy(cat, t.ra, t.dec)
                 if not (10 <= x < 1014 and 10 <= y < 1014):
                     continue
-                snr = f_diff / noise
+                host = galaxies[galaxies.object_id == t.host] if t.host else None
+                snr = expected_snr(
+                    f_now - f_ref,
+                    f_now,
+                    f_ref,
+                    len(ref_mjds),
+                    cat.fwhm_px,
+                    cat.background_rms_e,
+                    _host_per_px(host, cat, x, y, flux_zp),
+                )
                 hit = bool(len(mine) and _near(t.ra, t.dec, mine.ra, mine.dec).any())
                 rows.append(
                     {"frame_id": fr.frame_id, "object_id": t.object_id, "snr": snr, "alerted": hit}
