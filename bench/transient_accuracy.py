@@ -357,7 +357,10 @@ if __name__ == "__main__":
     print(table.round(3).to_string())
     bright = hosted[hosted.snr_expected >= 10]
     classes = bright[bright.detected & ~bright.alerted].rb_class.value_counts().to_dict()
+    lost = bright[~bright.detected]
+    near = int((lost.nearest_candidate_px < 3).sum())
     print(
         f"  S/N >= 10: {bright.alerted.mean():.3f} alerted ({len(bright)} fakes); "
-        f"detected but not alerted, by class: {classes}"
+        f"detected but not alerted, by class: {classes}; not detected: {len(lost)} "
+        f"({near} with a candidate 1.5-3 px away)"
     )
