@@ -119,7 +119,12 @@ def fit_wcs(x: np.ndarray, y: np.ndarray, ra: np.ndarray, dec: np.ndarray, sip_d
     s, t = (x - cx) / scale, (y - cy) / scale
     powers = [(1, 0), (0, 1)] + ([(2, 0), (1, 1), (0, 2)] if sip_degree else [])
     design = np.column_stack([np.ones_like(s)] + [s**p * t**q for p, q in powers])
-    coef, *_ = np.linalg.lstsq(design, np.column_stack([xi, eta]), rcond=None)
+    coef, _, rank, _ = np.linalg.lstsq(design, np.column_stack([xi, eta]), rcond=None)
+    if rank < design.shape[1]:
+        raise ValueError(
+            f"{len(x)} stars do not constrain a {'TAN-SIP' if sip_degree else 'TAN'} WCS "
+            "(too few, or all on one line)"
+        )
     c0, lin, quad = coef[0], coef[1:3].T, coef[3:].T  # lin[k] = d(xi_k)/d(s, t)
 
     def value_and_jacobian(p):
@@ -231,19 +236,22 @@ def refine_wcs(
     det, ref = _match(x, y, xr[ref_idx] + dx, yr[ref_idx] + dy, 3.0)
     ref = ref_idx[ref]
     wcs, sip = wcs0, 0
-    for radius in (3.0, 2.0, match_radius_px, match_radius_px):
-        if len(det) < min_matches:
-            return failed(f"only {len(det)} matched stars", len(det), off=offset)
-        wcs = fit_wcs(x[det], y[det], ref_ra[ref], ref_dec[ref])
-        px, py = wcs.all_world2pix(ref_ra[ref_idx], ref_dec[ref_idx], 0)
-        det, ref = _match(x, y, px, py, radius)
-        ref = ref_idx[ref]
-    wcs, rms, det, ref = _clip_and_refit(x, y, ref_ra, ref_dec, det, ref, wcs)
-    if len(det) >= 60:
-        sip_wcs = fit_wcs(x[det], y[det], ref_ra[ref], ref_dec[ref], sip_degree=2)
-        sip_rms = _rms(sip_wcs, x[det], y[det], ref_ra[ref], ref_dec[ref])
-        if sip_rms < 0.8 * rms:
-            wcs, rms, sip = sip_wcs, sip_rms, 2
+    try:
+        for radius in (3.0, 2.0, match_radius_px, match_radius_px):
+            if len(det) < min_matches:
+                return failed(f"only {len(det)} matched stars", len(det), off=offset)
+            wcs = fit_wcs(x[det], y[det], ref_ra[ref], ref_dec[ref])
+            px, py = wcs.all_world2pix(ref_ra[ref_idx], ref_dec[ref_idx], 0)
+            det, ref = _match(x, y, px, py, radius)
+            ref = ref_idx[ref]
+        wcs, rms, det, ref = _clip_and_refit(x, y, ref_ra, ref_dec, det, ref, wcs)
+        if len(det) >= 60:
+            sip_wcs = fit_wcs(x[det], y[det], ref_ra[ref], ref_dec[ref], sip_degree=2)
+            sip_rms = _rms(sip_wcs, x[det], y[det], ref_ra[ref], ref_dec[ref])
+            if sip_rms < 0.8 * rms:
+                wcs, rms, sip = sip_wcs, sip_rms, 2
+    except ValueError as exc:  # matched stars on one line: no WCS to be had from them
+        return failed(str(exc), len(det), off=offset)
     ok = len(det) >= min_matches and rms <= max_rms_px
     msg = "ok" if ok else f"residual {rms:.2f} px with {len(det)} stars"
     return AstrometricSolution(wcs, ok, len(det), rms, offset, sip, msg, det, ref)

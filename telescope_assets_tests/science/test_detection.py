@@ -309,6 +309,22 @@ def test_linear_wcs_fit_recovers_an_exact_tan_sip_solution():
         astrometry.fit_wcs(x, y, ra, dec, sip_degree=3)
 
 
+def test_stars_on_one_line_give_a_reported_wcs_failure():
+    """Collinear matches cannot fix a WCS: refine_wcs says so instead of raising."""
+    truth = _tan_wcs([512.5, 512.5], 1.1, 0.0)
+    t = np.linspace(50, 950, 40)
+    x, y = t, 0.5 * t + 100
+    ra, dec = truth.all_pix2world(x, y, 0)
+    with pytest.raises(ValueError, match="all on one line"):
+        astrometry.fit_wcs(x, y, ra, dec)
+    sol = astrometry.refine_wcs(
+        x, y, np.ones(40), ra, dec, np.linspace(12, 16, 40), truth, (1024, 1024)
+    )
+    assert not sol.ok
+    assert "all on one line" in sol.message
+    assert sol.wcs is truth  # the header's WCS is kept
+
+
 def test_wcs_failure_is_reported_not_raised():
     guess = _tan_wcs([512.5, 512.5], 1.1, 0.0)
     rng = np.random.default_rng(1)
