@@ -46,33 +46,24 @@ def expected_snr(f_diff, f_now, f_ref, n_ref, fwhm_px, sky_rms, host_per_px=0.0)
     return float(f_diff * np.sqrt(np.sum(psf**2 / var)))
 
 
-def _host_per_px(host, cat, x, y, flux_zp) -> float:
-    """Electrons per pixel of a transient's host galaxy at (x, y), as the simulator draws it."""
-    if host is None or not len(host):
-        return 0.0
-    g = host.iloc[0]
-    band = cat["filter"]
-    gx, gy = _wcs_xy(cat, g.ra, g.dec)
-    scale = 3600 * abs(_pixel_scale_deg(cat))
-    sig = np.hypot(g.radius_arcsec / scale, cat.fwhm_px / 2.355)
-    pa, q = np.radians(g.pa_deg), g.axis_ratio
-    u = (x - gx) * np.cos(pa) + (y - gy) * np.sin(pa)
-    v = (-(x - gx) * np.sin(pa) + (y - gy) * np.cos(pa)) / q
-    flux = 10 ** (-0.4 * g[band]) * flux_zp
-    return float(flux * np.exp(-0.5 * (u**2 + v**2) / sig**2) / (2 * np.pi * sig**2 * q))
-
-
-def _pixel_scale_deg(cat) -> float:
-    from astropy.io import fits
-    from astropy.wcs import WCS
-    from astropy.wcs.utils import proj_plane_pixel_scales
-
-    w = WCS(fits.Header.fromstring(cat.wcs_header, sep="\n"))
-    return float(np.mean(proj_plane_pixel_scales(w.celestial)))
+def _galaxy_light(gal: pd.DataFrame, gx, gy, x, y, frame: dict, pixel_scale: float):
+    """Electrons per pixel at (x, y) of the truth galaxies ``gal`` centred at (gx, gy), as
+    the simulator draws them on ``frame`` (an elliptical Gaussian whose width adds the
+    PSF's, radii converted with the camera's pixel scale)."""
+    sig = np.hypot(gal.radius_arcsec.to_numpy() / pixel_scale, frame["fwhm_px"] / 2.355)
+    pa, q = np.radians(gal.pa_deg.to_numpy()), gal.axis_ratio.to_numpy()
+    dx, dy = np.asarray(x) - gx, np.asarray(y) - gy
+    u = dx * np.cos(pa) + dy * np.sin(pa)
+    v = (-dx * np.sin(pa) + dy * np.cos(pa)) / q
+    flux = 10 ** (0.4 * (frame["zero_point"] - gal[frame["filter"]].to_numpy())) * frame["exptime"]
+    return flux * np.exp(-0.5 * (u**2 + v**2) / sig**2) / (2 * np.pi * sig**2 * q)
 
 
 def evaluate(lake: Lake, truth: Path) -> dict:
     """Recall of S/N ≥ 10 transients, false alerts per frame, kinds of variable matches."""
+    from telescope_assets.registry import load_registry
+
+    reg = load_registry()
     transients = pd.read_parquet(truth / "transients.parquet")
     galaxies = pd.read_parquet(truth / "galaxies.parquet")
     stars = pd.read_parquet(truth / "stars.parquet")
@@ -109,7 +100,12 @@ def evaluate(lake: Lake, truth: Path) -> dict:
                 x, y = _wcs_xy(cat, t.ra, t.dec)
                 if not (10 <= x < 1014 and 10 <= y < 1014):
                     continue
-                host = galaxies[galaxies.object_id == t.host] if t.host else None
+                host = galaxies[galaxies.object_id == t.host]
+                host_light = 0.0
+                if len(host):
+                    gx, gy = _wcs_xy(cat, host.ra.iloc[0], host.dec.iloc[0])
+                    scale = reg[site].camera.pixel_scale
+                    host_light = float(_galaxy_light(host, gx, gy, x, y, cat, scale)[0])
                 snr = expected_snr(
                     f_now - f_ref,
                     f_now,
@@ -117,7 +113,7 @@ def evaluate(lake: Lake, truth: Path) -> dict:
                     len(ref_mjds),
                     cat.fwhm_px,
                     cat.background_rms_e,
-                    _host_per_px(host, cat, x, y, flux_zp),
+                    host_light,
                 )
                 hit = bool(len(mine) and _near(t.ra, t.dec, mine.ra, mine.dec).any())
                 rows.append(
@@ -168,7 +164,7 @@ def _wcs_xy(cat, ra, dec):
     return float(x), float(y)
 
 
-def _on_galaxies(galaxies, row, shape, n, rng):
+def _on_galaxies(galaxies, row, shape, n, rng, pixel_scale: float):
     """``n`` places on the frame's galaxies (40 px from the edges), each offset from its
     galaxy's centre by the galaxy's own light profile; with the host's e- per pixel there."""
     from astropy.io import fits
@@ -178,24 +174,16 @@ def _on_galaxies(galaxies, row, shape, n, rng):
     here = galaxies[galaxies.field == row["object"]]
     gx, gy = w.all_world2pix(here.ra.to_numpy(), here.dec.to_numpy(), 0)
     inside = (gx > 40) & (gx < shape[1] - 40) & (gy > 40) & (gy < shape[0] - 40)
-    here, gx, gy = here[inside], gx[inside], gy[inside]
-    if not len(here):
+    if not inside.any():
         raise ValueError(f"no galaxy on frame {row['frame_id']}")
-    pick = rng.integers(0, len(here), n)
-    scale = 3600 * _pixel_scale_deg(pd.Series(row))
-    radius = here.radius_arcsec.to_numpy()[pick] / scale
-    q, pa = here.axis_ratio.to_numpy()[pick], np.radians(here.pa_deg.to_numpy()[pick])
+    pick = rng.choice(np.flatnonzero(inside), n)
+    host, gx, gy = here.iloc[pick], gx[pick], gy[pick]
+    radius = host.radius_arcsec.to_numpy() / pixel_scale
+    q, pa = host.axis_ratio.to_numpy(), np.radians(host.pa_deg.to_numpy())
     u, v = rng.normal(0, radius), rng.normal(0, radius * q)
-    x = np.clip(gx[pick] + u * np.cos(pa) - v * np.sin(pa), 40, shape[1] - 41)
-    y = np.clip(gy[pick] + u * np.sin(pa) + v * np.cos(pa), 40, shape[0] - 41)
-    flux_zp = 10 ** (0.4 * row["zero_point"]) * row["exptime"]
-    light = np.array(
-        [
-            _host_per_px(here.iloc[[k]], pd.Series(row), xi, yi, flux_zp)
-            for k, xi, yi in zip(pick, x, y, strict=True)
-        ]
-    )
-    return x, y, light
+    x = np.clip(gx + u * np.cos(pa) - v * np.sin(pa), 40, shape[1] - 41)
+    y = np.clip(gy + u * np.sin(pa) + v * np.cos(pa), 40, shape[0] - 41)
+    return x, y, _galaxy_light(host, gx, gy, x, y, row, pixel_scale)
 
 
 def inject(
@@ -256,7 +244,9 @@ def inject(
                 y = rng.uniform(40, shape[0] - 40, per_frame)
                 host_light = np.zeros(per_frame)
                 if galaxies is not None:
-                    x, y, host_light = _on_galaxies(galaxies, row, shape, per_frame, rng)
+                    x, y, host_light = _on_galaxies(
+                        galaxies, row, shape, per_frame, rng, site.camera.pixel_scale
+                    )
                 fake = render_sources(
                     shape, [Source(x, y, snr * noise)], row["fwhm_px"], Conditions()
                 )

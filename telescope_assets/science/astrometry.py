@@ -70,6 +70,10 @@ def _match(xd, yd, xr, yr, radius):
     return det[keep], ref[keep]
 
 
+#: The (p, q) of the u^p v^q terms of a degree-2 SIP polynomial.
+_SIP2_TERMS = ((2, 0), (1, 1), (0, 2))
+
+
 def fit_wcs(x: np.ndarray, y: np.ndarray, ra: np.ndarray, dec: np.ndarray, sip_degree: int = 0):
     """A TAN (or TAN-SIP) WCS fitted to matched pixel and sky positions.
 
@@ -117,7 +121,7 @@ def fit_wcs(x: np.ndarray, y: np.ndarray, ra: np.ndarray, dec: np.ndarray, sip_d
     # Centred, scaled pixel coordinates keep the normal equations well conditioned.
     cx, cy, scale = x.mean(), y.mean(), 1000.0
     s, t = (x - cx) / scale, (y - cy) / scale
-    powers = [(1, 0), (0, 1)] + ([(2, 0), (1, 1), (0, 2)] if sip_degree else [])
+    powers = [(1, 0), (0, 1)] + (list(_SIP2_TERMS) if sip_degree else [])
     design = np.column_stack([np.ones_like(s)] + [s**p * t**q for p, q in powers])
     coef, _, rank, _ = np.linalg.lstsq(design, np.column_stack([xi, eta]), rcond=None)
     if rank < design.shape[1]:
@@ -163,7 +167,7 @@ def fit_wcs(x: np.ndarray, y: np.ndarray, ra: np.ndarray, dec: np.ndarray, sip_d
         # are quad / scale**2, and SIP's A, B are them in CD's frame.
         a_b = np.linalg.solve(cd, quad / scale**2)
         a, b = np.zeros((3, 3)), np.zeros((3, 3))
-        for k, (i, j) in enumerate([(2, 0), (1, 1), (0, 2)]):
+        for k, (i, j) in enumerate(_SIP2_TERMS):
             a[i, j], b[i, j] = a_b[0, k], a_b[1, k]
         wcs.wcs.ctype = [c + "-SIP" for c in wcs.wcs.ctype]
         wcs.sip = Sip(a, b, np.zeros((3, 3)), np.zeros((3, 3)), wcs.wcs.crpix)
