@@ -25,11 +25,24 @@ import posixpath
 import time
 from dataclasses import dataclass, field
 
-from telescope_assets.lake import Lake, Store
+from telescope_assets.lake import Entry, Lake, Store
 from telescope_assets.registry import SiteRegistry
-from telescope_assets.science.frames import REASONS, FrameError, frame_id, inspect_frame
+from telescope_assets.science.frames import (
+    REASONS,
+    FrameError,
+    frame_id,
+    inspect_frame,
+    max_frame_bytes,
+)
 
-__all__ = ["IngestResult", "batches_after", "ingest", "read_batch", "waiting_files"]
+__all__ = [
+    "IngestResult",
+    "batches_after",
+    "ingest",
+    "read_batch",
+    "size_limit",
+    "waiting_files",
+]
 
 LEDGER = "ingest/batches"
 
@@ -43,6 +56,7 @@ class IngestResult:
     duplicates: list[dict] = field(default_factory=list)
     quarantined: list[dict] = field(default_factory=list)
     remaining: int = 0
+    waiting: list[str] = field(default_factory=list)  # cut short and young: left alone
 
     @property
     def partitions(self) -> list[tuple[str, str]]:
@@ -55,6 +69,13 @@ class IngestResult:
         return sorted({(a["site"], a["night"]) for a in self.accepted + self.duplicates})
 
 
+#: Reasons that a file still being written also gives; a young file with one of them is
+#: left in the drop zone for ``truncated_grace_seconds`` instead of quarantined.
+STILL_ARRIVING = frozenset({"empty_file", "truncated_header", "truncated_data"})
+#: Where files too large to read are set aside inside the drop zone (renamed, not copied).
+REJECTED = ".rejected"
+
+
 def _prefix_site(rel: str) -> str | None:
     parts = rel.split("/")
     return parts[0] if len(parts) > 1 else None
@@ -64,6 +85,14 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def size_limit(registry: SiteRegistry, rel: str) -> int:
+    """Largest file accepted at ``rel``: its folder's camera, else the registry's largest."""
+    site = _prefix_site(rel)
+    if site in registry:
+        return max_frame_bytes(registry[site].camera.shape)
+    return max(max_frame_bytes(registry[name].camera.shape) for name in registry.names)
+
+
 def ingest(
     incoming: Store,
     lake: Lake,
@@ -71,6 +100,7 @@ def ingest(
     *,
     max_files: int = 100,
     settle_seconds: float = 0.0,
+    truncated_grace_seconds: float = 0.0,
     night_range: tuple[str, str] | None = None,
 ) -> IngestResult:
     """Move up to ``max_files`` files from ``incoming`` into the lake or quarantine.
@@ -87,6 +117,10 @@ def ingest(
         Bound on the work of one call (a sensor tick).
     settle_seconds : float
         Leave files younger than this alone: they may still be being written.
+    truncated_grace_seconds : float
+        A file cut short (or empty) that changed less than this long ago is left alone
+        too: its writer may have paused and will append the rest. Older, it is
+        quarantined as truncated.
     night_range : tuple of str, optional
         First and last night that the partitions cover; frames outside are quarantined.
 
@@ -98,77 +132,182 @@ def ingest(
     candidates = waiting_files(incoming, settle_seconds)
     todo, result.remaining = candidates[:max_files], max(0, len(candidates) - max_files)
     received = _now().isoformat()
-    for rel in todo:
-        data = incoming.read_bytes(rel)
-        fid = frame_id(data)
-        entry = {"frame_id": fid, "incoming_path": rel, "received_at": received}
+    done = []
+    for entry in todo:
+        record = {"incoming_path": entry.rel, "received_at": received}
+        if entry.kind != "file":
+            result.quarantined.append(_refuse_entry(incoming, lake, entry, record))
+            continue
+        limit = size_limit(registry, entry.rel)
+        if entry.size > limit:
+            result.quarantined.append(_set_aside(incoming, lake, entry, record, limit))
+            continue
         try:
-            info, _ = inspect_frame(data, registry, _prefix_site(rel))
-            if night_range is not None and not night_range[0] <= info.night <= night_range[1]:
-                raise FrameError(
-                    "bad_date_obs",
-                    f"night {info.night} outside the partitions {night_range[0]}..{night_range[1]}",
-                    site=info.site,
-                )
-        except FrameError as exc:
-            entry |= {
-                "site": exc.site,
-                "night": exc.night,
-                "reason": exc.reason,
-                "detail": exc.detail,
-                "advice": REASONS[exc.reason],
-                "stage": "ingest",
-                "size_bytes": len(data),
-            }
-            reason_path = lake.quarantine(exc.site, exc.night, fid, "json")
-            if not lake.exists(reason_path):
-                lake.write_bytes(lake.quarantine(exc.site, exc.night, fid, "fits"), data)
-                lake.write_json(reason_path, entry)
-            result.quarantined.append(entry)
+            data = incoming.read_bytes(entry.rel)
+        except FileNotFoundError:
+            continue  # taken away since the listing: nothing of ours to account for
+        record["frame_id"] = frame_id(data)
+        outcome, record = _file_one(data, lake, registry, entry, record, limit, night_range)
+        if (
+            outcome == "quarantined"
+            and record["reason"] in STILL_ARRIVING
+            and entry.mtime is not None
+            and time.time() - entry.mtime < truncated_grace_seconds
+        ):
+            result.waiting.append(entry.rel)
             continue
-        entry |= info.to_dict()
-        sidecar = lake.raw(info.site, info.night, fid, "json")
-        if lake.exists(sidecar):
-            result.duplicates.append(entry)
-            continue
-        lake.write_bytes(lake.raw(info.site, info.night, fid, "fits"), data)
-        lake.write_json(sidecar, entry)
-        result.accepted.append(entry)
-    if todo:
-        ids = sorted(e["frame_id"] + e["incoming_path"] for e in _all(result))
-        digest = hashlib.sha1("".join(ids).encode()).hexdigest()[:10]
-        stamp = _now()
-        result.batch_id = f"{stamp:%Y%m%dT%H%M%S%f}Z-{digest}"
-        lake.write_json(
-            f"{LEDGER}/{stamp:%Y-%m-%d}/{result.batch_id}.json",
-            {
-                "batch_id": result.batch_id,
-                "partitions": [list(p) for p in result.partitions],
-                "accepted": result.accepted,
-                "duplicates": result.duplicates,
-                "quarantined": result.quarantined,
-            },
-        )
-    for rel in todo:
+        if outcome == "quarantined":
+            _keep_quarantined(lake, data, record)
+        getattr(result, outcome).append(record)
+        done.append(entry.rel)
+    if _all(result):
+        _write_ledger(lake, result)
+    for rel in done:
         incoming.delete(rel)
     return result
 
 
-def waiting_files(incoming: Store, settle_seconds: float = 0.0) -> list[str]:
-    """Files of ``incoming`` that :func:`ingest` would take now.
+def _file_one(data, lake, registry, entry, record, limit, night_range) -> tuple[str, dict]:
+    """Inspect one file's bytes; write an accepted frame. Returns the outcome and record."""
+    try:
+        info, header = inspect_frame(data, registry, _prefix_site(entry.rel), max_bytes=limit)
+        if night_range is not None and not night_range[0] <= info.night <= night_range[1]:
+            raise FrameError(
+                "night_out_of_range",
+                f"night {info.night} outside the partitions {night_range[0]}..{night_range[1]}",
+                site=info.site,
+                night=info.night,
+            )
+    except FrameError as exc:
+        return "quarantined", record | _reason(exc.reason, exc.detail, exc.site, exc.night)
+    except Exception as exc:  # one file must never stop the drop zone: kept, reported
+        detail = f"{type(exc).__name__}: {exc}"
+        return "quarantined", record | _reason("internal_error", detail, None, None)
+    record |= info.to_dict()
+    fid = record["frame_id"]
+    if lake.exists(lake.raw(info.site, info.night, fid, "json")):
+        return "duplicates", record | {"duplicate_of": fid, "duplicate_kind": "bytes"}
+    values = _header_values(header)
+    index = lake.pixel_index(info.pixel_id)
+    first = lake.read_json(index) if lake.exists(index) else None
+    if first is not None and first["frame_id"] != fid:
+        return "duplicates", record | {
+            "duplicate_of": first["frame_id"],
+            "duplicate_kind": "pixels",
+            "header_changes": _header_changes(first["header"], values),
+            "claimed_site": info.site,
+            "claimed_night": info.night,
+            "site": first["site"],
+            "night": first["night"],
+        }
+    lake.write_bytes(lake.raw(info.site, info.night, fid, "fits"), data)
+    if first is None:
+        lake.write_json(
+            index, {"frame_id": fid, "site": info.site, "night": info.night, "header": values}
+        )
+    lake.write_json(lake.raw(info.site, info.night, fid, "json"), record)
+    return "accepted", record
 
-    Not partial uploads (``.partial``, ``.tmp``), and untouched for ``settle_seconds``.
+
+def _reason(reason: str, detail: str, site, night) -> dict:
+    return {
+        "site": site,
+        "night": night,
+        "reason": reason,
+        "detail": detail,
+        "advice": REASONS[reason],
+        "stage": "ingest",
+    }
+
+
+def _keep_quarantined(lake: Lake, data: bytes, record: dict) -> None:
+    record["size_bytes"] = len(data)
+    site, night, fid = record["site"], record["night"], record["frame_id"]
+    reason_path = lake.quarantine(site, night, fid, "json")
+    if not lake.exists(reason_path):
+        lake.write_bytes(lake.quarantine(site, night, fid, "fits"), data)
+        lake.write_json(reason_path, record)
+
+
+def _entry_id(entry: Entry, received: str) -> str:
+    return hashlib.sha256(f"{entry.rel}|{entry.kind}|{received}".encode()).hexdigest()[:24]
+
+
+def _refuse_entry(incoming: Store, lake: Lake, entry: Entry, record: dict) -> dict:
+    """A link or special file: recorded and removed from the drop zone, never read."""
+    what = {"symlink": "a symbolic link", "directory_link": "a link to a folder"}.get(
+        entry.kind, "a FIFO, socket or device"
+    )
+    detail = f"{what}" + (f" (to {entry.target!r}, not followed)" if entry.target else "")
+    record = record | {"frame_id": _entry_id(entry, record["received_at"]), "size_bytes": 0}
+    record |= _reason("not_regular_file", detail, None, None)
+    lake.write_json(lake.quarantine(None, None, record["frame_id"], "json"), record)
+    incoming.remove_entry(entry.rel)
+    return record
+
+
+def _set_aside(incoming: Store, lake: Lake, entry: Entry, record: dict, limit: int) -> dict:
+    """A file too large to be a frame: renamed into ``.rejected/`` unread, and recorded."""
+    kept = f"{REJECTED}/{record['received_at'][:10]}/{entry.rel}"
+    detail = f"{entry.size} bytes, more than the {limit} a frame of this camera can be"
+    record = record | {
+        "frame_id": _entry_id(entry, record["received_at"]),
+        "size_bytes": entry.size,
+        "kept_at": kept,
+    }
+    record |= _reason("too_large", detail, None, None)
+    lake.write_json(lake.quarantine(None, None, record["frame_id"], "json"), record)
+    incoming.move(entry.rel, kept)
+    return record
+
+
+def _header_values(header) -> dict[str, str]:
+    """A header as ``{keyword: value}`` text, for telling two copies of one frame apart."""
+    return {
+        card.keyword: str(card.value)
+        for card in header.cards
+        if card.keyword and card.keyword not in ("COMMENT", "HISTORY")
+    }
+
+
+def _header_changes(first: dict[str, str], now: dict[str, str]) -> dict[str, list]:
+    """``{keyword: [first value, this value]}`` for every keyword that differs."""
+    keys = sorted(set(first) | set(now))
+    return {k: [first.get(k), now.get(k)] for k in keys if first.get(k) != now.get(k)}
+
+
+def _write_ledger(lake: Lake, result: IngestResult) -> None:
+    ids = sorted(e["frame_id"] + e["incoming_path"] for e in _all(result))
+    digest = hashlib.sha1("".join(ids).encode()).hexdigest()[:10]
+    stamp = _now()
+    result.batch_id = f"{stamp:%Y%m%dT%H%M%S%f}Z-{digest}"
+    lake.write_json(
+        f"{LEDGER}/{stamp:%Y-%m-%d}/{result.batch_id}.json",
+        {
+            "batch_id": result.batch_id,
+            "partitions": [list(p) for p in result.partitions],
+            "accepted": result.accepted,
+            "duplicates": result.duplicates,
+            "quarantined": result.quarantined,
+        },
+    )
+
+
+def waiting_files(incoming: Store, settle_seconds: float = 0.0) -> list[Entry]:
+    """Entries of ``incoming`` that :func:`ingest` would take now.
+
+    Not partial uploads (``.partial``, ``.tmp``, hidden names), and untouched for
+    ``settle_seconds``. Links and special files are included: ingestion records and
+    removes them without reading them.
     """
     now = time.time()
     out = []
-    for rel in incoming.list("", recursive=True):
-        if rel.endswith((".partial", ".tmp")):
+    for entry in incoming.entries(""):
+        if entry.rel.endswith((".partial", ".tmp")):
             continue
-        if settle_seconds > 0:
-            mtime = incoming.modified(rel)
-            if mtime is not None and now - mtime < settle_seconds:
-                continue
-        out.append(rel)
+        if settle_seconds > 0 and entry.mtime is not None and now - entry.mtime < settle_seconds:
+            continue
+        out.append(entry)
     return out
 
 

@@ -5,8 +5,9 @@ Layout (every path relative to the root)::
     raw/{site}/{night}/{frame_id}.fits        raw bytes, exactly as received
     raw/{site}/{night}/{frame_id}.json        what ingestion learned from the header
     quarantine/{site}/{night}/{frame_id}.*    rejected bytes + a JSON reason
-    quarantine/_unassigned/{date}/...         rejected before a site/night was known
-    ingest/batches/{batch_id}.json            the ingestion ledger (one file per batch)
+    quarantine/_unassigned/_unassigned/...    rejected before a site/night was known
+    ingest/batches/{day}/{batch_id}.json      the ingestion ledger (one file per batch)
+    ingest/pixels/{ab}/{pixel_id}.json        which frame first brought these pixels
     masters/{site}/{night}/{kind}.fits        bias, dark, flat_{filter}
     masters/{site}/{night}/manifest.json      which master each kind uses (own or fallback)
     calibrated/{site}/{night}/{frame_id}.fits SCI/ERR/MASK multi-extension FITS
@@ -20,13 +21,32 @@ dask workers can use it.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import os
 import posixpath
+import stat
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Lake", "Store"]
+__all__ = ["Entry", "Lake", "Store"]
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One name in a store, as the listing saw it (nothing behind it was opened).
+
+    ``kind`` is ``"file"`` for a plain file; ``"symlink"``, ``"directory_link"`` or
+    ``"special"`` (a FIFO, socket or device) for what must never be read from a drop zone.
+    """
+
+    rel: str
+    kind: str
+    size: int
+    mtime: float | None
+    target: str | None = None  # where a link points (never followed)
 
 
 class Store:
@@ -126,6 +146,73 @@ class Store:
             out.append(self.rel(p))
         return sorted(out)
 
+    def entries(self, prefix: str = "") -> list[Entry]:
+        """Every entry under ``prefix``, recursively, with its kind, size and time.
+
+        On a local folder this looks at each name with ``lstat``: a symbolic link is
+        reported as a link (never followed, whether it points at a file or a folder), a
+        FIFO or device as ``special``. Hidden names (``.tmp-…`` uploads, ``.rejected/``)
+        are skipped. Object stores have only plain objects.
+        """
+        base = self.full(prefix)
+        if not self.is_local:
+            self.fs.invalidate_cache(base)
+            if not self.fs.exists(base):
+                return []
+            found = self.fs.find(base, detail=True)
+            out = []
+            for path, info in found.items():
+                rel = self.rel(path)
+                if any(part.startswith(".") for part in rel.split("/")):
+                    continue
+                when = info.get("LastModified") or info.get("mtime")
+                mtime = when.timestamp() if hasattr(when, "timestamp") else when
+                out.append(Entry(rel, "file", int(info.get("size") or 0), mtime))
+            return sorted(out, key=lambda e: e.rel)
+        out: list[Entry] = []
+        self._scan(base, out)
+        return sorted(out, key=lambda e: e.rel)
+
+    def _scan(self, folder: str, out: list[Entry]) -> None:
+        try:
+            scanner = os.scandir(folder)
+        except FileNotFoundError:
+            return
+        with scanner:
+            for item in scanner:
+                if item.name.startswith("."):
+                    continue
+                info = item.stat(follow_symlinks=False)
+                rel = self.rel(item.path)
+                if stat.S_ISLNK(info.st_mode):
+                    target = os.readlink(item.path)
+                    kind = "directory_link" if os.path.isdir(item.path) else "symlink"
+                    out.append(Entry(rel, kind, 0, info.st_mtime, target))
+                elif stat.S_ISDIR(info.st_mode):
+                    self._scan(item.path, out)
+                elif stat.S_ISREG(info.st_mode):
+                    out.append(Entry(rel, "file", info.st_size, info.st_mtime))
+                else:
+                    out.append(Entry(rel, "special", 0, info.st_mtime))
+
+    def remove_entry(self, rel: str) -> None:
+        """Remove a name itself (a link, FIFO or file), never what a link points at."""
+        path = self.full(rel)
+        if self.is_local:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+        else:
+            self.delete(rel)
+
+    def move(self, rel: str, dest: str) -> None:
+        """Move ``rel`` to ``dest`` within this store (a rename on disk: nothing copied)."""
+        source, target = self.full(rel), self.full(dest)
+        if self.is_local:
+            os.makedirs(posixpath.dirname(target), exist_ok=True)
+            os.replace(source, target)
+        else:
+            self.fs.mv(source, target)
+
     def list_dirs(self, prefix: str) -> list[str]:
         """Names of the sub-folders of ``prefix``."""
         base = self.full(prefix)
@@ -198,6 +285,11 @@ class Lake(Store):
     def quarantine(site: str | None, night: str | None, fid: str, ext: str) -> str:
         """Path of a quarantined file or its reason."""
         return f"quarantine/{site or '_unassigned'}/{night or '_unassigned'}/{fid}.{ext}"
+
+    @staticmethod
+    def pixel_index(pid: str) -> str:
+        """Path of the record of which frame first brought these pixels (by pixel hash)."""
+        return f"ingest/pixels/{pid[:2]}/{pid}.json"
 
     @staticmethod
     def master(site: str, night: str, name: str) -> str:

@@ -5,6 +5,7 @@ import pytest
 
 from telescope_assets.ingest import batches_after, ingest, read_batch
 from telescope_assets.lake import Store
+from telescope_assets.science.frames import REASONS
 from telescope_assets_tests.badframes import CASES, bad_frames
 from telescope_assets_tests.conftest import NIGHT
 
@@ -123,7 +124,8 @@ def test_frames_outside_the_partitions_are_quarantined(incoming, lake, registry)
         incoming, lake, registry, max_files=10_000, night_range=("2026-04-01", "2026-12-31")
     )
     assert result.accepted == []
-    assert {q["reason"] for q in result.quarantined} == {"bad_date_obs"}
+    assert {q["reason"] for q in result.quarantined} == {"night_out_of_range"}
+    assert {q["advice"] for q in result.quarantined} == {REASONS["night_out_of_range"]}
 
 
 def test_a_crash_before_the_ledger_is_written_still_requests_the_partitions(

@@ -36,6 +36,11 @@ class IncomingResource(dg.ConfigurableResource):
         default=2.0,
         description="Leave files younger than this: an uploader may still be writing them.",
     )
+    truncated_grace_seconds: float = Field(
+        default=120.0,
+        description="A file cut short that changed less than this long ago is left alone: "
+        "its writer may append the rest. Older, it is quarantined as truncated.",
+    )
     max_files_per_tick: int = Field(default=100, description="Bound on one sensor tick's work.")
 
     def get(self) -> Store:

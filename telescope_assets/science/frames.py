@@ -24,24 +24,36 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from telescope_assets.registry import Site, SiteRegistry
+from telescope_assets.science.containers import (
+    GZIP_MAGIC,
+    MAX_AXIS,
+    ContainerError,
+    Hdu,
+    checksum_problems,
+    gunzip_capped,
+    science_hdu,
+    walk_hdus,
+)
 from telescope_assets.science.nights import night_of
 
 __all__ = [
+    "DEFAULT_MAX_BYTES",
     "MAX_AXIS",
     "REASONS",
+    "Container",
     "FrameError",
     "FrameInfo",
     "frame_id",
     "inspect_frame",
+    "max_frame_bytes",
+    "open_container",
     "parse_header",
+    "pixel_id",
     "read_image",
 ]
 
-BLOCK = 2880
-CARD = 80
-#: Largest axis length we accept (pixels); anything larger is a corrupt header.
-MAX_AXIS = 32768
-_BITPIX_BYTES = {8: 1, 16: 2, 32: 4, 64: 8, -32: 4, -64: 8}
+#: Cap on an inflated gzip frame when the camera is not known (products already accepted).
+DEFAULT_MAX_BYTES = 1 << 30
 _UNSAFE = re.compile(r"(/|\\|\.\.|[\x00-\x1f])")
 
 #: Every reason a frame can be quarantined for, with what an operator should do.
@@ -62,12 +74,22 @@ REASONS = {
     "unknown_filter": "The filter is not one of the site's filters in the registry.",
     "bad_exptime": "The exposure time is not a finite, non-negative number.",
     "bad_date_obs": "DATE-OBS is not an ISO-8601 timestamp.",
+    "night_out_of_range": "DATE-OBS is a valid time, but its night lies outside the nights "
+    "the pipeline is partitioned for: check the camera clock, or widen the partitions.",
     "bad_coordinates": "The pointing RA/DEC cannot be parsed.",
     "all_nan": "Every pixel is NaN.",
     "nan_pixels": "Some pixels are NaN or infinite: a raw camera frame never has them.",
     "all_zero": "Every pixel is zero: the readout failed.",
     "constant_data": "Every pixel has the same value: the readout failed.",
     "unreadable": "astropy could not decode the data unit (see detail).",
+    "bad_checksum": "A CHECKSUM or DATASUM card disagrees with the bytes: the file was "
+    "altered in transit; resend it.",
+    "too_large": "The file is larger than the site's camera can write (or inflates to "
+    "more): it was not read; it is kept aside in the drop zone (.rejected/).",
+    "not_regular_file": "A link, folder or device in the drop zone: only plain files are "
+    "read. Upload the file itself; the entry was removed, its target left untouched.",
+    "internal_error": "Inspecting the file raised an unexpected error (see detail): a "
+    "defect of the pipeline; report it with the kept file.",
     "calibration_failed": "The frame could not be calibrated (see detail).",
 }
 
@@ -108,10 +130,29 @@ class FrameInfo:
     nx: int
     bitpix: int
     size_bytes: int
+    pixel_id: str = ""
+    container: str = "fits"
 
     def to_dict(self) -> dict:
         """Plain dict (JSON- and Parquet-friendly)."""
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class Container:
+    """A frame file opened down to its headers: where the science image is, and how packed.
+
+    ``header`` is what validation and provenance read: the primary header's cards, then
+    the science unit's (which win), then the image's own ``BITPIX``/``NAXISn``, so a
+    keyword written in either place is found.
+    """
+
+    fits_bytes: bytes
+    hdus: list[Hdu]
+    sci: Hdu
+    header: object  # astropy.io.fits.Header
+    packing: str  # "fits", "fits.gz", "fz" (tile-compressed) or "mef"
+    truncated: str | None = None  # what a file cut short lacks
 
 
 def frame_id(data: bytes) -> str:
@@ -125,72 +166,130 @@ def frame_id(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()[:24]
 
 
-def _header_end(data: bytes) -> int:
-    """Byte offset just past the END card, or raise ``truncated_header``."""
-    for start in range(0, len(data) - CARD + 1, CARD):
-        card = data[start : start + CARD]
-        if card[:8] == b"END     " or card.rstrip() == b"END":
-            return start + CARD
-    raise FrameError("truncated_header", f"no END card in the first {len(data)} bytes")
+def pixel_id(pixels: np.ndarray) -> str:
+    """Content hash of an image's pixel values: the same exposure under any header.
+
+    A frame re-sent with an edited header, gzipped or tile-compressed (losslessly) has a
+    new :func:`frame_id` but the same pixel id.
+
+    Examples
+    --------
+    >>> pixel_id(np.zeros((2, 2))) == pixel_id(np.zeros((2, 2), dtype=np.uint16))
+    True
+    """
+    canonical = np.ascontiguousarray(pixels, dtype="<f4")
+    digest = hashlib.sha256(str(canonical.shape).encode())
+    digest.update(canonical.tobytes())
+    return digest.hexdigest()[:24]
 
 
-def parse_header(data: bytes):
-    """Parse the primary header from a file's bytes.
+def max_frame_bytes(shape: tuple[int, int]) -> int:
+    """Largest file a camera of ``shape`` can plausibly write, on disk or inflated.
+
+    Room for a 64-bit image (or a 32-bit image and an extension of the same size) and
+    8 MiB of headers and small extensions. Anything larger is refused before it is read.
+
+    Examples
+    --------
+    >>> max_frame_bytes((100, 100))
+    8468608
+    """
+    ny, nx = shape
+    return ny * nx * 8 + (8 << 20)
+
+
+_STRUCTURAL = re.compile(
+    r"^(SIMPLE|XTENSION|BITPIX|NAXIS\d*|EXTEND|PCOUNT|GCOUNT|TFIELDS|THEAP|"
+    r"T(TYPE|FORM|UNIT|DIM|NULL|SCAL|ZERO|DISP)\d+|CHECKSUM|DATASUM|EXTNAME|EXTVER|INHERIT|"
+    r"Z(IMAGE|CMPTYPE|BITPIX|NAXIS\d*|TILE\d+|NAME\d+|VAL\d+|MASKCMP|SIMPLE|TENSION|EXTEND|"
+    r"BLOCKED|PCOUNT|GCOUNT|HECKSUM|DATASUM|QUANTIZ|DITHER0|BLANK|SCALE|ZERO))$"
+)
+
+
+def _merged_header(hdus: list[Hdu], sci: Hdu):
+    from astropy.io import fits
+
+    header = fits.Header()
+    header["SIMPLE"] = True
+    header["BITPIX"] = sci.bitpix
+    header["NAXIS"] = len(sci.shape)
+    for i, length in enumerate(reversed(sci.shape), start=1):
+        header[f"NAXIS{i}"] = length
+    sources = [hdus[0]] if sci.index == 0 else [hdus[0], sci]
+    for hdu in sources:
+        for card in hdu.header.cards:
+            keyword = card.keyword
+            if not keyword or _STRUCTURAL.match(keyword):
+                continue
+            if keyword in ("COMMENT", "HISTORY"):
+                header.append(card, end=True)
+            else:
+                header[keyword] = (card.value, card.comment)
+    return header
+
+
+def open_container(data: bytes, max_bytes: int | None = None) -> Container:
+    """Find the science image of a frame file without decoding any data unit.
+
+    Parameters
+    ----------
+    data : bytes
+        The file as received: plain FITS, gzip-compressed FITS, a tile-compressed
+        (``.fz``) or multi-extension file.
+    max_bytes : int, optional
+        The most a gzip file may inflate to (default :data:`DEFAULT_MAX_BYTES`).
 
     Returns
     -------
-    header : astropy.io.fits.Header
-    data_offset : int
-        Byte offset of the data unit.
+    Container
 
     Raises
     ------
     FrameError
-        ``empty_file``, ``not_fits``, ``truncated_header`` or ``bad_header``.
+        ``empty_file``, ``not_fits``, ``truncated_header``, ``bad_header``,
+        ``unsafe_header_value``, ``absurd_naxis``, ``bad_dimensions``,
+        ``too_large`` or ``unreadable``; a file cut short is described as far as its
+        headers go, its ``truncated`` saying what is missing.
     """
-    from astropy.io import fits
-
-    if len(data) == 0:
-        raise FrameError("empty_file", "0 bytes")
-    if not data.startswith(b"SIMPLE  ="):
-        raise FrameError("not_fits", f"starts with {data[:16]!r}")
-    end = _header_end(data)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", fits.verify.VerifyWarning)
-            header = fits.Header.fromstring(data[:end].decode("ascii", errors="strict"))
-    except (ValueError, UnicodeDecodeError, fits.VerifyError) as exc:
-        raise FrameError("bad_header", str(exc)) from exc
-    return header, math.ceil(end / BLOCK) * BLOCK
+        packing = "fits"
+        if data.startswith(GZIP_MAGIC):
+            data = gunzip_capped(data, max_bytes or DEFAULT_MAX_BYTES)
+            packing = "fits.gz"
+        hdus, truncated = walk_hdus(data, allow_truncated=True)
+        sci = science_hdu(hdus)
+    except ContainerError as exc:
+        raise FrameError(exc.reason, exc.detail) from exc
+    if packing == "fits" and sci.index:
+        packing = "fz" if sci.kind == "compressed_image" else "mef"
+    return Container(data, hdus, sci, _merged_header(hdus, sci), packing, truncated)
 
 
-def _int_card(header, key: str) -> int:
-    value = header.get(key)
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise FrameError("absurd_naxis", f"{key} = {value!r} is not an integer")
-    return value
+def parse_header(data: bytes, max_bytes: int | None = None):
+    """The header a frame's science image is described by (see :class:`Container`).
+
+    Returns
+    -------
+    header : astropy.io.fits.Header
+    container : Container
+
+    Raises
+    ------
+    FrameError
+        As :func:`open_container`.
+    """
+    container = open_container(data, max_bytes)
+    return container.header, container
 
 
-def _geometry(header, data_len: int, data_offset: int) -> tuple[int, int, int]:
-    naxis = _int_card(header, "NAXIS")
-    if naxis < 0 or naxis > 999:
-        raise FrameError("absurd_naxis", f"NAXIS = {naxis}")
-    axes = [_int_card(header, f"NAXIS{i}") for i in range(1, naxis + 1)]
-    if any(a < 0 or a > MAX_AXIS for a in axes):
-        raise FrameError("absurd_naxis", f"axis lengths {axes} outside 0..{MAX_AXIS}")
-    if naxis != 2:
-        raise FrameError("bad_dimensions", f"NAXIS = {naxis}, expected a 2-D image")
-    bitpix = header.get("BITPIX")
-    if bitpix not in _BITPIX_BYTES:
-        raise FrameError("bad_header", f"BITPIX = {bitpix!r}")
-    nx, ny = axes
-    needed = nx * ny * _BITPIX_BYTES[bitpix]
-    if data_len - data_offset < needed:
-        raise FrameError(
-            "truncated_data",
-            f"data unit has {max(data_len - data_offset, 0)} of {needed} bytes",
-        )
-    return ny, nx, bitpix
+def _geometry(container: Container) -> tuple[int, int, int]:
+    sci = container.sci
+    if container.truncated:
+        raise FrameError("truncated_data", container.truncated)
+    if len(sci.shape) != 2:
+        raise FrameError("bad_dimensions", f"NAXIS = {len(sci.shape)}, expected a 2-D image")
+    ny, nx = sci.shape
+    return ny, nx, int(sci.bitpix)
 
 
 def _text(header, site: Site, key: str, *, required: bool) -> str | None:
@@ -266,17 +365,24 @@ def _identify_site(header, registry: SiteRegistry, prefix_site: str | None) -> S
     raise FrameError("unknown_site", f"header {shown or 'names no site'}, folder {prefix_site!r}")
 
 
-def inspect_frame(data: bytes, registry: SiteRegistry, prefix_site: str | None = None):
+def inspect_frame(
+    data: bytes,
+    registry: SiteRegistry,
+    prefix_site: str | None = None,
+    max_bytes: int | None = None,
+):
     """Validate one raw frame and describe it.
 
     Parameters
     ----------
     data : bytes
-        The whole file.
+        The whole file (plain, gzip, tile-compressed or multi-extension FITS).
     registry : SiteRegistry
         The site registry.
     prefix_site : str, optional
         The site named by the incoming folder the file arrived in, if any.
+    max_bytes : int, optional
+        The most a compressed file may inflate to.
 
     Returns
     -------
@@ -288,11 +394,12 @@ def inspect_frame(data: bytes, registry: SiteRegistry, prefix_site: str | None =
     FrameError
         With a reason from :data:`REASONS`.
     """
-    header, data_offset = parse_header(data)
+    container = open_container(data, max_bytes)
+    header = container.header
     try:
         site = _identify_site(header, registry, prefix_site)
     except FrameError:
-        _geometry(header, len(data), data_offset)  # a corrupt geometry is the root cause
+        _geometry(container)  # a corrupt geometry is the root cause
         raise
     context: dict[str, str] = {}
     # Best effort, so a frame rejected below is still filed under its night; a bad date
@@ -302,15 +409,18 @@ def inspect_frame(data: bytes, registry: SiteRegistry, prefix_site: str | None =
             _parse_date(str(header.get(site.header_map["date_obs"]))), site.timezone
         )
     try:
-        geometry = _geometry(header, len(data), data_offset)
-        info = _describe(data, header, site, geometry, context)
+        problems = checksum_problems(container.fits_bytes, container.hdus)
+        if problems:
+            raise FrameError("bad_checksum", "; ".join(problems))
+        info = _describe(data, container, site, _geometry(container), context)
     except FrameError as exc:
         exc.site, exc.night = site.name, context.get("night")
         raise
     return info, header
 
 
-def _describe(data: bytes, header, site: Site, geometry, context: dict) -> FrameInfo:
+def _describe(data: bytes, container: Container, site: Site, geometry, context: dict):
+    header = container.header
     ny, nx, bitpix = geometry
     if (ny, nx) != tuple(site.camera.shape):
         raise FrameError(
@@ -350,7 +460,7 @@ def _describe(data: bytes, header, site: Site, geometry, context: dict) -> Frame
     ra_deg, dec_deg = _parse_coordinates(
         _text(header, site, "ra", required=False), _text(header, site, "dec", required=False)
     )
-    pixels = read_image(data)
+    pixels = _decode(container)
     finite = np.isfinite(pixels)
     if not finite.any():
         raise FrameError("all_nan", f"{pixels.size} pixels, none finite")
@@ -374,28 +484,39 @@ def _describe(data: bytes, header, site: Site, geometry, context: dict) -> Frame
         nx=nx,
         bitpix=bitpix,
         size_bytes=len(data),
+        pixel_id=pixel_id(pixels),
+        container=container.packing,
     )
 
 
+def _decode(container: Container) -> np.ndarray:
+    from astropy.io import fits
+
+    if container.truncated:
+        raise FrameError("truncated_data", container.truncated)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", fits.verify.VerifyWarning)
+            with fits.open(io.BytesIO(container.fits_bytes), memmap=False) as hdul:
+                pixels = hdul[container.sci.index].data
+                if pixels is None:
+                    raise FrameError("bad_dimensions", "the science unit has no data")
+                return np.asarray(pixels, dtype=np.float32)
+    except FrameError:
+        raise
+    except (OSError, TypeError, ValueError, IndexError, KeyError, fits.VerifyError) as exc:
+        raise FrameError("unreadable", f"{type(exc).__name__}: {exc}") from exc
+
+
 def read_image(data: bytes) -> np.ndarray:
-    """Decode the primary image of a FITS file's bytes as ``float32`` (BZERO applied).
+    """Decode the science image of a frame file as ``float32`` (BZERO applied).
+
+    Plain, gzip, tile-compressed and multi-extension files alike (see
+    :func:`open_container` for which unit is the science image).
 
     Raises
     ------
     FrameError
-        ``unreadable`` for anything astropy cannot decode.
+        ``unreadable`` for anything astropy cannot decode, or a container problem.
     """
-    from astropy.io import fits
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", fits.verify.VerifyWarning)
-            with fits.open(io.BytesIO(data), memmap=False) as hdul:
-                pixels = hdul[0].data
-                if pixels is None:
-                    raise FrameError("bad_dimensions", "the primary HDU has no data")
-                return np.asarray(pixels, dtype=np.float32)
-    except FrameError:
-        raise
-    except (OSError, TypeError, ValueError, IndexError, fits.VerifyError) as exc:
-        raise FrameError("unreadable", f"{type(exc).__name__}: {exc}") from exc
+    return _decode(open_container(data))

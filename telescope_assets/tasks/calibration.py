@@ -46,6 +46,8 @@ RAW_COLUMNS = [
     "nx",
     "bitpix",
     "size_bytes",
+    "pixel_id",
+    "container",
     "incoming_path",
     "received_at",
 ]

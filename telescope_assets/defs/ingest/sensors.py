@@ -75,6 +75,7 @@ def new_frames(
         registry.get(),
         max_files=incoming.max_files_per_tick,
         settle_seconds=incoming.settle_seconds,
+        truncated_grace_seconds=incoming.truncated_grace_seconds,
         night_range=night_range(),
     )
     pending = batches_after(store, cursor)
