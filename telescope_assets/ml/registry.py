@@ -16,22 +16,39 @@ ones nothing. Which version is champion is asked every time: the alias moves.
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
+import tempfile
+from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "ARTIFACT_HASH_TAG",
     "CHAMPION",
     "DEFAULT_TRACKING_URI",
+    "UntrustedModelError",
+    "artifact_digest",
     "champion",
     "champion_info",
     "client",
     "load_version",
     "safe_mode",
+    "sign_version",
+    "verify_artifact",
 ]
 
 CHAMPION = "champion"
+#: Model-version tag holding the digest of the version's files, recorded at registration.
+ARTIFACT_HASH_TAG = "artifact_sha256"
+#: Files whose presence means the artifact wants pickle or its own code run on load.
+_META = "registered_model_meta"
+_PICKLE_SUFFIXES = (".pkl", ".pickle", ".pth", ".joblib", ".cloudpickle")
 #: The embedded default's MLflow store (relative to the repository root).
 DEFAULT_TRACKING_URI = "sqlite:///models/mlflow.db"
+
+
+class UntrustedModelError(RuntimeError):
+    """A model artifact that must not be loaded: altered, unsigned, pickled or with code."""
 
 
 def safe_mode() -> None:
@@ -70,12 +87,98 @@ def champion_info(tracking_uri: str, name: str) -> dict[str, Any] | None:
     return {"version": str(version.version), "run_id": version.run_id, "metrics": metrics}
 
 
+def artifact_digest(folder: str | os.PathLike) -> str:
+    """SHA-256 over every file of a model folder (relative names and contents, sorted).
+
+    MLflow's own ``registered_model_meta`` (written into a folder as it is downloaded
+    from ``models:/``) is not part of the artifact and is left out.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     _ = pathlib.Path(d, "MLmodel").write_text("x")
+    ...     artifact_digest(d)[:12]
+    'ed25e882875c'
+    """
+    root = Path(folder)
+    digest = hashlib.sha256()
+    files = (p for p in root.rglob("*") if p.is_file() and p.relative_to(root).as_posix() != _META)
+    for path in sorted(files):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def verify_artifact(folder: str | os.PathLike, expected: str | None, label: str) -> None:
+    """Refuse a downloaded model folder unless it is exactly what was registered.
+
+    ``mlflow.pytorch.load_model`` puts a folder named by the MLmodel's ``code`` key first
+    on ``sys.path`` whatever the pickle setting says, so a planted module would replace a
+    real one at its next import: an artifact naming code, holding pickles, or whose files
+    differ from the digest recorded at registration is never handed to MLflow.
+
+    Raises
+    ------
+    UntrustedModelError
+        Saying what is wrong and what to do.
+    """
+    import yaml
+
+    root = Path(folder)
+    if expected is None:
+        raise UntrustedModelError(
+            f"{label} has no {ARTIFACT_HASH_TAG} tag (registered before artifacts were "
+            "signed, or not by this pipeline): retrain it with models_job"
+        )
+    mlmodel = yaml.safe_load((root / "MLmodel").read_text())
+    flavors = mlmodel.get("flavors", {})
+    named_code = [f for f, spec in flavors.items() if isinstance(spec, dict) and spec.get("code")]
+    if named_code:
+        raise UntrustedModelError(f"{label}'s MLmodel names a code folder ({named_code}): refused")
+    pytorch = flavors.get("pytorch", {})
+    if pytorch.get("serialization_format", "pt2") != "pt2":
+        raise UntrustedModelError(f"{label} is not a pt2 program: refused")
+    pickles = [p.name for p in root.rglob("*") if p.suffix in _PICKLE_SUFFIXES]
+    if pickles:
+        raise UntrustedModelError(f"{label} holds pickled files {pickles}: refused")
+    found = artifact_digest(root)
+    if found != expected:
+        raise UntrustedModelError(
+            f"{label}'s files were altered after registration (sha256 {found[:12]}…, "
+            f"registered {expected[:12]}…): refused; restore it or retrain with models_job"
+        )
+
+
+def sign_version(tracking_uri: str, name: str, version: str) -> str:
+    """Record the digest of a just-registered version's files as its tag; return it."""
+    import mlflow.artifacts
+
+    with tempfile.TemporaryDirectory() as tmp:
+        local = mlflow.artifacts.download_artifacts(
+            artifact_uri=f"models:/{name}/{version}", dst_path=tmp, tracking_uri=tracking_uri
+        )
+        digest = artifact_digest(local)
+    client(tracking_uri).set_model_version_tag(name, version, ARTIFACT_HASH_TAG, digest)
+    return digest
+
+
 @functools.lru_cache(maxsize=16)
 def load_version(tracking_uri: str, name: str, version: str):
-    """Load ``models:/<name>/<version>`` (pickle refused), once per process."""
+    """Load ``models:/<name>/<version>`` once per process, only if it verifies.
+
+    The files are downloaded, checked by :func:`verify_artifact` against the digest
+    recorded at registration, and only then loaded (pickle refused) from that copy.
+    """
+    import mlflow.artifacts
     import mlflow.pytorch
 
     safe_mode()
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_registry_uri(tracking_uri)
-    return mlflow.pytorch.load_model(f"models:/{name}/{version}")
+    label = f"models:/{name}/{version}"
+    tags = client(tracking_uri).get_model_version(name, version).tags
+    with tempfile.TemporaryDirectory() as tmp:
+        local = mlflow.artifacts.download_artifacts(
+            artifact_uri=label, dst_path=tmp, tracking_uri=tracking_uri
+        )
+        verify_artifact(local, tags.get(ARTIFACT_HASH_TAG), label)
+        return mlflow.pytorch.load_model(local)

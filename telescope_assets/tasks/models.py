@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from telescope_assets.ml import registry
 from telescope_assets.ml.evaluate import evaluate
 from telescope_assets.ml.train import MODELS, fit
 
@@ -121,7 +122,7 @@ def train_and_register(
 
 
 def _log_model(net, kind: str, example):
-    """Log in ``pt2`` (torch.export: no pickled objects) with a signature, and register."""
+    """Log in ``pt2`` (torch.export: no pickled objects) with a signature, register, sign."""
     import warnings
 
     import mlflow.pytorch
@@ -138,7 +139,7 @@ def _log_model(net, kind: str, example):
     with warnings.catch_warnings():
         # MLflow notes it cannot validate the pt2 wrapper's Any-typed predict hints.
         warnings.filterwarnings("ignore", message=".*inferred as AnyType.*")
-        return mlflow.pytorch.log_model(
+        info = mlflow.pytorch.log_model(
             net,
             name="model",
             input_example=example,
@@ -147,6 +148,9 @@ def _log_model(net, kind: str, example):
             registered_model_name=kind,
             pip_requirements=["torch==2.13.0"],
         )
+    # Consumers load only files that match this digest (ml/registry.py:verify_artifact).
+    registry.sign_version(mlflow.get_tracking_uri(), kind, str(info.registered_model_version))
+    return info
 
 
 def _gate(kind, spec, metrics, version, evaluation, mlflow_resource) -> dict[str, Any]:

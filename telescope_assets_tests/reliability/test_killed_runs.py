@@ -32,7 +32,7 @@ def slow_alerts() -> None:
 
 job = dg.Definitions(
     assets=[slow_alerts],
-    jobs=[dg.define_asset_job("slow", selection=[slow_alerts], executor_def=dg.in_process_executor)],
+    jobs=[dg.define_asset_job("slow", [slow_alerts], executor_def=dg.in_process_executor)],
 ).resolve_job_def("slow")
 """
 
