@@ -22,6 +22,7 @@ dask workers can use it.
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import json
 import os
@@ -31,7 +32,11 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Entry", "Lake", "Store"]
+__all__ = ["Entry", "Lake", "Store", "StoreFullError"]
+
+
+class StoreFullError(OSError):
+    """A write failed for lack of space; nothing was replaced."""
 
 
 @dataclass(frozen=True)
@@ -110,12 +115,18 @@ class Store:
         if self.is_local:
             self.fs.makedirs(parent, exist_ok=True)
         tmp = posixpath.join(parent, f".tmp-{uuid.uuid4().hex}-{posixpath.basename(target)}")
-        self.fs.pipe_file(tmp, data)
         try:
+            self.fs.pipe_file(tmp, data)
             self.fs.mv(tmp, target)
-        except BaseException:
-            if self.fs.exists(tmp):
-                self.fs.rm(tmp)
+        except BaseException as exc:
+            with contextlib.suppress(Exception):  # the original error is what matters
+                if self.fs.exists(tmp):
+                    self.fs.rm(tmp)
+            if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+                raise StoreFullError(
+                    f"no space left on {self.url} writing {rel} ({len(data)} bytes): free "
+                    "space or move the lake; the previous version of the file is intact"
+                ) from exc
             raise
 
     def delete(self, rel: str) -> None:
