@@ -10,7 +10,7 @@ import dagster as dg
 
 from telescope_assets.defs.catalogs.assets import frame_quality, source_catalogs
 from telescope_assets.defs.frames.assets import calibrated_frames, calibration_masters, raw_frames
-from telescope_assets.defs.ingest.sensors import new_frames
+from telescope_assets.defs.ingest.sensors import new_frames, reconciler
 from telescope_assets.defs.jobs import followup_job, frames_job, nightly_job
 from telescope_assets.defs.lightcurves.assets import (
     anomalies,
@@ -91,7 +91,7 @@ defs = dg.Definitions(
         nightly_report,
     ],
     jobs=[frames_job, followup_job, nightly_job, models_job],
-    sensors=[new_frames, new_alerts, nightly_reports],
+    sensors=[new_frames, new_alerts, nightly_reports, reconciler],
     schedules=[weekly_retraining],
     resources=resources_from_env(),
     # Runs launched from the UI or a backfill (the implicit asset job) run their steps in

@@ -48,6 +48,7 @@ def test_code_location_has_the_expected_assets_checks_sensors_and_jobs():
         ("anomaly_model", "champion_meets_target"),
     }
     assert defs.resolve_sensor_def("new_frames").job_name == "frames_job"
+    assert defs.resolve_sensor_def("reconciler").job_name == "frames_job"
     job = defs.resolve_job_def("frames_job")
     assert job.partitions_def is not None
     dims = {d.name for d in job.partitions_def.partitions_defs}

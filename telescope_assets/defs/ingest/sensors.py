@@ -9,7 +9,7 @@ from telescope_assets.ingest import batches_after, ingest, read_batch, waiting_f
 from telescope_assets.lake import Lake
 from telescope_assets.resources import IncomingResource, LakeResource, RegistryResource
 
-__all__ = ["OFFLINE_CURSOR", "new_frames", "run_requests_for"]
+__all__ = ["OFFLINE_CURSOR", "new_frames", "reconciler", "run_requests_for"]
 
 #: Where a command-line ingestion (the demo) records the last batch it ran itself, so
 #: that a sensor started afterwards without a cursor does not request those runs again.
@@ -88,3 +88,38 @@ def new_frames(
     if not pending:
         return dg.SensorResult(skip_reason="no new frames", cursor=cursor)
     return dg.SensorResult(run_requests=run_requests_for(store, pending), cursor=pending[-1])
+
+
+@dg.sensor(
+    job=frames_job,
+    minimum_interval_seconds=600,
+    default_status=dg.DefaultSensorStatus.STOPPED,
+    description="Finds site × night partitions whose raw frames have no complete products "
+    "(a run killed between stages, a run never launched) and requests one more run of each.",
+)
+def reconciler(context: dg.SensorEvaluationContext, lake: LakeResource) -> dg.SensorResult:
+    """One run per unfinished partition and state (``tasks/reconcile.py``).
+
+    The run key names the partition and what was wrong, so one state is requested once:
+    a partition whose rerun fails the same way is reported, not retried for ever.
+    """
+    from telescope_assets.tasks.reconcile import unfinished_partitions
+
+    found = unfinished_partitions(lake.get())
+    for item in found:
+        context.log.info(f"{item.site} {item.night}: {item.reason}")
+    requests = [
+        dg.RunRequest(
+            run_key=f"reconcile:{item.site}:{item.night}:{item.state_key}",
+            partition_key=site_night_key(item.site, item.night),
+            tags={
+                "telescope/reconcile": item.reason,
+                "telescope/site": item.site,
+                "telescope/partition": f"{item.site}|{item.night}",
+            },
+        )
+        for item in found
+    ]
+    if not requests:
+        return dg.SensorResult(skip_reason="every partition's products are complete")
+    return dg.SensorResult(run_requests=requests)

@@ -1,0 +1,94 @@
+"""Alert publication survives a run killed between its packets and its table."""
+
+import dagster as dg
+import pytest
+
+from telescope_assets.defs.ingest.sensors import reconciler
+from telescope_assets.ingest import ingest
+from telescope_assets.lake import Store
+from telescope_assets.resources import IncomingResource
+from telescope_assets.simulate.network import SimulationConfig, simulate_network
+from telescope_assets.tasks import alerts as alert_tasks
+from telescope_assets.tasks.reconcile import unfinished_partitions
+from telescope_assets_tests.defs.test_transients import ASSETS, EVERYTHING, MODELS
+
+pytestmark = pytest.mark.slow
+
+NIGHTS = ("2026-03-18", "2026-03-19")
+SITE = "tololo"
+
+
+def _run(resources, night, instance, **kwargs):
+    return dg.materialize(
+        [*ASSETS, *MODELS],
+        partition_key=dg.MultiPartitionKey({"site": SITE, "night": night}),
+        resources=resources,
+        instance=instance,
+        run_config=EVERYTHING,
+        **kwargs,
+    )
+
+
+def test_a_kill_between_packets_and_table_is_found_and_finished_once(
+    resources, registry, tmp_path, monkeypatch
+):
+    cfg = SimulationConfig(
+        seed=1,
+        nights=NIGHTS,
+        sites=(SITE,),
+        science_per_night=4,
+        stars_per_field=3000,
+        truncated_uploads=0.0,
+    )
+    simulate_network(registry, tmp_path / "in", tmp_path / "truth", cfg)
+    resources = {**resources, "incoming": IncomingResource(url=str(tmp_path / "in"))}
+    lake = resources["lake"].get()
+    for path in (tmp_path / "truth" / "refcat").glob("*.parquet"):
+        lake.write_bytes(f"refcat/{path.name}", path.read_bytes())
+    ingest(Store(str(tmp_path / "in")), lake, registry, max_files=10_000)
+    assert {(u.site, u.night) for u in unfinished_partitions(lake, settle_seconds=0)} == {
+        (SITE, n) for n in NIGHTS
+    }  # ingested, never run: the reconciler would ask for both
+    instance = dg.DagsterInstance.ephemeral()
+    assert _run(resources, NIGHTS[0], instance).success
+
+    # The run of night 2 dies right after writing its packets, before the alerts table.
+    original = Store.write_parquet
+
+    def killed(self, rel, df, schema=None):
+        if rel == lake.manifest("alerts", SITE, NIGHTS[1]):
+            raise SystemExit("run worker killed")
+        return original(self, rel, df, schema)
+
+    monkeypatch.setattr(Store, "write_parquet", killed)
+    with pytest.raises(SystemExit):
+        _run(resources, NIGHTS[1], instance)
+    monkeypatch.undo()
+    packets = set(lake.list(f"alerts/{SITE}/{NIGHTS[1]}", ".avro"))
+    assert packets, "the night had no alerts: nothing tested"
+    written = {p: lake.read_bytes(p) for p in packets}
+
+    (found,) = unfinished_partitions(lake, settle_seconds=0)
+    assert (found.site, found.night) == (SITE, NIGHTS[1])
+    assert "alerts" in found.reason
+
+    # The sensor asks for exactly one run of that partition, once per state.
+    monkeypatch.setattr(
+        "telescope_assets.tasks.reconcile.unfinished_partitions",
+        lambda lake: unfinished_partitions(lake, settle_seconds=0),
+    )
+    with dg.build_sensor_context(instance=instance, resources=resources) as ctx:
+        (request,) = reconciler(ctx).run_requests
+    assert request.partition_key.keys_by_dimension == {"site": SITE, "night": NIGHTS[1]}
+
+    again = _run(resources, NIGHTS[1], instance)
+    assert again.success
+    meta = again.asset_materializations_for_node("alerts")[0].metadata
+    assert meta["n_packets_written_now"].value == 0  # published once, never twice
+    table = lake.read_parquet(lake.manifest("alerts", SITE, NIGHTS[1]))
+    assert set(table.packet_path) == packets  # the table names exactly the packets
+    for row in table.itertuples():
+        assert lake.read_bytes(row.packet_path) == written[row.packet_path]
+        packet = alert_tasks.read_packet(written[row.packet_path])
+        assert (packet["candid"], packet["objectId"]) == (row.alert_id, row.object_id)
+    assert unfinished_partitions(lake, settle_seconds=0) == []
