@@ -26,6 +26,7 @@ __all__ = [
     "ARTIFACT_HASH_TAG",
     "CHAMPION",
     "DEFAULT_TRACKING_URI",
+    "RegistryUnavailableError",
     "UntrustedModelError",
     "artifact_digest",
     "champion",
@@ -47,6 +48,17 @@ _PICKLE_SUFFIXES = (".pkl", ".pickle", ".pth", ".joblib", ".cloudpickle")
 DEFAULT_TRACKING_URI = "sqlite:///models/mlflow.db"
 
 
+class RegistryUnavailableError(RuntimeError):
+    """The MLflow registry did not answer: no model version can be known, nothing is scored."""
+
+
+#: Error codes that mean "no such model or alias", as opposed to "no answer".
+_ABSENT = frozenset({"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"})
+#: A tracking server that is down is reported within seconds, not after MLflow's default
+#: seven retries with doubling waits (minutes per call); the environment may say otherwise.
+_HTTP_RETRIES = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
+
+
 class UntrustedModelError(RuntimeError):
     """A model artifact that must not be loaded: altered, unsigned, pickled or with code."""
 
@@ -62,17 +74,31 @@ def client(tracking_uri: str):
     from mlflow import MlflowClient
 
     safe_mode()
+    for key, value in _HTTP_RETRIES.items():
+        os.environ.setdefault(key, value)
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
 
 def champion(tracking_uri: str, name: str):
-    """The registered version of ``name`` with alias ``champion``, or ``None``."""
+    """The registered version of ``name`` with alias ``champion``, or ``None``.
+
+    Raises
+    ------
+    RegistryUnavailableError
+        If the registry does not answer (rather than answering "no champion").
+    """
     from mlflow.exceptions import MlflowException
 
     try:
         return client(tracking_uri).get_model_version_by_alias(name, CHAMPION)
-    except MlflowException:
-        return None
+    except MlflowException as exc:
+        if exc.error_code in _ABSENT:
+            return None
+        raise RegistryUnavailableError(
+            f"the MLflow registry at {tracking_uri} did not answer for {name}@{CHAMPION} "
+            f"({exc.error_code}): start or reach the tracking server (MLFLOW_TRACKING_URI); "
+            "nothing is scored without a known model version"
+        ) from exc
 
 
 def champion_info(tracking_uri: str, name: str) -> dict[str, Any] | None:
