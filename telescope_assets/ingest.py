@@ -146,6 +146,9 @@ def ingest(
             data = incoming.read_bytes(entry.rel)
         except FileNotFoundError:
             continue  # taken away since the listing: nothing of ours to account for
+        except PermissionError as exc:
+            result.quarantined.append(_set_aside(incoming, lake, entry, record, limit, exc))
+            continue
         record["frame_id"] = frame_id(data)
         outcome, record = _file_one(data, lake, registry, entry, record, limit, night_range)
         if (
@@ -246,16 +249,25 @@ def _refuse_entry(incoming: Store, lake: Lake, entry: Entry, record: dict) -> di
     return record
 
 
-def _set_aside(incoming: Store, lake: Lake, entry: Entry, record: dict, limit: int) -> dict:
-    """A file too large to be a frame: renamed into ``.rejected/`` unread, and recorded."""
+def _set_aside(
+    incoming: Store, lake: Lake, entry: Entry, record: dict, limit: int, denied=None
+) -> dict:
+    """A file too large to be a frame, or that we may not read: set aside, and recorded.
+
+    It is renamed into the drop zone's ``.rejected/`` folder unread (nothing is copied).
+    """
     kept = f"{REJECTED}/{record['received_at'][:10]}/{entry.rel}"
-    detail = f"{entry.size} bytes, more than the {limit} a frame of this camera can be"
+    if denied is not None:
+        reason, detail = "permission_denied", str(denied)
+    else:
+        reason = "too_large"
+        detail = f"{entry.size} bytes, more than the {limit} a frame of this camera can be"
     record = record | {
         "frame_id": _entry_id(entry, record["received_at"]),
         "size_bytes": entry.size,
         "kept_at": kept,
     }
-    record |= _reason("too_large", detail, None, None)
+    record |= _reason(reason, detail, None, None)
     lake.write_json(lake.quarantine(None, None, record["frame_id"], "json"), record)
     incoming.move(entry.rel, kept)
     return record

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import io
 import json
 import os
@@ -32,11 +33,48 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Entry", "Lake", "Store", "StoreFullError"]
+__all__ = ["Entry", "Lake", "Store", "StoreAccessError", "StoreFullError"]
+
+
+#: botocore's settings for every S3 store: a bounded number of attempts, with timeouts, so
+#: that an object store that is down gives a clear error in seconds, not a retry storm.
+S3_CLIENT_CONFIG = {
+    "retries": {"max_attempts": 2, "mode": "standard"},
+    "connect_timeout": 5,
+    "read_timeout": 60,
+}
+#: s3fs's own retries of one call (on top of botocore's).
+S3_CALL_RETRIES = 2
 
 
 class StoreFullError(OSError):
     """A write failed for lack of space; nothing was replaced."""
+
+
+class StoreAccessError(PermissionError):
+    """The store refused our credentials or permissions (no secret is ever in the message)."""
+
+
+def _explained(method):
+    """Say what to do when the store refuses access (s3fs says only 'Forbidden')."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except StoreAccessError:
+            raise
+        except PermissionError as exc:
+            advice = (
+                "check the permissions of the folder and its files for this user"
+                if self.is_local
+                else "check the credentials in the environment (AWS_ACCESS_KEY_ID, "
+                "AWS_SECRET_ACCESS_KEY), the endpoint (TELESCOPE_S3_ENDPOINT_URL) and the "
+                "bucket policy"
+            )
+            raise StoreAccessError(f"{self.url} refused access ({exc}): {advice}") from exc
+
+    return wrapper
 
 
 @dataclass(frozen=True)
@@ -62,7 +100,13 @@ class Store:
 
         self.url = url.rstrip("/")
         self.storage_options = dict(storage_options or {})
+        if self.url.startswith("s3://"):
+            self.storage_options.setdefault("config_kwargs", S3_CLIENT_CONFIG)
         self.fs, self.root = fsspec.core.url_to_fs(self.url, **self.storage_options)
+        if self.url.startswith("s3://"):
+            # s3fs retries each call 5 times over botocore's own retries: a store that is
+            # down took 70 connections and a minute per write. Two of each: 4 attempts.
+            self.fs.retries = S3_CALL_RETRIES
         self.root = self.root.rstrip("/")
         self.is_local = "file" in (
             self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,)
@@ -100,14 +144,17 @@ class Store:
         full = self.fs._strip_protocol(full)
         return posixpath.relpath(full, self.root)
 
+    @_explained
     def exists(self, rel: str) -> bool:
         """Whether ``rel`` exists."""
         return self.fs.exists(self.full(rel))
 
+    @_explained
     def read_bytes(self, rel: str) -> bytes:
         """All bytes of ``rel``."""
         return self.fs.cat_file(self.full(rel))
 
+    @_explained
     def write_bytes(self, rel: str, data: bytes) -> None:
         """Write ``data`` to ``rel`` atomically (temporary name, then move)."""
         target = self.full(rel)
@@ -129,12 +176,14 @@ class Store:
                 ) from exc
             raise
 
+    @_explained
     def delete(self, rel: str) -> None:
         """Remove ``rel`` if it exists."""
         path = self.full(rel)
         if self.fs.exists(path):
             self.fs.rm(path)
 
+    @_explained
     def list(self, prefix: str = "", suffix: str = "", recursive: bool = False) -> list[str]:
         """Relative paths of files under ``prefix`` (fresh listing, hidden files skipped).
 
@@ -157,6 +206,7 @@ class Store:
             out.append(self.rel(p))
         return sorted(out)
 
+    @_explained
     def entries(self, prefix: str = "") -> list[Entry]:
         """Every entry under ``prefix``, recursively, with its kind, size and time.
 
@@ -206,6 +256,7 @@ class Store:
                 else:
                     out.append(Entry(rel, "special", 0, info.st_mtime))
 
+    @_explained
     def remove_entry(self, rel: str) -> None:
         """Remove a name itself (a link, FIFO or file), never what a link points at."""
         path = self.full(rel)
@@ -215,6 +266,7 @@ class Store:
         else:
             self.delete(rel)
 
+    @_explained
     def move(self, rel: str, dest: str) -> None:
         """Move ``rel`` to ``dest`` within this store (a rename on disk: nothing copied)."""
         source, target = self.full(rel), self.full(dest)
@@ -224,6 +276,7 @@ class Store:
         else:
             self.fs.mv(source, target)
 
+    @_explained
     def list_dirs(self, prefix: str) -> list[str]:
         """Names of the sub-folders of ``prefix``."""
         base = self.full(prefix)
@@ -235,6 +288,7 @@ class Store:
             posixpath.basename(e["name"].rstrip("/")) for e in entries if e["type"] == "directory"
         )
 
+    @_explained
     def modified(self, rel: str) -> float | None:
         """Modification time (UNIX seconds) of ``rel``, if the filesystem reports one."""
         info = self.fs.info(self.full(rel))

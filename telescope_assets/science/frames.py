@@ -86,6 +86,8 @@ REASONS = {
     "altered in transit; resend it.",
     "too_large": "The file is larger than the site's camera can write (or inflates to "
     "more): it was not read; it is kept aside in the drop zone (.rejected/).",
+    "permission_denied": "The pipeline may not read the file: fix its permissions and move "
+    "it back from the drop zone's .rejected/ folder.",
     "not_regular_file": "A link, folder or device in the drop zone: only plain files are "
     "read. Upload the file itself; the entry was removed, its target left untouched.",
     "internal_error": "Inspecting the file raised an unexpected error (see detail): a "
