@@ -28,7 +28,7 @@ def test_production_instance_runs_on_postgres_with_monitoring_and_retries(
         assert type(coordinator).__name__ == "QueuedRunCoordinator"
         queue = instance.get_concurrency_config().run_queue_config
         limits = {x["key"]: x["limit"] for x in queue.tag_concurrency_limits}
-        assert limits == {"telescope/partition": 1, "telescope/site": 2}
+        assert limits == {"dagster/partition": 1, "telescope/site": 2}
         assert queue.max_concurrent_runs == 8
         assert instance.get_concurrency_config().pool_config.default_pool_limit == 1
         assert instance.run_monitoring_enabled
