@@ -257,6 +257,29 @@ class Store:
                     out.append(Entry(rel, "special", 0, info.st_mtime))
 
     @_explained
+    def temporaries(self, older_than: float = 3600.0) -> list[str]:
+        """Temporary files of writes that never finished (a killed writer), oldest kept.
+
+        Only ``.tmp-*`` names older than ``older_than`` seconds: a younger one may belong
+        to a write in progress.
+        """
+        import time
+
+        base = self.full("")
+        self.fs.invalidate_cache(base)
+        if not self.fs.exists(base):
+            return []
+        now, out = time.time(), []
+        for path, info in self.fs.find(base, detail=True, withdirs=False).items():
+            if not posixpath.basename(path).startswith(".tmp-"):
+                continue
+            when = info.get("mtime") or info.get("LastModified")
+            when = when.timestamp() if hasattr(when, "timestamp") else when
+            if when is not None and now - float(when) >= older_than:
+                out.append(self.rel(path))
+        return sorted(out)
+
+    @_explained
     def remove_entry(self, rel: str) -> None:
         """Remove a name itself (a link, FIFO or file), never what a link points at."""
         path = self.full(rel)
@@ -332,9 +355,15 @@ class Store:
         return fits.open(io.BytesIO(self.read_bytes(rel)), memmap=False, lazy_load_hdus=False)
 
     def write_fits(self, rel: str, hdul) -> None:
-        """Write an ``HDUList`` atomically."""
+        """Write an ``HDUList`` atomically, every unit with ``CHECKSUM`` and ``DATASUM``.
+
+        The cards' comment is fixed (astropy's default holds the time of writing), so the
+        same product written twice is the same bytes: a rerun can be compared byte for byte.
+        """
+        for hdu in hdul:
+            hdu.add_checksum(when="FITS 4.0 checksum")
         buf = io.BytesIO()
-        hdul.writeto(buf, checksum=True)
+        hdul.writeto(buf)
         self.write_bytes(rel, buf.getvalue())
 
 

@@ -18,12 +18,22 @@ def test_production_instance_runs_on_postgres_with_monitoring_and_retries(
     monkeypatch.setenv("TELESCOPE_DAGSTER_LOGS", str(tmp_path / "logs"))
     monkeypatch.setenv("DAGSTER_HOME", str(DEPLOY))
     with dg.DagsterInstance.from_config(str(DEPLOY)) as instance:
-        for storage in (
-            instance.run_storage,
-            instance.event_log_storage,
-            instance.schedule_storage,
-        ):
-            assert type(storage).__module__.startswith("dagster_postgres")
+        from dagster_postgres import (
+            PostgresEventLogStorage,
+            PostgresRunStorage,
+            PostgresScheduleStorage,
+        )
+
+        from telescope_assets.pg_storage import (
+            RestartTolerantPostgresEventLogStorage,
+            RestartTolerantPostgresRunStorage,
+        )
+
+        assert isinstance(instance.run_storage, PostgresRunStorage)
+        assert isinstance(instance.schedule_storage, PostgresScheduleStorage)
+        assert isinstance(instance.event_log_storage, PostgresEventLogStorage)
+        assert isinstance(instance.event_log_storage, RestartTolerantPostgresEventLogStorage)
+        assert isinstance(instance.run_storage, RestartTolerantPostgresRunStorage)
         coordinator = instance.run_coordinator
         assert type(coordinator).__name__ == "QueuedRunCoordinator"
         queue = instance.get_concurrency_config().run_queue_config

@@ -10,7 +10,7 @@ import time
 import dagster as dg
 import pytest
 
-from telescope_assets.defs.ingest.sensors import new_frames
+from telescope_assets.defs.ingest.sensors import new_frames, reconciler
 from telescope_assets.ingest import batches_after, read_batch
 from telescope_assets.science.frames import frame_id
 from telescope_assets_tests.reliability.conftest import frame_variants
@@ -149,3 +149,27 @@ def test_a_daemon_killed_mid_tick_loses_and_doubles_nothing(sensor_resources, go
         ledgered |= {e["frame_id"] for e in record["accepted"] + record["duplicates"]}
     assert ledgered == set(expected)  # every frame reaches the sensor's ledger
     assert lake.list("quarantine", recursive=True) == []
+
+
+@pytest.mark.fast
+def test_the_reconciler_sweeps_old_temporary_files_and_keeps_young_ones(sensor_resources):
+    lake = sensor_resources["lake"].get()
+    lake.write_bytes("calibrated/s/n/a.fits", b"whole")
+    old = lake.full("calibrated/s/n/.tmp-dead-a.fits")
+    young = lake.full("calibrated/s/n/.tmp-live-b.fits")
+    for path in (old, young):
+        with open(path, "wb") as fh:
+            fh.write(b"half")
+    stamp = time.time() - 7200
+    os.utime(old, (stamp, stamp))
+    assert lake.temporaries(older_than=3600) == ["calibrated/s/n/.tmp-dead-a.fits"]
+    with (
+        dg.instance_for_test() as instance,
+        dg.build_sensor_context(
+            instance=instance, resources={"lake": sensor_resources["lake"]}
+        ) as ctx,
+    ):
+        reconciler(ctx)
+    assert not os.path.exists(old)
+    assert os.path.exists(young)  # may be a write in progress
+    assert lake.read_bytes("calibrated/s/n/a.fits") == b"whole"

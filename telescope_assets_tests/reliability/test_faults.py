@@ -67,3 +67,66 @@ def test_a_full_disk_fails_the_step_clearly_and_keeps_the_previous_version(
     assert "no space left on" in message
     assert "previous version of the file is intact" in message
     assert _digests(small_disk / "lake") == before  # nothing replaced, no partial left
+
+
+KILLED_RUN = """
+import sys, dagster as dg
+from telescope_assets.defs.frames.assets import calibrated_frames, calibration_masters, raw_frames
+from telescope_assets.resources import DaskResource, LakeResource, RegistryResource
+lake, registry = sys.argv[1], sys.argv[2]
+resources = {
+    "lake": LakeResource(root=lake),
+    "registry": RegistryResource(path=registry),
+    "dask": DaskResource(n_workers=1, processes=False),
+}
+print("ready", flush=True)
+dg.materialize(
+    [calibrated_frames, calibration_masters.to_source_asset(), raw_frames.to_source_asset()],
+    partition_key=dg.MultiPartitionKey({"site": "tololo", "night": sys.argv[3]}),
+    resources=resources,
+    run_config={"ops": {"calibrated_frames": {"config": {"force": True}}}},
+)
+print("finished", flush=True)
+"""
+
+
+def _complete(path) -> bool:
+    from astropy.io import fits
+
+    with fits.open(path, checksum=True) as hdul:
+        return all(h.verify_checksum() == 1 and h.verify_datasum() == 1 for h in hdul)
+
+
+@pytest.mark.slow
+def test_a_run_worker_killed_mid_frame_leaves_whole_files_and_a_rerun_is_byte_identical(
+    resources, registry, registry_file, tmp_path
+):
+    import sys
+    import time
+
+    lake = resources["lake"].get()
+    ingest(resources["incoming"].get(), lake, registry, max_files=10_000)
+    assert dg.materialize(FRAMES, partition_key=KEY, resources=resources).success
+    clean = _digests(lake.root)
+    calibrated = sorted(p for p in clean if p.startswith("calibrated/"))
+    assert len(calibrated) == 3
+    args = [sys.executable, "-c", KILLED_RUN, lake.root, str(registry_file), NIGHT]
+    for pause in (2.0, 3.0, 4.0):  # each kill lands at another point of the step
+        proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
+        assert proc.stdout.readline().strip() == "ready"
+        time.sleep(pause)
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+        for rel in calibrated:  # whole (checksums hold) and what a clean run writes
+            assert _complete(os.path.join(lake.root, rel))
+            assert _digests(lake.root)[rel] == clean[rel]
+    again = dg.materialize(
+        [calibrated_frames, calibration_masters.to_source_asset(), raw_frames.to_source_asset()],
+        partition_key=KEY,
+        resources=resources,
+        run_config={"ops": {"calibrated_frames": {"config": {"force": True}}}},
+    )
+    assert again.success
+    after = _digests(lake.root)
+    assert {p: after[p] for p in calibrated} == {p: clean[p] for p in calibrated}

@@ -100,12 +100,18 @@ def new_frames(
 def reconciler(context: dg.SensorEvaluationContext, lake: LakeResource) -> dg.SensorResult:
     """One run per unfinished partition and state (``tasks/reconcile.py``).
 
+    It also removes the temporary files of writes that never finished (older than an hour).
+
     The run key names the partition and what was wrong, so one state is requested once:
     a partition whose rerun fails the same way is reported, not retried for ever.
     """
     from telescope_assets.tasks.reconcile import unfinished_partitions
 
-    found = unfinished_partitions(lake.get())
+    store = lake.get()
+    for rel in store.temporaries(older_than=3600):  # left by writers killed mid-write
+        store.delete(rel)
+        context.log.info(f"removed {rel}, the temporary file of a write that never finished")
+    found = unfinished_partitions(store)
     for item in found:
         context.log.info(f"{item.site} {item.night}: {item.reason}")
     requests = [
