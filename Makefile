@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export DAGSTER_HOME := $(CURDIR)
 
-.PHONY: install system-deps demo test lint format ui ui-readonly mlflow-ui stack-up stack-down stack-status bench bench-transients bench-latency bench-lightcurves clean
+.PHONY: install system-deps demo test lint format ui ui-readonly mlflow-ui stack-up stack-down stack-status bench bench-transients bench-latency bench-lightcurves lake-integrity clean
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required"'
@@ -79,6 +79,11 @@ bench-latency: install
 ## Light-curve update time and memory as nights accumulate, beside a full rebuild.
 bench-lightcurves: install
 	$(BIN)/python bench/lightcurves.py
+
+## After `make demo`: the reliability suite's bad inputs and faults on a copy of the demo's
+## lake; checks that nothing of it is lost or altered (bench/lake_integrity.py).
+lake-integrity: install
+	$(BIN)/python bench/lake_integrity.py
 
 clean:
 	rm -rf data/lake data/incoming data/simulated data/truth data/dagster data/dask models/mlflow.db models/artifacts

@@ -168,3 +168,22 @@ def postgres_url():
         )
         cur.execute(f'DROP DATABASE "{name}"')
     admin.close()
+
+
+TWO_NIGHTS = ("2026-03-18", "2026-03-19")
+
+
+@pytest.fixture(scope="module")
+def two_nights(tmp_path_factory, registry):
+    """Two simulated nights of tololo, made once per module (references, then alerts)."""
+    root = tmp_path_factory.mktemp("two_nights")
+    cfg = SimulationConfig(
+        seed=1,
+        nights=TWO_NIGHTS,
+        sites=("tololo",),
+        science_per_night=4,
+        stars_per_field=3000,
+        truncated_uploads=0.0,
+    )
+    simulate_network(registry, root / "incoming", root / "truth", cfg)
+    return root

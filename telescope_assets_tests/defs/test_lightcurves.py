@@ -6,6 +6,7 @@ sites take seconds.
 """
 
 import datetime as dt
+import json
 
 import dagster as dg
 import numpy as np
@@ -275,5 +276,39 @@ def test_nightly_reports_sensor_reads_the_event_log(tmp_path):
         resources={"registry": RegistryResource(path=str(tmp_path / "sites.yaml"))},
     )
     result = nightly_reports(context)
-    assert not result.run_requests
-    assert "no site has sent frames" in result.skip_reason.skip_message
+    # Nothing recorded for recent nights; the two March nights received frames since the
+    # sensor last looked ("late"): the 20th is processed everywhere it was observed, the
+    # 19th still waits for its newest frames.
+    assert [r.partition_key for r in result.run_requests] == [tonight]
+    assert json.loads(result.cursor)["late"] == [earlier]
+
+
+def test_a_late_frame_reopens_an_old_nights_report(tmp_path):
+    from telescope_assets.defs.lightcurves.sensors import RECENT_NIGHTS, nightly_reports
+    from telescope_assets.defs.partitions import site_night_key
+
+    registry = load_registry()
+    (tmp_path / "sites.yaml").write_text(registry.to_yaml())
+    instance = dg.DagsterInstance.ephemeral()
+    old = (dt.date.today() - dt.timedelta(days=RECENT_NIGHTS + 7)).isoformat()
+    site = registry.names[0]
+    resources = {"registry": RegistryResource(path=str(tmp_path / "sites.yaml"))}
+
+    def record(asset):
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization(asset_key=asset, partition=str(site_night_key(site, old)))
+        )
+
+    def tick(cursor):
+        with dg.build_sensor_context(instance=instance, resources=resources, cursor=cursor) as c:
+            return nightly_reports(c)
+
+    record("raw_frames")  # a frame a week and more late, ingested now
+    first = tick(None)
+    assert not first.run_requests  # not processed yet: the night is remembered...
+    assert old in json.loads(first.cursor)["late"]
+    record("alerts")  # ...and once its partition is processed, its report is redone
+    second = tick(first.cursor)
+    assert [r.partition_key for r in second.run_requests] == [old]
+    assert old not in json.loads(second.cursor)["late"]
+    assert not tick(second.cursor).run_requests  # once

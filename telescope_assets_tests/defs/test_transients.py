@@ -3,7 +3,6 @@
 import dagster as dg
 import numpy as np
 import pandas as pd
-import pytest
 
 from telescope_assets.defs.catalogs.assets import frame_quality, source_catalogs
 from telescope_assets.defs.frames.assets import calibrated_frames, calibration_masters, raw_frames
@@ -17,10 +16,10 @@ from telescope_assets.defs.transients.assets import (
 from telescope_assets.ingest import ingest
 from telescope_assets.lake import Store
 from telescope_assets.resources import IncomingResource
-from telescope_assets.simulate.network import SimulationConfig, simulate_network
 from telescope_assets.tasks import alerts as alert_tasks
+from telescope_assets_tests.conftest import TWO_NIGHTS
 
-NIGHTS = ("2026-03-18", "2026-03-19")
+NIGHTS = TWO_NIGHTS
 SITE = "tololo"
 ASSETS = [
     raw_frames,
@@ -37,21 +36,6 @@ MODELS = [m.to_source_asset() for m in (anomaly_model, frame_quality_model, real
 # The test champion is a tiny network: every candidate becomes an alert, so that the
 # mechanics (ids, packets, follow-up) are exercised; accuracy is measured in bench/.
 EVERYTHING = {"ops": {"alerts": {"config": {"min_real_score": 0.0, "min_snr": 5.0}}}}
-
-
-@pytest.fixture(scope="module")
-def two_nights(tmp_path_factory, registry):
-    root = tmp_path_factory.mktemp("two_nights")
-    cfg = SimulationConfig(
-        seed=1,
-        nights=NIGHTS,
-        sites=(SITE,),
-        science_per_night=4,
-        stars_per_field=3000,
-        truncated_uploads=0.0,
-    )
-    simulate_network(registry, root / "incoming", root / "truth", cfg)
-    return root
 
 
 def _run(resources, night, instance):

@@ -7,45 +7,21 @@ from telescope_assets.defs.ingest.sensors import reconciler
 from telescope_assets.ingest import ingest
 from telescope_assets.lake import Store
 from telescope_assets.resources import IncomingResource
-from telescope_assets.simulate.network import SimulationConfig, simulate_network
 from telescope_assets.tasks import alerts as alert_tasks
 from telescope_assets.tasks.reconcile import unfinished_partitions
-from telescope_assets_tests.defs.test_transients import ASSETS, EVERYTHING, MODELS
+from telescope_assets_tests.defs.test_transients import NIGHTS, SITE, _run
 
 pytestmark = pytest.mark.slow
 
-NIGHTS = ("2026-03-18", "2026-03-19")
-SITE = "tololo"
-
-
-def _run(resources, night, instance, **kwargs):
-    return dg.materialize(
-        [*ASSETS, *MODELS],
-        partition_key=dg.MultiPartitionKey({"site": SITE, "night": night}),
-        resources=resources,
-        instance=instance,
-        run_config=EVERYTHING,
-        **kwargs,
-    )
-
 
 def test_a_kill_between_packets_and_table_is_found_and_finished_once(
-    resources, registry, tmp_path, monkeypatch
+    resources, registry, two_nights, monkeypatch
 ):
-    cfg = SimulationConfig(
-        seed=1,
-        nights=NIGHTS,
-        sites=(SITE,),
-        science_per_night=4,
-        stars_per_field=3000,
-        truncated_uploads=0.0,
-    )
-    simulate_network(registry, tmp_path / "in", tmp_path / "truth", cfg)
-    resources = {**resources, "incoming": IncomingResource(url=str(tmp_path / "in"))}
+    resources = {**resources, "incoming": IncomingResource(url=str(two_nights / "incoming"))}
     lake = resources["lake"].get()
-    for path in (tmp_path / "truth" / "refcat").glob("*.parquet"):
+    for path in (two_nights / "truth" / "refcat").glob("*.parquet"):
         lake.write_bytes(f"refcat/{path.name}", path.read_bytes())
-    ingest(Store(str(tmp_path / "in")), lake, registry, max_files=10_000)
+    ingest(Store(str(two_nights / "incoming")), lake, registry, max_files=10_000)
     assert {(u.site, u.night) for u in unfinished_partitions(lake, settle_seconds=0)} == {
         (SITE, n) for n in NIGHTS
     }  # ingested, never run: the reconciler would ask for both

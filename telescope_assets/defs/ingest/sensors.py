@@ -24,21 +24,20 @@ def run_requests_for(lake: Lake, batch_ids: list[str]) -> list[dg.RunRequest]:
     Dagster launches each only once. Runs of one partition never overlap: the
     ``telescope/partition`` tag has a concurrency limit of one per value (dagster.yaml).
     """
-    requests = []
-    for batch_id in batch_ids:
-        for site, night in read_batch(lake, batch_id)["partitions"]:
-            requests.append(
-                dg.RunRequest(
-                    run_key=f"{batch_id}:{site}:{night}",
-                    partition_key=site_night_key(site, night),
-                    tags={
-                        "telescope/batch": batch_id,
-                        "telescope/site": site,
-                        "telescope/partition": f"{site}|{night}",
-                    },
-                )
-            )
-    return requests
+    return [
+        _partition_request(f"{batch_id}:{site}:{night}", site, night, {"telescope/batch": batch_id})
+        for batch_id in batch_ids
+        for site, night in read_batch(lake, batch_id)["partitions"]
+    ]
+
+
+def _partition_request(run_key: str, site: str, night: str, tags: dict) -> dg.RunRequest:
+    """A run of ``frames_job`` for one site × night, tagged with what asked for it."""
+    return dg.RunRequest(
+        run_key=run_key,
+        partition_key=site_night_key(site, night),
+        tags={**tags, "telescope/site": site, "telescope/partition": f"{site}|{night}"},
+    )
 
 
 @dg.sensor(
@@ -115,14 +114,11 @@ def reconciler(context: dg.SensorEvaluationContext, lake: LakeResource) -> dg.Se
     for item in found:
         context.log.info(f"{item.site} {item.night}: {item.reason}")
     requests = [
-        dg.RunRequest(
-            run_key=f"reconcile:{item.site}:{item.night}:{item.state_key}",
-            partition_key=site_night_key(item.site, item.night),
-            tags={
-                "telescope/reconcile": item.reason,
-                "telescope/site": item.site,
-                "telescope/partition": f"{item.site}|{item.night}",
-            },
+        _partition_request(
+            f"reconcile:{item.site}:{item.night}:{item.state_key}",
+            item.site,
+            item.night,
+            {"telescope/reconcile": item.reason},
         )
         for item in found
     ]

@@ -1,12 +1,14 @@
 """The ``nightly_reports`` sensor: a night's report once its observing sites are done."""
 
 import datetime as dt
+import json
 import zoneinfo
+from collections.abc import Iterable
 
 import dagster as dg
 
 from telescope_assets.defs.jobs import nightly_job
-from telescope_assets.defs.partitions import site_night_key
+from telescope_assets.defs.partitions import site_night_key, site_nights
 from telescope_assets.registry import Site
 from telescope_assets.resources import RegistryResource
 
@@ -14,6 +16,10 @@ __all__ = ["night_deadline", "nightly_reports", "nightly_requests", "report_read
 
 #: How many of the latest nights a tick looks at.
 RECENT_NIGHTS = 3
+#: ``raw_frames`` materializations read per tick (older nights with late frames).
+LATE_BATCH = 1000
+#: Most late nights the cursor remembers until their report is redone.
+MAX_LATE = 60
 #: How long after the deadline a site whose frames are still unprocessed is waited for.
 STUCK_GRACE = dt.timedelta(hours=12)
 
@@ -82,20 +88,48 @@ def _latest(instance, asset: str, partition: str):
 def nightly_reports(
     context: dg.SensorEvaluationContext, registry: RegistryResource
 ) -> dg.SensorResult:
-    """Check the latest nights; one run per night and state of its sites."""
-    requests, reasons = nightly_requests(context.instance, registry.get(), dt.datetime.now(dt.UTC))
+    """Check the latest nights, and older nights that received late frames.
+
+    One run per night and state of its sites. The cursor keeps the last ``raw_frames``
+    materialization seen and the late nights whose report is still to be redone, so a
+    frame that arrives a week late re-opens its night's light curves and report too.
+    """
+    state = json.loads(context.cursor) if context.cursor else {}
+    after, late = state.get("raw_after"), set(state.get("late", []))
+    seen = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey("raw_frames"), after_storage_id=after),
+        limit=LATE_BATCH,
+        ascending=True,
+    ).records
+    for record in seen:
+        key = site_nights.get_partition_key_from_str(record.partition_key)
+        late.add(key.keys_by_dimension["night"])
+        after = record.storage_id
+    requests, reasons = nightly_requests(
+        context.instance, registry.get(), dt.datetime.now(dt.UTC), nights=late
+    )
+    late -= {r.partition_key for r in requests}
+    cursor = json.dumps({"raw_after": after, "late": sorted(late)[-MAX_LATE:]})
     if not requests:
-        return dg.SensorResult(skip_reason="; ".join(reasons))
-    return dg.SensorResult(run_requests=requests)
+        return dg.SensorResult(skip_reason="; ".join(reasons), cursor=cursor)
+    return dg.SensorResult(run_requests=requests, cursor=cursor)
 
 
-def nightly_requests(instance, registry, now: dt.datetime) -> tuple[list, list[str]]:
-    """The sensor's decision at time ``now``: run requests, and a reason per night."""
+def nightly_requests(
+    instance, registry, now: dt.datetime, nights: Iterable[str] = ()
+) -> tuple[list, list[str]]:
+    """The sensor's decision at time ``now``: run requests, and a reason per night.
+
+    The latest :data:`RECENT_NIGHTS` nights are checked, and any older ``nights`` given
+    (nights that received late frames): those are redone once every site that sent
+    frames is processed, with no deadline (the night is long over; a partition that never
+    finishes is the ``reconciler``'s to requeue).
+    """
     sites = [registry[name] for name in registry.names]
     tonight = (now - dt.timedelta(hours=12)).date()
+    recent = [(tonight - dt.timedelta(days=back)).isoformat() for back in range(RECENT_NIGHTS)]
     requests, reasons = [], []
-    for back in range(RECENT_NIGHTS):
-        night = (tonight - dt.timedelta(days=back)).isoformat()
+    for night in [*recent, *sorted(set(nights) - set(recent), reverse=True)]:
         observed, processed, newest = set(), set(), 0
         for site in registry.names:
             key = str(site_night_key(site, night))
@@ -107,9 +141,13 @@ def nightly_requests(instance, registry, now: dt.datetime) -> tuple[list, list[s
             if done is not None and done > raw:
                 processed.add(site)
                 newest = max(newest, done)
-        ready, why = report_ready(
-            registry.names, observed, processed, now, night_deadline(sites, night)
-        )
+        if night in recent:
+            ready, why = report_ready(
+                registry.names, observed, processed, now, night_deadline(sites, night)
+            )
+        else:  # a late frame for a night long over: redo it once its partitions are done
+            ready = bool(observed) and processed == observed
+            why = "late frames processed" if ready else "late frames waiting for processing"
         reasons.append(f"{night}: {why}")
         if ready:
             requests.append(
