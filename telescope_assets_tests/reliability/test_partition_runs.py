@@ -63,9 +63,14 @@ def _check(instance):
     assert waiting.run_id not in {r.run_id for r in _launchable(instance)}
 
 
-def _instance_config(path: Path, tmp_path: Path, storage: dict) -> Path:
+def _instance_config(path: Path, tmp_path: Path, url: str | None = None) -> Path:
+    """The instance ``path`` configures, with its storage in tmp_path or at ``url``."""
     config = yaml.safe_load(path.read_text())
-    config["storage"] = storage
+    if url is None:
+        config["storage"] = {"sqlite": {"base_dir": str(tmp_path / "s")}}
+    else:
+        for part in ("run_storage", "event_log_storage", "schedule_storage"):
+            config[part]["config"]["postgres_url"] = url
     config.pop("compute_logs", None)
     config.pop("local_artifact_storage", None)
     home = tmp_path / "home"
@@ -75,9 +80,7 @@ def _instance_config(path: Path, tmp_path: Path, storage: dict) -> Path:
 
 
 def test_one_partition_runs_once_at_a_time_on_the_embedded_instance(tmp_path):
-    home = _instance_config(
-        ROOT / "dagster.yaml", tmp_path, {"sqlite": {"base_dir": str(tmp_path / "s")}}
-    )
+    home = _instance_config(ROOT / "dagster.yaml", tmp_path)
     with dg.DagsterInstance.from_config(str(home)) as instance:
         _check(instance)
 
@@ -87,7 +90,7 @@ def test_one_partition_runs_once_at_a_time_on_the_production_instance(tmp_path, 
     home = _instance_config(
         ROOT / "deploy" / "production" / "dagster.yaml",
         tmp_path,
-        {"postgres": {"postgres_url": postgres_url}},
+        postgres_url,
     )
     with dg.DagsterInstance.from_config(str(home)) as instance:
         _check(instance)
