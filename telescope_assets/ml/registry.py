@@ -55,8 +55,13 @@ class RegistryUnavailableError(RuntimeError):
 #: Error codes that mean "no such model or alias", as opposed to "no answer".
 _ABSENT = frozenset({"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"})
 #: A tracking server that is down is reported within seconds, not after MLflow's default
-#: seven retries with doubling waits (minutes per call); the environment may say otherwise.
-_HTTP_RETRIES = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
+#: seven retries with doubling waits (minutes per call); downloads of a few small files
+#: draw no progress bars in run logs. The environment may say otherwise.
+_MLFLOW_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+}
 
 
 class UntrustedModelError(RuntimeError):
@@ -74,7 +79,7 @@ def client(tracking_uri: str):
     from mlflow import MlflowClient
 
     safe_mode()
-    for key, value in _HTTP_RETRIES.items():
+    for key, value in _MLFLOW_DEFAULTS.items():
         os.environ.setdefault(key, value)
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
@@ -180,12 +185,13 @@ def sign_version(tracking_uri: str, name: str, version: str) -> str:
     """Record the digest of a just-registered version's files as its tag; return it."""
     import mlflow.artifacts
 
+    registry_client = client(tracking_uri)
     with tempfile.TemporaryDirectory() as tmp:
         local = mlflow.artifacts.download_artifacts(
             artifact_uri=f"models:/{name}/{version}", dst_path=tmp, tracking_uri=tracking_uri
         )
         digest = artifact_digest(local)
-    client(tracking_uri).set_model_version_tag(name, version, ARTIFACT_HASH_TAG, digest)
+    registry_client.set_model_version_tag(name, version, ARTIFACT_HASH_TAG, digest)
     return digest
 
 
