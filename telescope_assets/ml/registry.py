@@ -183,16 +183,24 @@ def verify_artifact(folder: str | os.PathLike, expected: str | None, label: str)
 
 def sign_version(tracking_uri: str, name: str, version: str) -> str:
     """Record the digest of a just-registered version's files as its tag; return it."""
+    with tempfile.TemporaryDirectory() as tmp:
+        digest = artifact_digest(_download(tracking_uri, name, version, tmp))
+    client(tracking_uri).set_model_version_tag(name, version, ARTIFACT_HASH_TAG, digest)
+    return digest
+
+
+def _download(tracking_uri: str, name: str, version: str, folder: str) -> str:
+    """Copy a registered version's files into ``folder``; return where they are.
+
+    The files' location is asked of this registry (not of ``models:/``, which MLflow
+    resolves against the process's global registry URI).
+    """
     import mlflow.artifacts
 
-    registry_client = client(tracking_uri)
-    with tempfile.TemporaryDirectory() as tmp:
-        local = mlflow.artifacts.download_artifacts(
-            artifact_uri=f"models:/{name}/{version}", dst_path=tmp, tracking_uri=tracking_uri
-        )
-        digest = artifact_digest(local)
-    registry_client.set_model_version_tag(name, version, ARTIFACT_HASH_TAG, digest)
-    return digest
+    source = client(tracking_uri).get_model_version_download_uri(name, version)
+    return mlflow.artifacts.download_artifacts(
+        artifact_uri=source, dst_path=folder, tracking_uri=tracking_uri
+    )
 
 
 @functools.lru_cache(maxsize=16)
@@ -202,15 +210,12 @@ def load_version(tracking_uri: str, name: str, version: str):
     The files are downloaded, checked by :func:`verify_artifact` against the digest
     recorded at registration, and only then loaded (pickle refused) from that copy.
     """
-    import mlflow.artifacts
     import mlflow.pytorch
 
     safe_mode()
     label = f"models:/{name}/{version}"
     tags = client(tracking_uri).get_model_version(name, version).tags
     with tempfile.TemporaryDirectory() as tmp:
-        local = mlflow.artifacts.download_artifacts(
-            artifact_uri=label, dst_path=tmp, tracking_uri=tracking_uri
-        )
+        local = _download(tracking_uri, name, version, tmp)
         verify_artifact(local, tags.get(ARTIFACT_HASH_TAG), label)
         return mlflow.pytorch.load_model(local)
