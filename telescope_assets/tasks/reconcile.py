@@ -1,8 +1,9 @@
 """Partitions whose raw frames have no complete products: what a killed run left behind.
 
 Every run of ``frames_job`` rewrites each stage's partition table in the order of the
-graph (raw frames, calibrated frames, catalogs, quality, references, candidates, alerts,
-follow-up), and each stage does only what is stale. So a finished partition has a table
+graph (raw frames, calibrated frames, catalogs, quality, references, candidates, alerts),
+and each stage does only what is stale. (Follow-up requests are another job's, launched
+by the ``new_alerts`` sensor for partitions with alerts only.) So a finished partition has a table
 for every stage, each written after the one before, and its first tables name every raw
 frame. A run killed between two stages (after the alert packets, before the alerts
 table, say) leaves a table missing or older than its upstream; a frame whose run never
@@ -30,7 +31,6 @@ STAGES = (
     "reference_images",
     "transient_candidates",
     "alerts",
-    "followup_requests",
 )
 
 
