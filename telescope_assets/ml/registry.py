@@ -167,9 +167,10 @@ def verify_artifact(folder: str | os.PathLike, expected: str | None, label: str)
     named_code = [f for f, spec in flavors.items() if isinstance(spec, dict) and spec.get("code")]
     if named_code:
         raise UntrustedModelError(f"{label}'s MLmodel names a code folder ({named_code}): refused")
-    pytorch = flavors.get("pytorch", {})
-    if pytorch.get("serialization_format", "pt2") != "pt2":
-        raise UntrustedModelError(f"{label} is not a pt2 program: refused")
+    # MLflow picks the format by the file it finds: model.pt2 (torch.export) or model.pth
+    # (a pickle). Only a pt2 program, and nothing else that loads, is accepted.
+    if not list(root.rglob("model.pt2")):
+        raise UntrustedModelError(f"{label} is not a pt2 program (no model.pt2): refused")
     pickles = [p.name for p in root.rglob("*") if p.suffix in _PICKLE_SUFFIXES]
     if pickles:
         raise UntrustedModelError(f"{label} holds pickled files {pickles}: refused")

@@ -1,5 +1,7 @@
 """Models: Lightning modules, a real MLflow store, the champion gate, safe loading."""
 
+import warnings
+
 import mlflow
 import numpy as np
 import pytest
@@ -123,11 +125,18 @@ def test_missing_champion_fails_with_a_clear_message(store):
 def test_pickled_artifact_is_refused(store, rb_data):
     from mlflow.exceptions import MlflowException
 
+    from telescope_assets.ml import registry
     from telescope_assets.ml.networks import RealBogusNet
+    from telescope_assets.ml.registry import UntrustedModelError
 
     mlflow.set_tracking_uri(store.tracking_uri)
     mlflow.set_registry_uri(store.tracking_uri)
-    with mlflow.start_run(experiment_id=store.experiment_id("pickled")):
+    with (
+        mlflow.start_run(experiment_id=store.experiment_id("pickled")),
+        warnings.catch_warnings(),
+    ):
+        # As in tasks/models.py: MLflow cannot validate the wrapper's Any-typed hints.
+        warnings.filterwarnings("ignore", message=".*inferred as AnyType.*")
         info = mlflow.pytorch.log_model(
             RealBogusNet(),
             name="model",
@@ -135,8 +144,23 @@ def test_pickled_artifact_is_refused(store, rb_data):
             registered_model_name="pickled_model",
             pip_requirements=["torch==2.13.0"],
         )
+    version = str(info.registered_model_version)
+    # Not registered by the pipeline: unsigned, refused before anything is read.
+    with pytest.raises(UntrustedModelError, match="no artifact_sha256 tag"):
+        store.load_version("pickled_model", version)
+    # Signed as if it were ours: still refused, being a pickle and not a pt2 program...
+    registry.sign_version(store.tracking_uri, "pickled_model", version)
+    registry.load_version.cache_clear()
+    with pytest.raises(UntrustedModelError, match="not a pt2 program"):
+        store.load_version("pickled_model", version)
+    # ...and MLflow itself, handed the files directly, refuses to unpickle them.
+    local = mlflow.artifacts.download_artifacts(
+        store.client().get_model_version_download_uri("pickled_model", version),
+        tracking_uri=store.tracking_uri,
+    )
+    registry.safe_mode()
     with pytest.raises(MlflowException, match="pickle"):
-        store.load_version("pickled_model", str(info.registered_model_version))
+        mlflow.pytorch.load_model(local)
 
 
 def test_tampered_artifact_is_refused(store, champion_report):
