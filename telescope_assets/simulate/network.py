@@ -23,6 +23,7 @@ import pandas as pd
 from telescope_assets.registry import Site, SiteRegistry
 from telescope_assets.science.ephemeris import airmass, night_window
 from telescope_assets.science.frames import frame_id
+from telescope_assets.simulate.optics import PSF, STANDARD_PSF
 from telescope_assets.simulate.render import (
     Conditions,
     Source,
@@ -37,7 +38,7 @@ __all__ = ["DEMO_NIGHTS", "Exposure", "SimulationConfig", "plan_night", "simulat
 
 DEMO_NIGHTS = ("2026-03-18", "2026-03-19", "2026-03-20")
 MJD_UNIX_EPOCH = 40587.0
-OPTICS_FWHM_PX = 2.0
+OPTICS_FWHM_PX = STANDARD_PSF.optics_fwhm_px
 
 
 @dataclass
@@ -65,6 +66,8 @@ class SimulationConfig:
             "poor_seeing": 0.05,
         }
     )
+    #: Each site's optics (simulate.optics); a site not named has the standard PSF.
+    psf: dict[str, PSF] = field(default_factory=dict)
 
 
 @dataclass
@@ -144,7 +147,7 @@ def night_weather(cfg: SimulationConfig, site: str, night: str) -> str:
 
 def _conditions(site, night, exp: Exposure, index, cfg, moon_illum, rng) -> Conditions:
     state = night_weather(cfg, site.name, night)
-    cond = Conditions(airmass=exp.airmass)
+    cond = Conditions(airmass=exp.airmass, psf=cfg.psf.get(site.name, STANDARD_PSF))
     if state == "clear":
         cond.transparency = rng.uniform(0.93, 1.0)
     elif state == "thin":
@@ -159,7 +162,7 @@ def _conditions(site, night, exp: Exposure, index, cfg, moon_illum, rng) -> Cond
         seeing *= rng.uniform(2.2, 3.0)
     # Delivered image quality: atmosphere plus optics, focus and guiding (~2 px), so
     # that a small telescope's images are sampled as real ones are.
-    cond.seeing_arcsec = float(np.hypot(seeing, OPTICS_FWHM_PX * site.camera.pixel_scale))
+    cond.seeing_arcsec = float(np.hypot(seeing, cond.psf.optics_fwhm_px * site.camera.pixel_scale))
     if cond.seeing_arcsec > 3.5:
         cond.flags.append("poor_seeing")
     moon = {"g": 10.0, "r": 6.0}[exp.band] * moon_illum**2

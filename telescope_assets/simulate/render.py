@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from telescope_assets.registry import Site, parse_section
+from telescope_assets.simulate.optics import PSF, STANDARD_PSF
 from telescope_assets.simulate.sky import rng_for
 
 __all__ = ["CameraDefects", "Conditions", "Source", "camera_defects", "render_raw", "write_fits"]
@@ -80,6 +81,7 @@ class Conditions:
     defocus_px: float = 0.0  # donut radius in pixels
     satellite: tuple[float, float, float, float] | None = None  # x0, y0, angle, e-/pixel
     new_hot_column: int | None = None
+    psf: PSF = STANDARD_PSF  # the shape of a star; seeing_arcsec sets its FWHM
     flags: list[str] = field(default_factory=list)
 
 
@@ -95,24 +97,37 @@ class Source:
     pa_deg: np.ndarray | None = None
 
 
-def _moffat_stamps(dx, dy, fwhm, cond: Conditions, beta=4.765):
-    alpha = fwhm / (2 * np.sqrt(2 ** (1 / beta) - 1))
-    r2 = dx**2 + dy**2
+def _star_stamps(dx, dy, fwhm, cond: Conditions):
+    """A star's unnormalised image: the PSF, defocused to a donut or trailed if so."""
+    psf = cond.psf
     if cond.defocus_px > 0:
-        rr = np.sqrt(r2)
+        rr = np.sqrt(dx**2 + dy**2)
         width = max(fwhm / 2.355, 0.8)
-        return np.exp(-0.5 * ((rr - cond.defocus_px) / width) ** 2) + 0.05 * (
-            1 + r2 / alpha**2
-        ) ** (-beta)
+        return np.exp(-0.5 * ((rr - cond.defocus_px) / width) ** 2) + 0.05 * psf.profile(
+            dx, dy, fwhm
+        )
     if cond.tracking_px > 0:
         # A trail: the PSF smeared along a line of length tracking_px.
         total = 0
         c, s = np.cos(cond.tracking_angle), np.sin(cond.tracking_angle)
         steps = np.linspace(-0.5, 0.5, 9) * cond.tracking_px
         for t in steps:
-            total = total + (1 + ((dx - t * c) ** 2 + (dy - t * s) ** 2) / alpha**2) ** (-beta)
+            total = total + psf.profile(dx - t * c, dy - t * s, fwhm)
         return total
-    return (1 + r2 / alpha**2) ** (-beta)
+    return psf.profile(dx, dy, fwhm)
+
+
+def _pixel_integrated(dx, dy, fwhm, cond: Conditions):
+    """:func:`_star_stamps` averaged over each pixel when the PSF is undersampled."""
+    n = cond.psf.subsamples(fwhm)
+    if n == 1:
+        return _star_stamps(dx, dy, fwhm, cond)
+    offsets = (np.arange(n) + 0.5) / n - 0.5
+    total = 0
+    for ox in offsets:
+        for oy in offsets:
+            total = total + _star_stamps(dx + ox, dy + oy, fwhm, cond)
+    return total / n**2
 
 
 def _add_stamps(image, x, y, flux, profile, half):
@@ -137,14 +152,17 @@ def _add_stamps(image, x, y, flux, profile, half):
 def render_sources(shape, sources: list[Source], fwhm_px: float, cond: Conditions):
     """Noise-free electrons from all sources on a ``shape`` grid."""
     image = np.zeros(shape)
-    half = int(np.ceil(max(4 * fwhm_px, 6 + cond.tracking_px / 2 + cond.defocus_px * 1.5)))
+    half = max(
+        cond.psf.half_width(fwhm_px),
+        int(np.ceil(6 + cond.tracking_px / 2 + cond.defocus_px * 1.5)),
+    )
     for src in sources:
         if len(src.x) == 0:
             continue
         if src.radius_px is None:
 
             def profile(dx, dy, sl):
-                return _moffat_stamps(dx, dy, fwhm_px, cond)
+                return _pixel_integrated(dx, dy, fwhm_px, cond)
 
             _add_stamps(image, src.x, src.y, src.flux, profile, half)
         else:

@@ -22,7 +22,7 @@ from telescope_assets.science.ephemeris import airmass
 __all__ = ["CATALOG_SCHEMA", "CATALOG_VERSION", "catalog_one", "load_reference"]
 
 #: Bump when catalogs change: every frame's catalog becomes stale and is redone.
-CATALOG_VERSION = "cat-5"  # cat-5: linear WCS fit, seeing fits capped as photutils caps them
+CATALOG_VERSION = "cat-6"  # cat-6: aperture correction from a fitted curve of growth
 #: Stars whose 2-D Gaussian fits give a frame's seeing (their median FWHM).
 FWHM_STARS = 50
 
@@ -163,17 +163,16 @@ def catalog_one(row: dict, lake: Lake, site: Site) -> dict[str, Any]:
         fwhm, ellip = float("nan"), float("nan")
         flags.append("no_stars")
     radius = max(3.0, 1.5 * fwhm) if np.isfinite(fwhm) else 5.0
-    # A Moffat-like PSF (beta ~ 4.8) keeps < 0.1 % of its light beyond 3 FWHM.
-    big = max(8.0, 3.0 * fwhm) if np.isfinite(fwhm) else 12.0
     phot2 = detection.aperture_photometry(
-        sci, err, mask, bkg, sources.x.to_numpy(), sources.y.to_numpy(), radii=(radius, big)
+        sci, err, mask, bkg, sources.x.to_numpy(), sources.y.to_numpy(), radii=(radius,)
     )
     sources["flux_ap"] = phot2[f"flux_r{radius:g}"].to_numpy()
     sources["fluxerr_ap"] = phot2[f"fluxerr_r{radius:g}"].to_numpy()
     snr = sources.flux_ap / sources.fluxerr_ap
     sources["snr"] = snr
     clean = (sources["flags"] == 0) & ~sources.blended
-    apcorr, n_apcorr = _aperture_correction(sci, mask, bkg, sources, phot2, clean, radius, big)
+    growth = _aperture_correction(sci, mask, bkg, sources, clean, radius)
+    apcorr, n_apcorr = growth.correction, growth.n_stars
     sources["flux_total"] = sources.flux_ap * apcorr
 
     ref, ref_path = load_reference(lake, site, field)
@@ -296,6 +295,8 @@ def catalog_one(row: dict, lake: Lake, site: Site) -> dict[str, Any]:
         "aperture_radius_px": radius,
         "aperture_correction": apcorr,
         "n_apcorr_stars": n_apcorr,
+        "aperture_correction_measured": growth.measured,
+        "psf_moffat_beta": growth.beta,
         "limiting_mag": photcal.limiting_magnitude(zp.zp, exptime, bkg.median_rms, radius, apcorr),
         "astrometric_rms_px": solution.rms_px if solution is not None else np.nan,
         "astrometric_rms_arcsec": (solution.rms_px * scale) if solution is not None else np.nan,
@@ -314,23 +315,45 @@ def catalog_one(row: dict, lake: Lake, site: Site) -> dict[str, Any]:
     }
 
 
-def _aperture_correction(sci, mask, bkg, sources, phot, clean, radius, big):
-    """Curve of growth from ``radius`` to ``big`` on bright, clean, isolated stars."""
+#: Radii of the curve of growth, in units of the photometric aperture (1.5 FWHM): out to
+#: 5 FWHM, where the local sky is still measured well away from the star.
+GROWTH_RADII = (0.5, 0.67, 0.83, 1.0, 1.33, 1.67, 2.0, 2.67, 3.33)
+#: Stars whose curves of growth give the aperture correction (the brightest isolated).
+GROWTH_STARS = 40
+
+
+def _aperture_correction(sci, mask, bkg, sources, clean, radius):
+    """Total/aperture flux from the fitted curve of growth of bright, clean, isolated stars."""
     from scipy.spatial import cKDTree
 
     xy = sources[["x", "y"]].to_numpy()
+    radii = radius * np.asarray(GROWTH_RADII)
+    r_max = float(radii[-1])
     if len(xy) < 2:
-        return 1.0, 0
+        return photcal.GrowthCurve(1.0, 1.0, np.nan, np.nan, 0, False, "no stars")
     dist, _ = cKDTree(xy).query(xy, k=2)
-    isolated = dist[:, 1] > big + 4
-    use = clean.to_numpy() & isolated & (sources.snr.to_numpy() > 30)
+    ny, nx = sci.shape
+    inside = (
+        (xy[:, 0] > r_max + 20) & (xy[:, 0] < nx - r_max - 21)
+        & (xy[:, 1] > r_max + 20) & (xy[:, 1] < ny - r_max - 21)
+    )  # fmt: skip
+    use = clean.to_numpy() & (dist[:, 1] > r_max + 2) & inside
+    snr = sources.snr.to_numpy()
+    # The wings are measured to a fraction of a percent only on bright stars.
+    use &= snr > (100 if (use & (snr > 100)).sum() >= 5 else 30)
+    use &= sources.snr.where(use).rank(ascending=False, method="first").le(GROWTH_STARS).to_numpy()
     if use.sum() < 3:
-        return 1.0, int(use.sum())
+        return photcal.GrowthCurve(1.0, 1.0, np.nan, np.nan, int(use.sum()), False, "few stars")
     x, y = xy[use, 0], xy[use, 1]
-    local = detection.local_background(sci, mask, bkg, x, y, big + 2, big + 7)
-    small = phot[f"flux_r{radius:g}"].to_numpy()[use] - local * np.pi * radius**2
-    large = phot[f"flux_r{big:g}"].to_numpy()[use] - local * np.pi * big**2
-    return photcal.aperture_correction(small, large, sources.snr.to_numpy()[use])
+    local = detection.local_background(sci, mask, bkg, x, y, r_max + 2, r_max + 20)
+    phot = detection.aperture_photometry(
+        sci, np.ones_like(sci), mask, bkg, x, y, radii=tuple(float(r) for r in radii)
+    )
+    fluxes = np.column_stack(
+        [phot[f"flux_r{r:g}"].to_numpy() - local * np.pi * r**2 for r in radii]
+    )
+    fluxes[phot["flags"].to_numpy() != 0] = np.nan
+    return photcal.growth_curve_correction(radii, fluxes, radius)
 
 
 def _hot_columns(sci, mask, bkg) -> int:
