@@ -47,3 +47,61 @@ def test_parse_section_is_fits_convention():
     assert (rows.start, rows.stop, cols.start, cols.stop) == (0, 520, 16, 528)
     with pytest.raises(ValueError, match="FITS section"):
         parse_section("17:528")
+
+
+def _entry_yaml(**changes) -> str:
+    """The packaged registry with one site (tololo) changed."""
+    import yaml
+
+    data = yaml.safe_load(load_registry().to_yaml())
+    data["sites"]["tololo"].update(changes)
+    return yaml.safe_dump(data)
+
+
+def _load(tmp_path, text):
+    path = tmp_path / "sites.yaml"
+    path.write_text(text)
+    return load_registry(path)
+
+
+def test_filters_match_without_case_and_through_aliases(tmp_path):
+    reg = _load(tmp_path, _entry_yaml(filter_aliases={"Rc": "r", "sloan_g": "g"}))
+    site = reg["tololo"]
+    assert site.canonical_filter("R") == "r"
+    assert site.canonical_filter(" rc ") == "r"
+    assert site.canonical_filter("SLOAN_G") == "g"
+    assert site.canonical_filter("i") is None
+    with pytest.raises(RegistryError, match="maps 'Ic' to 'i'"):
+        _load(tmp_path, _entry_yaml(filter_aliases={"Ic": "i"}))
+    with pytest.raises(RegistryError, match="differ only in case"):
+        _load(tmp_path, _entry_yaml(filters=["r", "R"]))
+
+
+def test_extinction_defaults_per_band_and_is_required_otherwise(tmp_path):
+    entry = _entry_yaml(filters=["g", "r", "V", "Halpha"], extinction={"Halpha": 0.09})
+    reg = _load(tmp_path, entry)
+    assert reg["tololo"].extinction == {"g": 0.18, "r": 0.10, "V": 0.15, "Halpha": 0.09}
+    with pytest.raises(RegistryError, match="no extinction for filter 'Halpha'"):
+        _load(tmp_path, _entry_yaml(filters=["g", "Halpha"], extinction={}))
+
+
+def test_first_night_sets_where_the_partitions_start(tmp_path):
+    assert load_registry().first_night == "2025-01-01"
+    reg = _load(tmp_path, _entry_yaml(first_night="2012-02-01"))
+    assert reg["tololo"].first_night == "2012-02-01"
+    assert reg.first_night == "2012-02-01"
+    with pytest.raises(RegistryError, match="first_night is a date"):
+        _load(tmp_path, _entry_yaml(first_night="last year"))
+
+
+def test_optional_camera_values_and_unknown_header_keys(tmp_path):
+    import yaml
+
+    data = yaml.safe_load(load_registry().to_yaml())
+    del data["sites"]["tololo"]["camera"]["bias_level"]
+    del data["sites"]["tololo"]["camera"]["dark_current"]
+    reg = _load(tmp_path, yaml.safe_dump(data))
+    assert reg["tololo"].camera.dark_current == 0.05
+    data["sites"]["tololo"]["header_map"]["filtre"] = "FILTRE"
+    with pytest.raises(RegistryError, match="unknown keys \\['filtre'\\]"):
+        _load(tmp_path, yaml.safe_dump(data))

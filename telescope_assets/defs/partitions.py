@@ -8,8 +8,11 @@ from telescope_assets.registry import load_registry
 
 __all__ = ["FIRST_NIGHT", "night_range", "site_night", "site_night_key", "site_nights"]
 
-#: The first night the partitions cover; older frames are quarantined as out of range.
-FIRST_NIGHT = "2025-01-01"
+#: The first night the partitions cover: the earliest ``first_night`` of the registry's
+#: sites (2025-01-01 when none names one); older frames are quarantined as out of range.
+#: Read when the code location loads: a registry edit needs a reload of every process
+#: (see docs/sites.md).
+FIRST_NIGHT = load_registry().first_night
 
 nights = dg.DailyPartitionsDefinition(start_date=FIRST_NIGHT, end_offset=1)
 site_nights = dg.MultiPartitionsDefinition(

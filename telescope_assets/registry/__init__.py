@@ -20,6 +20,8 @@ from typing import Any
 import yaml
 
 __all__ = [
+    "DEFAULT_EXTINCTION",
+    "DEFAULT_FIRST_NIGHT",
     "REGISTRY_ENV",
     "Camera",
     "RegistryError",
@@ -31,9 +33,21 @@ __all__ = [
 
 REGISTRY_ENV = "TELESCOPE_ASSETS_REGISTRY"
 CANONICAL_KEYS = ("imagetyp", "exptime", "date_obs", "filter", "object", "ra", "dec")
+#: Keys a header_map may add: the time of day when DATE-OBS is a date alone.
+OPTIONAL_KEYS = ("time_obs",)
 FRAME_TYPES = ("science", "bias", "dark", "flat")
 _SITE_NAME = re.compile(r"^[a-z][a-z0-9_]{1,31}$")
 _SECTION = re.compile(r"^\[(\d+):(\d+),(\d+):(\d+)\]$")
+#: The night partitions start from when no site names its ``first_night``.
+DEFAULT_FIRST_NIGHT = "2025-01-01"
+#: Atmospheric extinction (mag per airmass) used for a filter whose site gives none: the
+#: median values of a good mountain site (e.g. La Palma's, King 1985; CTIO's for ugriz).
+#: A filter that is neither given nor listed here is a registry error.
+DEFAULT_EXTINCTION = {
+    "u": 0.45, "b": 0.25, "g": 0.18, "v": 0.15, "r": 0.10,
+    "i": 0.06, "z": 0.05, "y": 0.05, "clear": 0.12, "l": 0.12,
+}  # fmt: skip
+_NIGHT = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 class RegistryError(ValueError):
@@ -75,10 +89,12 @@ class Camera:
     shape: tuple[int, int]
     gain: float
     read_noise: float
-    dark_current: float
     pixel_scale: float
     saturation: float
-    bias_level: float
+    #: e-/s/pixel; bounds the dark master's check (a warm CCD's 0.05 if not given).
+    dark_current: float = 0.05
+    #: ADU; the simulator writes it, the pipeline measures the bias itself.
+    bias_level: float = 1000.0
     dtype: str = "uint16"
     biassec: str | None = None
     trimsec: str | None = None
@@ -114,6 +130,31 @@ class Site:
     dark_sky_mag: dict[str, float] = field(default_factory=dict)
     extinction: dict[str, float] = field(default_factory=lambda: {"g": 0.18, "r": 0.10})
     reference_catalog: str = "refcat/{field}.parquet"
+    #: Other names of the filters, e.g. ``{"R": "r", "Rc": "r", "sloan_r": "r"}``;
+    #: matched without regard to case, like the filter names themselves.
+    filter_aliases: dict[str, str] = field(default_factory=dict)
+    #: The filter of science and flat frames whose header names none.
+    default_filter: str | None = None
+    #: The earliest night this site's frames may belong to (archive data included).
+    first_night: str = DEFAULT_FIRST_NIGHT
+    #: Detection threshold, in units of the background RMS per pixel.
+    detection_nsigma: float = 3.0
+
+    def canonical_filter(self, value: str | None) -> str | None:
+        """The site's name for a filter as a header writes it (``None`` if unknown).
+
+        Case is ignored; ``filter_aliases`` maps other spellings (``R``, ``Rc``, ``r'``).
+        """
+        if value is None:
+            return None
+        wanted = value.strip().lower()
+        for band in self.filters:
+            if band.lower() == wanted:
+                return band
+        for alias, band in self.filter_aliases.items():
+            if alias.strip().lower() == wanted:
+                return band
+        return None
 
     def frame_type(self, value: str) -> str | None:
         """Map the image-type keyword's value to one of ``FRAME_TYPES`` (or ``None``)."""
@@ -156,6 +197,11 @@ class SiteRegistry:
 
     def __contains__(self, name: object) -> bool:
         return name in self.sites
+
+    @property
+    def first_night(self) -> str:
+        """The earliest ``first_night`` of any site: where the night partitions start."""
+        return min(site.first_night for site in self.sites.values())
 
     def __iter__(self):
         return iter(self.sites.values())
@@ -207,6 +253,43 @@ class SiteRegistry:
         return yaml.safe_dump(out, sort_keys=False)
 
 
+def _extinction(entry: dict[str, Any], where: str) -> dict[str, float]:
+    """Each filter's extinction: the entry's, else the default for its band."""
+    given = {str(k): float(v) for k, v in (entry.get("extinction") or {}).items()}
+    out = {}
+    for band in entry["filters"]:
+        band = str(band)
+        value = given.get(band, DEFAULT_EXTINCTION.get(band.lower()))
+        if value is None:
+            raise RegistryError(
+                f"{where}: no extinction for filter {band!r}: add extinction: {{{band}: "
+                f"<mag per airmass>}} (defaults exist only for {sorted(DEFAULT_EXTINCTION)})"
+            )
+        out[band] = value
+    return out
+
+
+def _check_filters(site: Site, where: str) -> None:
+    """Aliases and the default filter name known filters; names differ in more than case."""
+    lowered = [b.lower() for b in site.filters]
+    if len(set(lowered)) != len(lowered):
+        raise RegistryError(f"{where}: filters {list(site.filters)} differ only in case")
+    for alias, band in site.filter_aliases.items():
+        if band not in site.filters:
+            raise RegistryError(
+                f"{where}: filter_aliases maps {alias!r} to {band!r}, not one of "
+                f"{list(site.filters)}"
+            )
+    if site.default_filter is not None and site.default_filter not in site.filters:
+        raise RegistryError(
+            f"{where}: default_filter {site.default_filter!r} is not one of {list(site.filters)}"
+        )
+    if not _NIGHT.match(site.first_night):
+        raise RegistryError(f"{where}: first_night is a date YYYY-MM-DD, not {site.first_night!r}")
+    if not 1.0 <= site.detection_nsigma <= 50.0:
+        raise RegistryError(f"{where}: detection_nsigma {site.detection_nsigma} is not 1–50")
+
+
 def _site_from_entry(name: str, entry: dict[str, Any], source: str) -> Site:
     where = f"site {name!r} in {source}"
     if not _SITE_NAME.match(name):
@@ -234,14 +317,25 @@ def _site_from_entry(name: str, entry: dict[str, Any], source: str) -> Site:
             median_seeing_arcsec=float(entry.get("median_seeing_arcsec", 1.5)),
             nominal_zero_point=dict(entry.get("nominal_zero_point", {})),
             dark_sky_mag=dict(entry.get("dark_sky_mag", {})),
-            extinction=dict(entry.get("extinction", {"g": 0.18, "r": 0.10})),
+            extinction=_extinction(entry, where),
             reference_catalog=entry.get("reference_catalog", "refcat/{field}.parquet"),
+            filter_aliases={str(k): str(v) for k, v in entry.get("filter_aliases", {}).items()},
+            default_filter=entry.get("default_filter"),
+            first_night=str(entry.get("first_night", DEFAULT_FIRST_NIGHT)),
+            detection_nsigma=float(entry.get("detection_nsigma", 3.0)),
         )
     except (KeyError, TypeError) as exc:
         raise RegistryError(f"{where}: missing or malformed field ({exc})") from exc
+    _check_filters(site, where)
     missing = [k for k in CANONICAL_KEYS if k not in header_map]
     if missing:
         raise RegistryError(f"{where}: header_map lacks {missing}")
+    unknown = sorted(set(header_map) - set(CANONICAL_KEYS) - set(OPTIONAL_KEYS))
+    if unknown:
+        raise RegistryError(
+            f"{where}: header_map has unknown keys {unknown}; known: "
+            f"{list(CANONICAL_KEYS + OPTIONAL_KEYS)}"
+        )
     if set(imagetyp_values) != set(FRAME_TYPES):
         raise RegistryError(f"{where}: imagetyp_values must name exactly {FRAME_TYPES}")
     if site.identify_by not in ("header", "prefix"):

@@ -319,6 +319,22 @@ def _parse_date(value: str) -> dt.datetime:
     return when.astimezone(dt.UTC)
 
 
+def _observed_at(header, site: Site, date_raw: str) -> dt.datetime:
+    """The exposure's start: DATE-OBS, with the time from ``time_obs`` when it is a date.
+
+    Older software (IRAF-era CCD controllers) writes ``DATE-OBS = '2013-07-13'`` and the
+    time in another keyword (``UT``, ``TIME-OBS``); the registry's optional
+    ``header_map.time_obs`` names it.
+    """
+    keyword = site.header_map.get("time_obs")
+    if keyword and re.fullmatch(r"\s*\d{4}-\d{2}-\d{2}\s*", date_raw):
+        time = header.get(keyword)
+        if time is None or not str(time).strip():
+            raise FrameError("missing_keyword", f"{keyword} (time_obs): DATE-OBS holds no time")
+        return _parse_date(f"{date_raw.strip()}T{str(time).strip()}")
+    return _parse_date(date_raw)
+
+
 def _parse_coordinates(ra: str | None, dec: str | None) -> tuple[float | None, float | None]:
     """Parse RA/DEC given in degrees or sexagesimal (RA in hours, as ASCOM writes)."""
     if ra is None or dec is None:
@@ -408,7 +424,8 @@ def inspect_frame(
     # is reported below with the other keyword problems.
     with contextlib.suppress(FrameError):
         context["night"] = night_of(
-            _parse_date(str(header.get(site.header_map["date_obs"]))), site.timezone
+            _observed_at(header, site, str(header.get(site.header_map["date_obs"]))),
+            site.timezone,
         )
     try:
         problems = checksum_problems(container.fits_bytes, container.hdus)
@@ -450,13 +467,26 @@ def _describe(data: bytes, container: Container, site: Site, geometry, context: 
         exptime = float("nan")
     if not math.isfinite(exptime) or exptime < 0 or (kind != "bias" and exptime == 0):
         raise FrameError("bad_exptime", f"{site.header_map['exptime']} = {exptime_raw!r}")
-    when = _parse_date(date_raw)
+    when = _observed_at(header, site, date_raw)
     context["night"] = night_of(when, site.timezone)
     if kind in ("science", "flat"):
+        if flt is None and site.default_filter is None:
+            raise FrameError(
+                "missing_keyword",
+                f"{site.header_map['filter']} (filter); a site whose frames name no filter "
+                "sets default_filter in its registry entry",
+            )
         if flt is None:
-            raise FrameError("missing_keyword", f"{site.header_map['filter']} (filter)")
-        if flt not in site.filters:
-            raise FrameError("unknown_filter", f"{flt!r} not in {list(site.filters)}")
+            flt = site.default_filter
+        band = site.canonical_filter(flt)
+        if band is None:
+            known = list(site.filters) + sorted(site.filter_aliases)
+            raise FrameError(
+                "unknown_filter",
+                f"{flt!r} is none of {known} (case ignored); add it to the site's filters "
+                "or filter_aliases",
+            )
+        flt = band
     else:
         flt = None
     ra_deg, dec_deg = _parse_coordinates(

@@ -101,12 +101,30 @@ def load_reference(lake: Lake, site: Site, field: str | None) -> tuple[pd.DataFr
     rel = site.reference_catalog.format(field=field or "_unknown_")
     if not field or not lake.exists(rel):
         return None, rel
-    return _reference_cached(lake.key, rel), rel
+    table = _reference_cached(lake.key, rel)
+    # Band columns are matched to the site's filters without regard to case ("R" and
+    # "R_err" serve a site whose filter is "r"), and through its filter aliases.
+    renames = {}
+    for column in table.columns:
+        base, _, suffix = str(column).partition("_err")
+        band = site.canonical_filter(base)
+        if band is not None and band not in table.columns and not suffix:
+            renames[column] = band + ("_err" if column.endswith("_err") else "")
+    return (table.rename(columns=renames) if renames else table), rel
 
 
-def catalog_provenance(cal_provkey: str) -> str:
-    """Provenance key of a catalog: its calibrated frame and the catalog code version."""
-    return hashlib.sha256(f"{cal_provkey}|{CATALOG_VERSION}".encode()).hexdigest()[:20]
+def catalog_options(site: Site) -> str:
+    """The site's settings that change a catalog (part of its provenance key)."""
+    return f"nsigma={site.detection_nsigma:g}"
+
+
+def catalog_provenance(cal_provkey: str, site: Site) -> str:
+    """Provenance key of a catalog: its calibrated frame, the code version and options.
+
+    Changing a site's ``detection_nsigma`` changes the key, so its catalogs are redone.
+    """
+    text = f"{cal_provkey}|{CATALOG_VERSION}|{catalog_options(site)}"
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
 def catalog_one(row: dict, lake: Lake, site: Site) -> dict[str, Any]:
@@ -140,9 +158,10 @@ def catalog_one(row: dict, lake: Lake, site: Site) -> dict[str, Any]:
     guess = max(site.median_seeing_arcsec / scale, 2.0)
     # Two passes, as SExtractor users do: the sky again with the sources masked.
     first = detection.measure_background(sci, mask)
-    footprint = detection.source_footprint(sci, mask, first, fwhm_px=guess)
+    nsigma = site.detection_nsigma
+    footprint = detection.source_footprint(sci, mask, first, fwhm_px=guess, nsigma=nsigma)
     bkg = detection.measure_background(sci, mask, sources=footprint)
-    sources = detection.detect_sources(sci, mask, bkg, fwhm_px=guess)
+    sources = detection.detect_sources(sci, mask, bkg, fwhm_px=guess, nsigma=nsigma)
     phot = detection.aperture_photometry(
         sci, err, mask, bkg, sources.x.to_numpy(), sources.y.to_numpy()
     )
@@ -272,7 +291,7 @@ def catalog_one(row: dict, lake: Lake, site: Site) -> dict[str, Any]:
         "night": night,
         "status": "catalogued",
         "catalog_path": path,
-        "provkey": catalog_provenance(row["provkey"]),
+        "provkey": catalog_provenance(row["provkey"], site),
         "date_obs": header["DATE-OBS"],
         "mjd": float(when.mjd),
         "filter": band,

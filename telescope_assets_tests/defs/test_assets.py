@@ -154,3 +154,22 @@ def _tiny_fits() -> bytes:
     buf = io.BytesIO()
     fits.PrimaryHDU(np.ones((10, 10), dtype=np.float32)).writeto(buf)
     return buf.getvalue()
+
+
+def test_an_empty_catalog_fails_its_check_unless_clouds_explain_it():
+    """0 sources is not a success: 'no_stars' is the failure, not its explanation."""
+    import pandas as pd
+
+    from telescope_assets.defs.catalogs.assets import _catalog_checks
+
+    def check(flags: str, n_sources: int) -> bool:
+        row = {"frame_id": "f1", "filter": "r", "n_sources": n_sources, "wcs_ok": False,
+               "astrometric_rms_px": float("nan"), "transparency": float("nan"),
+               "quality_flags": flags}  # fmt: skip
+        results = {r.check_name: r for r in _catalog_checks(pd.DataFrame([row]))}
+        return results["catalogs_not_empty"].passed
+
+    assert not check("no_stars,no_reference_catalog", 0)
+    assert not check("wcs_failed", 3)
+    assert check("clouds", 4)
+    assert check("", 250)

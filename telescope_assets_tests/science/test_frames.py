@@ -125,7 +125,8 @@ sites:
     camera: {name: STE3, shape: [520, 536], gain: 1.9, read_noise: 5.0, dark_current: 0.0,
              pixel_scale: 0.6, saturation: 60000, bias_level: 0,
              biassec: "[4:13,1:520]", trimsec: "[17:528,1:520]"}
-    filters: ["48"]
+    filters: [V]
+    filter_aliases: {"48": V}  # FILTERS = 10*A+B, the wheel positions
     header_map: {imagetyp: IMAGETYP, exptime: EXPTIME, date_obs: DATE-OBS, filter: FILTERS,
                  object: OBJECT, ra: RA, dec: DEC}
     imagetyp_values: {science: [object], bias: [zero], dark: [dark], flat: [flat]}
