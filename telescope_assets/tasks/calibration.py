@@ -27,7 +27,7 @@ __all__ = [
 ]
 
 #: Bump when calibration changes its output: every frame becomes stale and is redone.
-CALIBRATION_VERSION = "cal-2"  # cal-2: one L.A.Cosmic pass (science.calibration)
+CALIBRATION_VERSION = "cal-3"  # cal-3: star cores spared from the cosmic-ray mask
 #: Fewest frames a master may be combined from.
 MIN_FRAMES = 3
 
@@ -228,8 +228,14 @@ def _bad_pixels(lake: Lake, dark: dict, flat: dict) -> np.ndarray:
 # --- calibrated frames ---------------------------------------------------------------
 
 
-def calibration_provenance(frame: str, masters: dict[str, Any], flt: str) -> dict[str, str] | None:
-    """Master ids a frame needs and its provenance key, or ``None`` if a master is missing."""
+def calibration_provenance(
+    frame: str, masters: dict[str, Any], flt: str, detect_cosmics: bool = True
+) -> dict[str, str] | None:
+    """Master ids a frame needs and its provenance key, or ``None`` if a master is missing.
+
+    Every processing option is in the key: turning cosmic-ray detection off changes it,
+    so the frames are calibrated again and everything downstream follows.
+    """
     need = {
         "L1IDBIAS": masters.get("bias"),
         "L1IDDARK": masters.get("dark"),
@@ -238,7 +244,9 @@ def calibration_provenance(frame: str, masters: dict[str, Any], flt: str) -> dic
     if any(v is None for v in need.values()):
         return None
     ids = {k: v["master_id"] for k, v in need.items()}
-    return ids | {"PROVKEY": _hash(frame, *ids.values(), CALIBRATION_VERSION)[:20]}
+    options = "" if detect_cosmics else "no-cosmics"
+    key = _hash(frame, *ids.values(), CALIBRATION_VERSION, *([options] if options else []))
+    return ids | {"PROVKEY": key[:20]}
 
 
 def calibrate_one(
@@ -260,7 +268,7 @@ def calibrate_one(
     """
     start = time.perf_counter()
     fid, night, flt = row["frame_id"], row["night"], row["filter"]
-    prov = calibration_provenance(fid, masters, flt)
+    prov = calibration_provenance(fid, masters, flt, detect_cosmics)
     base = {
         "frame_id": fid,
         "site": site.name,

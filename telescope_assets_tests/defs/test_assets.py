@@ -173,3 +173,21 @@ def test_an_empty_catalog_fails_its_check_unless_clouds_explain_it():
     assert not check("wcs_failed", 3)
     assert check("clouds", 4)
     assert check("", 250)
+
+
+def test_every_processing_option_is_in_the_provenance_keys():
+    """Turning cosmic rays off, or changing a site's detection threshold, redoes frames."""
+    from dataclasses import replace
+
+    from telescope_assets.registry import load_registry
+    from telescope_assets.tasks.catalogs import catalog_provenance
+
+    masters = {k: {"master_id": k + "-1"} for k in ("bias", "dark", "flat_r")}
+    with_cr = tasks.calibration_provenance("f1", masters, "r", detect_cosmics=True)
+    without = tasks.calibration_provenance("f1", masters, "r", detect_cosmics=False)
+    assert with_cr["PROVKEY"] != without["PROVKEY"]
+    assert with_cr["L1IDBIAS"] == without["L1IDBIAS"]
+    site = load_registry()["tololo"]
+    deeper = replace(site, detection_nsigma=2.0)
+    assert catalog_provenance("k", site) != catalog_provenance("k", deeper)
+    assert catalog_provenance("k", site) == catalog_provenance("k", replace(site))

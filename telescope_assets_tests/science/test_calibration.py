@@ -197,6 +197,37 @@ def _saao():
     return raw, cam, float(header["EXPTIME"])
 
 
+def test_undersampled_star_cores_are_spared_and_hits_still_found():
+    """A 2″/px camera: 1.3 px FWHM stars are as sharp as cosmic rays to L.A.Cosmic."""
+    import astroscrappy
+
+    from telescope_assets.simulate.optics import family
+    from telescope_assets.simulate.render import Conditions, Source, render_sources
+
+    rng = np.random.default_rng(5)
+    shape = (300, 300)
+    cam = Camera(name="t", shape=shape, gain=1.0, read_noise=5.0, pixel_scale=2.0, saturation=1e9)
+    stars = Source(rng.uniform(10, 290, 80), rng.uniform(10, 290, 80), rng.uniform(2e3, 2e5, 80))
+    psf = family("undersampled").psf
+    light = render_sources(shape, [stars], 1.3, Conditions(psf=psf))
+    image = rng.poisson(light + 200.0).astype(float) + rng.normal(0, 5.0, shape)
+    hits = [(int(y), int(x)) for y, x in rng.integers(5, 295, (40, 2))]
+    for y, x in hits:
+        image[y, x] += rng.uniform(1500, 6000)
+    zero, one = np.zeros(shape), np.ones(shape)
+    cal = calibration.calibrate_frame(image, 1.0, cam, zero, zero, one)
+    cr = (cal.mask & calibration.MASK_BITS["cosmic_ray"]) > 0
+    cores = [(round(y), round(x)) for x, y in zip(stars.x, stars.y, strict=True)]
+    # L.A.Cosmic alone (what calibrate_frame did before sparing) flags most bright cores.
+    alone, _ = astroscrappy.detect_cosmics(
+        cal.sci, inmask=np.zeros(shape, bool), gain=1.0, readnoise=5.0, satlevel=1e9,
+        sigclip=5.0, objlim=8.0, niter=calibration.CR_ITERATIONS, sepmed=True,
+    )  # fmt: skip
+    assert np.mean([alone[y, x] for y, x in cores]) > 0.3
+    assert np.mean([cr[y, x] for y, x in hits]) >= 0.95
+    assert np.mean([cr[y, x] for y, x in cores]) <= 0.05
+
+
 def test_one_cosmic_ray_pass_flags_every_hit_of_a_converged_search_on_a_real_frame():
     """CR_ITERATIONS (one pass) against L.A.Cosmic run to convergence, real SAAO frame."""
     import astroscrappy

@@ -158,7 +158,9 @@ def calibrated_frames(
     previous = store.rows_by_frame(store.manifest("calibrated_frames", site_name, night))
 
     def expected(row):
-        prov = tasks.calibration_provenance(row["frame_id"], masters, row["filter"])
+        prov = tasks.calibration_provenance(
+            row["frame_id"], masters, row["filter"], config.detect_cosmics
+        )
         return prov["PROVKEY"] if prov else None
 
     todo, kept = tasks.split_up_to_date(
