@@ -17,7 +17,7 @@ from telescope_assets import tasks
 from telescope_assets.ingest import ingest
 from telescope_assets.lake import Lake, Store
 from telescope_assets.simulate.network import SimulationConfig, simulate_network
-from telescope_assets_tests.conftest import NIGHT, real_data
+from telescope_assets_tests.conftest import NIGHT, real_data, small_registry
 
 SITE = "sidingspring"
 
@@ -53,8 +53,6 @@ def _catalogue(root, registry, **config):
 
 @pytest.fixture(scope="module")
 def catalogued(tmp_path_factory):
-    from telescope_assets_tests.conftest import small_registry
-
     registry = small_registry().with_camera(SITE, shape=(512, 512))
     return _catalogue(tmp_path_factory.mktemp("catalogs"), registry)
 
@@ -215,6 +213,57 @@ def test_seeing_and_transparency_match_truth(catalogued):
     np.testing.assert_allclose(q.seeing_arcsec, truth.seeing_arcsec, rtol=0.08)
     np.testing.assert_allclose(q.transparency, truth.transparency, atol=0.02)
     assert (q.limiting_mag > 19).all()
+
+
+def _without_wcs(hdul, turn: str, keep_pointing: bool):
+    """The calibrated frame as a camera without a WCS writes it, mounted another way."""
+    out = fits.HDUList([hdul[0].copy()])
+    if not keep_pointing:
+        del out[0].header["RA_PNT"], out[0].header["DEC_PNT"]
+    for name in ("SCI", "ERR", "MASK"):
+        data = hdul[name].data
+        data = {"none": data, "fliplr": data[:, ::-1], "rot90": np.rot90(data)}[turn]
+        header = hdul[name].header.copy()
+        for key in [*WCS(header).to_header(), "CD1_1", "CD1_2", "CD2_1", "CD2_2"]:
+            header.remove(key, ignore_missing=True, remove_all=True)
+        out.append(fits.ImageHDU(np.ascontiguousarray(data), header, name=name))
+    return out
+
+
+@pytest.mark.parametrize(
+    ("turn", "keep_pointing"), [("fliplr", True), ("rot90", True), ("none", False)]
+)
+def test_frames_without_a_wcs_are_solved_from_their_pointing(catalogued, tmp_path, turn,
+                                                              keep_pointing):  # fmt: skip
+    """Mirrored, turned by 90°, or with no pointing at all: the same sky, to 0.1 px."""
+    q0 = catalogued["quality"].iloc[0]
+    fid = q0.frame_id
+    lake = Lake(str(tmp_path / "lake"))
+    for path in catalogued["lake"].list("refcat", suffix=".parquet"):
+        lake.write_bytes(path, catalogued["lake"].read_bytes(path))
+    with catalogued["lake"].read_fits(f"calibrated/{SITE}/{NIGHT}/{fid}.fits") as hdul:
+        ny, nx = hdul["SCI"].data.shape
+        frame = _without_wcs(hdul, turn, keep_pointing)
+    path = f"calibrated/{SITE}/{NIGHT}/{fid}.fits"
+    lake.write_fits(path, frame)
+    site = small_registry().with_camera(SITE, shape=(512, 512))[SITE]
+    row = {"frame_id": fid, "night": NIGHT, "path": path, "provkey": frame[0].header["PROVKEY"]}
+    q = tasks.catalog_one(row, lake, site)
+    print(f"{turn}, pointing {keep_pointing}: rms {q['astrometric_rms_px']:.3f} px, "
+          f"{q['n_astrometric_stars']} stars, flags {q['quality_flags']!r}")  # fmt: skip
+    assert q["wcs_ok"]
+    assert ("wcs_from_pointing" if keep_pointing else "wcs_blind") in q["quality_flags"]
+    # Where the first solution puts a grid of sky positions, the new one must agree, once
+    # the grid is mirrored or turned as the pixels were.
+    wcs0 = WCS(fits.Header.fromstring(q0.wcs_header, sep="\n"))
+    wcs1 = WCS(fits.Header.fromstring(q["wcs_header"], sep="\n"))
+    gx, gy = (g.ravel() for g in np.meshgrid(np.linspace(0, nx - 1, 9), np.linspace(0, ny - 1, 9)))
+    ra, dec = wcs0.all_pix2world(gx, gy, 0)
+    px, py = wcs1.all_world2pix(ra, dec, 0)
+    ex, ey = {"none": (gx, gy), "fliplr": (nx - 1 - gx, gy), "rot90": (gy, nx - 1 - gx)}[turn]
+    assert np.max(np.hypot(px - ex, py - ey)) < 0.1
+    assert q["airmass"] == pytest.approx(q0.airmass, abs=1e-3)
+    assert q["zero_point"] == pytest.approx(q0.zero_point, abs=0.005)
 
 
 def test_real_decam_gaia_stars_are_found_and_zero_point_matches_magzero():

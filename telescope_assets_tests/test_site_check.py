@@ -54,7 +54,7 @@ def test_saao_archive_frame_needs_first_night_and_then_passes(tmp_path, capsys):
     assert "date_obs 2013-07-13T00:57:33+00:00" in out
     assert "night 2013-07-12" in out
     assert "filter V" in out
-    assert "no header WCS, pointing from the header" in out
+    assert "no header WCS: solved from the header's pointing" in out
     assert "no reference catalogue at refcat/rf0420.parquet" in out
 
 

@@ -127,11 +127,16 @@ def _compare(report, header, registry: SiteRegistry, site: Site, lake_root) -> N
     if report.facts.get("type") == "science":
         has_wcs = "CTYPE1" in header and "CRVAL1" in header
         has_pointing = "pointing" in report.facts
-        report.notes.append(
-            "astrometry: "
-            + ("header WCS" if has_wcs else "no header WCS")
-            + (", pointing from the header" if has_pointing else ", no pointing")
-        )
+        if has_wcs:
+            how = "header WCS, refined against the reference catalogue"
+        elif has_pointing:
+            how = "no header WCS: solved from the header's pointing and the pixel scale"
+        else:
+            how = (
+                "no header WCS and no pointing: solved blind about the reference "
+                "catalogue's centre (map RA/DEC in header_map if the camera writes them)"
+            )
+        report.notes.append(f"astrometry: {how}")
         if lake_root is not None:
             field_name = report.facts.get("object") or "_unknown_"
             rel = site.reference_catalog.format(field=field_name)

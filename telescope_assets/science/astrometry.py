@@ -12,6 +12,12 @@
 
 The residual RMS in pixels and the number of matched stars come back with the WCS; a
 solution with too few matches or a large residual is reported as failed, never dropped.
+
+A frame without a WCS in its header is solved from an approximate pointing (the header's
+RA/DEC, or the reference catalogue's own centre when the header has none) and the
+camera's pixel scale: :func:`solve_from_pointing` searches the unknown rotation (every
+degree, both parities: a camera may be mounted any way round and flipped by a mirror or
+a meridian flip) and the pointing error by the same offset voting, then refines as above.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["AstrometricSolution", "fit_wcs", "refine_wcs"]
+__all__ = ["AstrometricSolution", "fit_wcs", "refine_wcs", "solve_from_pointing", "tan_wcs"]
 
 
 @dataclass
@@ -277,3 +283,116 @@ def _clip_and_refit(x, y, ra, dec, det, ref, wcs, nsigma=3.0):
         det, ref = det[keep], ref[keep]
         wcs = fit_wcs(x[det], y[det], ra[ref], dec[ref])
     return wcs, _rms(wcs, x[det], y[det], ra[ref], dec[ref]), det, ref
+
+
+def tan_wcs(ra: float, dec: float, pixel_scale: float, shape, angle_deg=0.0, parity=1):
+    """A TAN WCS centred on ``(ra, dec)``: ``pixel_scale`` ″/px, north rotated by ``angle``.
+
+    ``parity`` 1 is the sky as seen (east left of north), -1 its mirror image.
+    """
+    from astropy.wcs import WCS
+
+    ny, nx = shape
+    th = np.radians(angle_deg)
+    rot = np.array([[np.cos(th), -np.sin(th)], [np.sin(th), np.cos(th)]])
+    w = WCS(naxis=2)
+    w.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    w.wcs.crval = [ra, dec]
+    w.wcs.crpix = [(nx + 1) / 2, (ny + 1) / 2]
+    # pixel offset = rot @ diag(-parity, 1) @ (xi, eta) / scale, as the search rotates.
+    w.wcs.cd = pixel_scale / 3600.0 * (np.diag([-parity, 1.0]) @ rot.T)
+    return w
+
+
+def solve_from_pointing(
+    x: np.ndarray,
+    y: np.ndarray,
+    flux: np.ndarray,
+    ref_ra: np.ndarray,
+    ref_dec: np.ndarray,
+    ref_mag: np.ndarray,
+    pointing: tuple[float, float],
+    pixel_scale: float,
+    shape: tuple[int, int],
+    max_offset_px: float | None = None,
+    n_bright: int = 60,
+    angle_step_deg: float = 1.0,
+    **refine_options,
+) -> AstrometricSolution:
+    """Solve a frame that has no WCS, from an approximate pointing and the pixel scale.
+
+    Parameters
+    ----------
+    x, y, flux, ref_ra, ref_dec, ref_mag : numpy.ndarray
+        As for :func:`refine_wcs`.
+    pointing : tuple of float
+        Approximate RA, Dec of the frame's centre (degrees).
+    pixel_scale : float
+        ″/px (the registry's; within a few per cent).
+    shape : tuple of int
+        ``(ny, nx)``.
+    max_offset_px : float, optional
+        Largest pointing error searched (default: the frame's larger side).
+    n_bright : int
+        Brightest detections and reference stars that vote.
+    angle_step_deg : float
+        Rotation step of the search; the refinement takes the rest.
+
+    Returns
+    -------
+    AstrometricSolution
+        From :func:`refine_wcs` started at the best trial; ``message`` says which
+        rotation and parity won and how many votes it had against the runner-up.
+    """
+    ny, nx = shape
+    if max_offset_px is None:
+        max_offset_px = float(max(nx, ny))
+    empty = np.array([], dtype=int)
+    wcs_c = tan_wcs(pointing[0], pointing[1], pixel_scale, shape)
+    if len(x) < 8:
+        return AstrometricSolution(wcs_c, False, 0, np.nan, (np.nan, np.nan), 0,
+                                   f"only {len(x)} detections", empty, empty)  # fmt: skip
+    # Tangent-plane offsets of the reference stars about the pointing, in pixels, east
+    # to the left (the angle-0, parity-1 frame): each trial rotates and flips these.
+    xi, eta = wcs_c.wcs_world2pix(ref_ra, ref_dec, 0)
+    xi, eta = xi - (nx - 1) / 2, eta - (ny - 1) / 2
+    reach = np.hypot(nx, ny) / 2 + max_offset_px
+    near = (np.hypot(xi, eta) < reach) & np.isfinite(ref_mag)
+    if near.sum() < 8:
+        why = "under 8 reference stars near the pointing"
+        return AstrometricSolution(wcs_c, False, 0, np.nan, (np.nan, np.nan), 0, why, empty, empty)
+    ref_near = np.flatnonzero(near)
+    # Reference stars that can fall on the frame whatever the rotation, brightest first.
+    bright_r = ref_near[np.argsort(ref_mag[ref_near])][: 2 * n_bright]
+    bright_d = np.argsort(-np.nan_to_num(flux, nan=-np.inf))[:n_bright]
+    xd, yd = x[bright_d] - (nx - 1) / 2, y[bright_d] - (ny - 1) / 2
+    cell = max(3.0, 0.006 * max(nx, ny))
+    bins = np.arange(-max_offset_px, max_offset_px + cell, cell)
+    trials = []
+    for parity in (1, -1):
+        for angle in np.arange(0.0, 360.0, angle_step_deg):
+            th = np.radians(angle)
+            u = parity * xi[bright_r]
+            xr = np.cos(th) * u - np.sin(th) * eta[bright_r]
+            yr = np.sin(th) * u + np.cos(th) * eta[bright_r]
+            dx = (xd[:, None] - xr[None, :]).ravel()
+            dy = (yd[:, None] - yr[None, :]).ravel()
+            hist, _, _ = np.histogram2d(dx, dy, bins=[bins, bins])
+            smooth = hist[:-1, :-1] + hist[1:, :-1] + hist[:-1, 1:] + hist[1:, 1:]
+            k = int(np.argmax(smooth))
+            i, j = np.unravel_index(k, smooth.shape)
+            trials.append((smooth[i, j], angle, parity, bins[i] + cell, bins[j] + cell))
+    trials.sort(key=lambda t: -t[0])
+    votes, angle, parity, dx, dy = trials[0]
+    runner_up = next((t[0] for t in trials[1:] if t[2] != parity or abs(t[1] - angle) > 3), 0)
+    # The winning trial as a WCS: rotate, flip, then move the centre by the offset.
+    wcs1 = tan_wcs(pointing[0], pointing[1], pixel_scale, shape, angle, parity)
+    ra1, dec1 = wcs1.all_pix2world((nx - 1) / 2 - dx, (ny - 1) / 2 - dy, 0)
+    wcs1 = tan_wcs(float(ra1), float(dec1), pixel_scale, shape, angle, parity)
+    options = {"max_offset_px": max(4 * cell, 20.0), **refine_options}
+    solution = refine_wcs(x, y, flux, ref_ra, ref_dec, ref_mag, wcs1, shape, **options)
+    solution.message = (
+        f"{solution.message}; from pointing: rotation {angle:.0f}°, parity {parity:+d}, "
+        f"{votes:.0f} votes (next best {runner_up:.0f})"
+    )
+    return solution

@@ -354,6 +354,10 @@ def _write_calibrated(lake, path, cal, raw_header, site: Site, row, masters, pro
     h["EXPTIME"] = (float(row["exptime"]), "[s]")
     when = dt.datetime.fromisoformat(row["date_obs"]).astimezone(dt.UTC)
     h["DATE-OBS"] = (when.strftime("%Y-%m-%dT%H:%M:%S.%f"), "UTC start of exposure")
+    ra, dec = row.get("ra_deg"), row.get("dec_deg")
+    if ra is not None and dec is not None and np.isfinite(ra) and np.isfinite(dec):
+        h["RA_PNT"] = (float(ra), "[deg] pointing from the raw header")
+        h["DEC_PNT"] = (float(dec), "[deg] pointing from the raw header")
     for key in ("L1IDBIAS", "L1IDDARK", "L1IDFLAT", "PROVKEY"):
         h[key] = prov[key]
     for key, name in (("L1FBBIAS", "bias"), ("L1FBDARK", "dark")):

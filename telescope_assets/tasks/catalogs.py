@@ -22,7 +22,9 @@ from telescope_assets.science.ephemeris import airmass
 __all__ = ["CATALOG_SCHEMA", "CATALOG_VERSION", "catalog_one", "load_reference"]
 
 #: Bump when catalogs change: every frame's catalog becomes stale and is redone.
-CATALOG_VERSION = "cat-6"  # cat-6: aperture correction from a fitted curve of growth
+#: cat-6: aperture correction from a fitted curve of growth; frames without a header WCS
+#: solved from their pointing; airmass from the site, time and pointing.
+CATALOG_VERSION = "cat-6"
 #: Stars whose 2-D Gaussian fits give a frame's seeing (their median FWHM).
 FWHM_STARS = 50
 
@@ -153,6 +155,7 @@ def catalog_one(row: dict, lake: Lake, site: Site) -> dict[str, Any]:
     when = Time(dt.datetime.fromisoformat(header["DATE-OBS"]).replace(tzinfo=None), scale="utc")
     field = header.get("OBJECT")
     scale = site.camera.pixel_scale
+    pointing = (float(header["RA_PNT"]), float(header["DEC_PNT"])) if "RA_PNT" in header else None
     flags: list[str] = []
 
     guess = max(site.median_seeing_arcsec / scale, 2.0)
@@ -205,16 +208,21 @@ def catalog_one(row: dict, lake: Lake, site: Site) -> dict[str, Any]:
     elif band not in ref:
         flags.append("reference_lacks_band")
     else:
-        solution = astrometry.refine_wcs(
+        args = (
             sources.x.to_numpy(),
             sources.y.to_numpy(),
             sources.flux_ap.to_numpy(),
             ref.ra.to_numpy(),
             ref.dec.to_numpy(),
             ref[band].to_numpy(),
-            wcs0,
-            sci.shape,
         )
+        if wcs0.has_celestial:
+            solution = astrometry.refine_wcs(*args, wcs0, sci.shape)
+        else:
+            # No WCS in the header: from the pointing, else the catalogue's own centre.
+            guess = pointing if pointing is not None else _catalogue_centre(ref)
+            solution = astrometry.solve_from_pointing(*args, guess, scale, sci.shape)
+            flags.append("wcs_from_pointing" if pointing is not None else "wcs_blind")
         if not solution.ok:
             flags.append("wcs_failed")
     wcs = solution.wcs if solution is not None and solution.ok else wcs0
@@ -251,8 +259,19 @@ def catalog_one(row: dict, lake: Lake, site: Site) -> dict[str, Any]:
     sources["mag"] = m_inst + zp.zp
     sources["mag_err"] = np.hypot(m_inst_err, zp.zp_err if np.isfinite(zp.zp_err) else 0.0)
 
-    pointing_ra, pointing_dec = (float(v) for v in wcs0.wcs.crval)
-    x_am = float(airmass(site, pointing_ra, pointing_dec, when.datetime))
+    # Airmass from the site, the time and where the telescope pointed: the solved WCS's
+    # centre, else the header's pointing, else its WCS; NaN when nothing says where.
+    ny, nx = sci.shape
+    if wcs.has_celestial:
+        centre = wcs.all_pix2world((nx - 1) / 2, (ny - 1) / 2, 0)
+        pointing = (float(centre[0]), float(centre[1]))
+    x_am = (
+        float(airmass(site, pointing[0], pointing[1], when.datetime))
+        if pointing is not None
+        else float("nan")
+    )
+    if pointing is None:
+        flags.append("no_pointing")
     expected = site.nominal_zero_point.get(band, np.nan) - site.extinction.get(band, 0.0) * (
         x_am - 1
     )
@@ -388,6 +407,13 @@ def _aperture_correction(sci, mask, bkg, sources, clean, radius):
     )
     fluxes[phot["flags"].to_numpy() != 0] = np.nan
     return photcal.growth_curve_correction(radii, fluxes, radius)
+
+
+def _catalogue_centre(ref: pd.DataFrame) -> tuple[float, float]:
+    """The middle of a reference catalogue's field (RA by its circular mean)."""
+    ra = np.radians(ref.ra.to_numpy())
+    centre_ra = np.degrees(np.arctan2(np.sin(ra).mean(), np.cos(ra).mean())) % 360.0
+    return float(centre_ra), float(np.median(ref.dec.to_numpy()))
 
 
 def _hot_columns(sci, mask, bkg) -> int:
