@@ -42,6 +42,19 @@ def real_data(*parts: str) -> Path:
     return path
 
 
+def real_image(*parts: str):
+    """The primary image of a shared real file, as float (header warnings silenced:
+    the ESO image's non-standard ESO-LOG cards are irrelevant to its pixels)."""
+    import warnings
+
+    from astropy.io import fits
+    from astropy.utils.exceptions import AstropyUserWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", AstropyUserWarning)
+        return fits.getdata(real_data(*parts)).astype(float)
+
+
 def small_registry():
     """The packaged registry with every camera shrunk to about 256² pixels for speed."""
     reg = load_registry()

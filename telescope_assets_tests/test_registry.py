@@ -105,3 +105,18 @@ def test_optional_camera_values_and_unknown_header_keys(tmp_path):
     data["sites"]["tololo"]["header_map"]["filtre"] = "FILTRE"
     with pytest.raises(RegistryError, match="unknown keys \\['filtre'\\]"):
         _load(tmp_path, yaml.safe_dump(data))
+
+
+def test_precalibrated_sites_need_no_masters(tmp_path):
+    from telescope_assets import tasks
+
+    site = _load(tmp_path, _entry_yaml(precalibrated=True))["tololo"]
+    assert site.precalibrated
+    assert not load_registry()["tololo"].precalibrated
+    prov = tasks.calibration_provenance("f1", {}, site.filters[0], True, site.precalibrated)
+    assert prov["L1IDBIAS"] == prov["L1IDFLAT"] == "none"
+    other = tasks.calibration_provenance("f1", {}, site.filters[0], False, True)
+    assert other["PROVKEY"] != prov["PROVKEY"]
+    assert tasks.calibration_provenance("f1", {}, site.filters[0], True, False) is None
+    with pytest.raises(RegistryError, match="precalibrated must be true or false"):
+        _load(tmp_path, _entry_yaml(precalibrated="yes"))

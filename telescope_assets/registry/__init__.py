@@ -139,6 +139,9 @@ class Site:
     first_night: str = DEFAULT_FIRST_NIGHT
     #: Detection threshold, in units of the background RMS per pixel.
     detection_nsigma: float = 3.0
+    #: Frames arrive already bias-, dark- and flat-corrected (by the acquisition
+    #: software): no masters are made or waited for.
+    precalibrated: bool = False
 
     def canonical_filter(self, value: str | None) -> str | None:
         """The site's name for a filter as a header writes it (``None`` if unknown).
@@ -269,6 +272,13 @@ def _extinction(entry: dict[str, Any], where: str) -> dict[str, float]:
     return out
 
 
+def _boolean(value, where: str) -> bool:
+    """A YAML boolean, strictly (``"no"`` as a string is not False)."""
+    if not isinstance(value, bool):
+        raise RegistryError(f"{where} must be true or false, not {value!r}")
+    return value
+
+
 def _check_filters(site: Site, where: str) -> None:
     """Aliases and the default filter name known filters; names differ in more than case."""
     lowered = [b.lower() for b in site.filters]
@@ -323,6 +333,7 @@ def _site_from_entry(name: str, entry: dict[str, Any], source: str) -> Site:
             default_filter=entry.get("default_filter"),
             first_night=str(entry.get("first_night", DEFAULT_FIRST_NIGHT)),
             detection_nsigma=float(entry.get("detection_nsigma", 3.0)),
+            precalibrated=_boolean(entry.get("precalibrated", False), f"{where}: precalibrated"),
         )
     except (KeyError, TypeError) as exc:
         raise RegistryError(f"{where}: missing or malformed field ({exc})") from exc

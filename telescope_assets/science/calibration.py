@@ -29,6 +29,7 @@ __all__ = [
     "CalibratedFrame",
     "bad_pixel_mask",
     "calibrate_frame",
+    "calibrate_reduced",
     "combine",
     "make_master_bias",
     "make_master_dark",
@@ -234,31 +235,85 @@ def calibrate_frame(
     nonfinite = ~np.isfinite(sci)
     mask[nonfinite] |= MASK_BITS["nonfinite"]
 
-    n_cr = 0
-    if detect_cosmics:
-        import astroscrappy
-        from threadpoolctl import threadpool_limits
+    n_cr = _flag_cosmic_rays(sci, err, mask, camera) if detect_cosmics else 0
+    return CalibratedFrame(
+        sci=sci.astype(np.float32),
+        err=err.astype(np.float32),
+        mask=mask,
+        n_cosmic_ray=n_cr,
+        n_saturated=int(saturated.sum()),
+    )
 
-        # L.A.Cosmic is most of a frame's calibration time and runs on OpenMP threads.
-        # A dask worker limits OpenMP to one thread; a frame that arrives alone (the
-        # night's prompt processing) may use every core: 1.7 s instead of 3.0 s on 2048²
-        # with two cores. Workers calibrating at the same time share the cores.
-        with threadpool_limits(limits=len(os.sched_getaffinity(0)), user_api="openmp"):
-            crmask, _ = astroscrappy.detect_cosmics(
-                np.where(nonfinite, 0.0, sci).astype(np.float32),
-                inmask=mask > 0,
-                gain=1.0,
-                readnoise=camera.read_noise,
-                satlevel=camera.saturation * camera.gain,
-                sigclip=5.0,
-                objlim=8.0,  # star cores of ~2 px FWHM images stay unflagged
-                niter=CR_ITERATIONS,
-                sepmed=True,
-            )
-        crmask &= mask == 0
-        crmask = spare_point_sources(sci, crmask, err)
-        mask[crmask] |= MASK_BITS["cosmic_ray"]
-        n_cr = int(crmask.sum())
+
+def _flag_cosmic_rays(
+    sci: np.ndarray, err: np.ndarray, mask: np.ndarray, camera: Camera, pedestal: float = 0.0
+) -> int:
+    """Set the ``cosmic_ray`` bit of L.A.Cosmic's hits in ``mask``; return how many pixels.
+
+    L.A.Cosmic's noise model is Poisson on the image plus read noise: ``pedestal``
+    (electrons) is added first where the image's level does not follow that model (a
+    frame whose sky was subtracted: without it, every sky pixel looks like a hit).
+    """
+    import astroscrappy
+    from threadpoolctl import threadpool_limits
+
+    nonfinite = ~np.isfinite(sci)
+    # L.A.Cosmic is most of a frame's calibration time and runs on OpenMP threads.
+    # A dask worker limits OpenMP to one thread; a frame that arrives alone (the
+    # night's prompt processing) may use every core: 1.7 s instead of 3.0 s on 2048²
+    # with two cores. Workers calibrating at the same time share the cores.
+    with threadpool_limits(limits=len(os.sched_getaffinity(0)), user_api="openmp"):
+        crmask, _ = astroscrappy.detect_cosmics(
+            np.where(nonfinite, 0.0, sci + pedestal).astype(np.float32),
+            inmask=mask > 0,
+            gain=1.0,
+            readnoise=camera.read_noise,
+            satlevel=camera.saturation * camera.gain + pedestal,
+            sigclip=5.0,
+            objlim=8.0,  # star cores of ~2 px FWHM images stay unflagged
+            niter=CR_ITERATIONS,
+            sepmed=True,
+        )
+    crmask &= mask == 0
+    crmask = spare_point_sources(sci, crmask, err)
+    mask[crmask] |= MASK_BITS["cosmic_ray"]
+    return int(crmask.sum())
+
+
+def calibrate_reduced(
+    image: np.ndarray, camera: Camera, *, detect_cosmics: bool = True
+) -> CalibratedFrame:
+    """Take a frame that the acquisition software already reduced (bias, dark, flat).
+
+    Many small observatories keep only frames that MaxIm DL, NINA or a vendor's pipeline
+    has calibrated. Such a frame is in ADU, trimmed or not (``trimsec`` still applies;
+    there is no overscan left to subtract), and nothing says its variance: the error
+    plane is the frame's own, the Poisson noise of the signal above the sky plus the
+    sky's measured variance (robust standard deviation of the unmasked pixels), which
+    holds whether the software left the sky in or subtracted it. Saturation, non-finite
+    pixels and cosmic rays are masked as in :func:`calibrate_frame`; there is no
+    bad-pixel mask without masters.
+    """
+    raw = np.asarray(image)
+    if raw.shape != tuple(camera.shape):
+        raise ValueError(f"frame is {raw.shape}, camera {camera.name!r} is {camera.shape}")
+    trimmed = raw if camera.trimsec is None else raw[parse_section(camera.trimsec)]
+    sci = trimmed.astype(np.float64) * camera.gain
+    mask = np.zeros(sci.shape, dtype=np.uint16)
+    saturated = trimmed >= camera.saturation
+    mask[saturated] |= MASK_BITS["saturated"]
+    nonfinite = ~np.isfinite(sci)
+    mask[nonfinite] |= MASK_BITS["nonfinite"]
+    good = sci[mask == 0]
+    if good.size < 100:
+        raise ValueError(f"only {good.size} usable pixels: the frame is empty or saturated")
+    sky = float(np.median(good))
+    sky_var = (1.4826 * float(np.median(np.abs(good - sky)))) ** 2
+    err = np.sqrt(np.clip(np.where(nonfinite, 0.0, sci) - sky, 0, None) + sky_var)
+    # L.A.Cosmic sees the sky at the Poisson level its measured noise implies: the sky
+    # may have been subtracted, and a sum of frames or a wrong gain breaks sky = variance.
+    pedestal = max(0.0, sky_var - camera.read_noise**2) - sky
+    n_cr = _flag_cosmic_rays(sci, err, mask, camera, pedestal) if detect_cosmics else 0
     return CalibratedFrame(
         sci=sci.astype(np.float32),
         err=err.astype(np.float32),

@@ -69,6 +69,8 @@ def raw_manifest(lake: Lake, site: str, night: str) -> pd.DataFrame:
 
 def _master_names(site: Site) -> list[tuple[str, str, str | None]]:
     """(name, frame type, filter) of every master a site needs, in dependency order."""
+    if site.precalibrated:
+        return []
     return [("bias", "bias", None), ("dark", "dark", None)] + [
         (f"flat_{f}", "flat", f) for f in site.filters
     ]
@@ -229,13 +231,22 @@ def _bad_pixels(lake: Lake, dark: dict, flat: dict) -> np.ndarray:
 
 
 def calibration_provenance(
-    frame: str, masters: dict[str, Any], flt: str, detect_cosmics: bool = True
+    frame: str,
+    masters: dict[str, Any],
+    flt: str,
+    detect_cosmics: bool = True,
+    precalibrated: bool = False,
 ) -> dict[str, str] | None:
     """Master ids a frame needs and its provenance key, or ``None`` if a master is missing.
 
     Every processing option is in the key: turning cosmic-ray detection off changes it,
-    so the frames are calibrated again and everything downstream follows.
+    so the frames are calibrated again and everything downstream follows. A site whose
+    frames arrive already reduced needs no masters (their ids read ``none``).
     """
+    options = "" if detect_cosmics else "no-cosmics"
+    if precalibrated:
+        key = _hash(frame, "precalibrated", CALIBRATION_VERSION, *([options] if options else []))
+        return dict.fromkeys(("L1IDBIAS", "L1IDDARK", "L1IDFLAT"), "none") | {"PROVKEY": key[:20]}
     need = {
         "L1IDBIAS": masters.get("bias"),
         "L1IDDARK": masters.get("dark"),
@@ -244,7 +255,6 @@ def calibration_provenance(
     if any(v is None for v in need.values()):
         return None
     ids = {k: v["master_id"] for k, v in need.items()}
-    options = "" if detect_cosmics else "no-cosmics"
     key = _hash(frame, *ids.values(), CALIBRATION_VERSION, *([options] if options else []))
     return ids | {"PROVKEY": key[:20]}
 
@@ -268,7 +278,7 @@ def calibrate_one(
     """
     start = time.perf_counter()
     fid, night, flt = row["frame_id"], row["night"], row["filter"]
-    prov = calibration_provenance(fid, masters, flt, detect_cosmics)
+    prov = calibration_provenance(fid, masters, flt, detect_cosmics, site.precalibrated)
     base = {
         "frame_id": fid,
         "site": site.name,
@@ -283,16 +293,19 @@ def calibrate_one(
     try:
         data = lake.read_bytes(lake.raw(site.name, night, fid))
         raw = read_image(data)
-        cal = calibration.calibrate_frame(
-            raw,
-            float(row["exptime"]),
-            site.camera,
-            _load(lake, masters["bias"]),
-            _load(lake, masters["dark"]),
-            _load(lake, masters[f"flat_{flt}"]),
-            detect_cosmics=detect_cosmics,
-            bad=_bad_pixels(lake, masters["dark"], masters[f"flat_{flt}"]),
-        )
+        if site.precalibrated:
+            cal = calibration.calibrate_reduced(raw, site.camera, detect_cosmics=detect_cosmics)
+        else:
+            cal = calibration.calibrate_frame(
+                raw,
+                float(row["exptime"]),
+                site.camera,
+                _load(lake, masters["bias"]),
+                _load(lake, masters["dark"]),
+                _load(lake, masters[f"flat_{flt}"]),
+                detect_cosmics=detect_cosmics,
+                bad=_bad_pixels(lake, masters["dark"], masters[f"flat_{flt}"]),
+            )
     except (FrameError, ValueError) as exc:
         reason = exc.reason if isinstance(exc, FrameError) else "calibration_failed"
         record = base | {
@@ -360,12 +373,15 @@ def _write_calibrated(lake, path, cal, raw_header, site: Site, row, masters, pro
         h["DEC_PNT"] = (float(dec), "[deg] pointing from the raw header")
     for key in ("L1IDBIAS", "L1IDDARK", "L1IDFLAT", "PROVKEY"):
         h[key] = prov[key]
-    for key, name in (("L1FBBIAS", "bias"), ("L1FBDARK", "dark")):
-        h[key] = (bool(masters[name].get("fallback")), f"{name} master from another night")
-    h["L1FBFLAT"] = (
-        bool(masters[f"flat_{row['filter']}"].get("fallback")),
-        "flat from another night",
-    )
+    if site.precalibrated:
+        h["L1PRECAL"] = (True, "reduced by the acquisition software; no masters")
+    else:
+        for key, name in (("L1FBBIAS", "bias"), ("L1FBDARK", "dark")):
+            h[key] = (bool(masters[name].get("fallback")), f"{name} master from another night")
+        h["L1FBFLAT"] = (
+            bool(masters[f"flat_{row['filter']}"].get("fallback")),
+            "flat from another night",
+        )
     h["PIPEVER"] = (__version__, "telescope_assets version")
     h["CALVER"] = CALIBRATION_VERSION
     h["GAIN"] = (1.0, "[e-/ADU] data are in electrons")

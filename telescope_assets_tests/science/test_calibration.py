@@ -1,3 +1,5 @@
+import dataclasses
+
 import astropy.units as u
 import ccdproc
 import numpy as np
@@ -9,7 +11,7 @@ from astropy.stats import mad_std
 from telescope_assets.registry import Camera
 from telescope_assets.science import calibration
 from telescope_assets.science.frames import read_image
-from telescope_assets_tests.conftest import real_data
+from telescope_assets_tests.conftest import real_data, real_image
 
 
 def _raws(simulated, site, kind, band=None):
@@ -298,3 +300,47 @@ def test_master_flat_has_unit_mean_and_rejects_empty_flats(sutherland):
         calibration.make_master_flat(
             [dark_raw, dark_raw], [1.0, 1.0], cam, sutherland["bias"] + 1e6, sutherland["dark"]
         )
+
+
+def test_reduced_frames_get_errors_from_their_own_sky():
+    """A frame reduced elsewhere (the ESO image of SExtractor's tests): the error plane's
+    sky level agrees with SExtractor's RMS map, whether the sky was left in or not."""
+    image, back, rms = (real_image("images", "sep", n) for n in ("image.fits", "back.fits",
+                                                                  "rms.fits"))  # fmt: skip
+    camera = Camera(name="emmi", shape=(256, 256), gain=1.0, read_noise=5.0,
+                    pixel_scale=0.35, saturation=60000)  # fmt: skip
+    cal = calibration.calibrate_reduced(image, camera)
+    np.testing.assert_array_equal(cal.sci, image.astype(np.float32))
+    assert cal.n_saturated == int((image >= 60000).sum()) > 0
+    assert (cal.mask[image >= 60000] & calibration.MASK_BITS["saturated"]).all()
+    # Sky left in, or subtracted: the same errors and the same hits (a few: the image is
+    # the sum of three exposures; without the pedestal the sky-subtracted frame had 1483).
+    # No saturation here, which a shifted frame would cross elsewhere.
+    camera = dataclasses.replace(camera, saturation=1e9)
+    sky = np.abs(image - back) < rms
+    hits = []
+    for frame in (image, image - np.median(back)):
+        cal = calibration.calibrate_reduced(frame, camera)
+        ratio = np.median(cal.err[sky]) / np.median(rms)
+        print(f"error / SExtractor RMS on sky pixels: {ratio:.3f}; "
+              f"{cal.n_cosmic_ray} cosmic-ray pixels")  # fmt: skip
+        assert 0.95 < ratio < 1.10
+        hits.append(cal.n_cosmic_ray)
+    assert hits[0] == hits[1] < 20
+
+
+def test_reduced_frames_convert_to_electrons_and_flag_hits():
+    rng = np.random.default_rng(4)
+    camera = Camera(name="c", shape=(120, 130), gain=2.0, read_noise=8.0, pixel_scale=1.0,
+                    saturation=65535, trimsec="[3:130,1:120]")  # fmt: skip
+    sky_e = 400.0
+    electrons = rng.normal(sky_e, np.sqrt(sky_e + 8.0**2), size=(120, 130))
+    electrons[60, 60] += 20000.0  # a one-pixel hit
+    cal = calibration.calibrate_reduced(electrons / camera.gain, camera)
+    assert cal.sci.shape == (120, 128)
+    np.testing.assert_allclose(cal.sci, electrons[:, 2:], rtol=1e-6)
+    assert np.median(cal.err) == pytest.approx(np.sqrt(sky_e + 64.0), rel=0.05)
+    assert cal.mask[60, 58] & calibration.MASK_BITS["cosmic_ray"]
+    assert cal.n_cosmic_ray < 10
+    with pytest.raises(ValueError, match="camera 'c' is"):
+        calibration.calibrate_reduced(electrons[:100], camera)

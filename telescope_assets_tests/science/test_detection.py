@@ -4,21 +4,11 @@ import warnings
 
 import numpy as np
 import pytest
-from astropy.io import fits
 from astropy.wcs import WCS
 
 from telescope_assets.science import astrometry, detection, photcal
 from telescope_assets.simulate.render import Conditions, Source, render_sources
-from telescope_assets_tests.conftest import real_data
-
-
-def _read(*parts):
-    from astropy.utils.exceptions import AstropyUserWarning
-
-    with warnings.catch_warnings():
-        # The ESO header has non-standard ESO-LOG cards; they are irrelevant here.
-        warnings.simplefilter("ignore", AstropyUserWarning)
-        return fits.getdata(real_data(*parts)).astype(float)
+from telescope_assets_tests.conftest import real_data, real_image
 
 
 def _field(n=25, seed=4, shape=(300, 300), fwhm=3.0, sky=300.0, rn=5.0):
@@ -168,9 +158,9 @@ def test_flags_saturated_masked_and_edge_sources():
 
 def test_matches_sextractor_on_the_real_eso_image():
     """Positions and aperture fluxes of the ESO NTT image against SExtractor's catalogue."""
-    image = _read("images", "sep", "image.fits")
-    back = _read("images", "sep", "back.fits")
-    rms = _read("images", "sep", "rms.fits")
+    image = real_image("images", "sep", "image.fits")
+    back = real_image("images", "sep", "back.fits")
+    rms = real_image("images", "sep", "rms.fits")
     cat = np.loadtxt(real_data("images", "sep", "image.cat"))
     xwin, ywin = cat[:, 3] - 1, cat[:, 4] - 1  # SExtractor is 1-based
     flux_aper, fluxerr_aper, flags = cat[:, 12], cat[:, 13], cat[:, 20].astype(int)

@@ -159,7 +159,7 @@ def calibrated_frames(
 
     def expected(row):
         prov = tasks.calibration_provenance(
-            row["frame_id"], masters, row["filter"], config.detect_cosmics
+            row["frame_id"], masters, row["filter"], config.detect_cosmics, site.precalibrated
         )
         return prov["PROVKEY"] if prov else None
 
