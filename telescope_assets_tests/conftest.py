@@ -55,6 +55,28 @@ def real_image(*parts: str):
         return fits.getdata(real_data(*parts)).astype(float)
 
 
+#: ESO's New Technology Telescope at La Silla, as a site owner would enter it: the site
+#: of the ESO image in images/sep (1992, reduced by ESO-MIDAS, no sky WCS).
+NTT = {
+    "description": "ESO NTT 3.6 m, EMMI red arm (archive frames reduced by ESO-MIDAS)",
+    "latitude": -29.2584, "longitude": -70.7345, "elevation": 2375,
+    "timezone": "America/Santiago",
+    "identify_by": "prefix",
+    "camera": {"name": "EMMI", "shape": [256, 256], "gain": 1.0, "read_noise": 5.0,
+               "pixel_scale": 0.35, "saturation": 60000},
+    "filters": ["R"],
+    "first_night": "1992-10-01",
+    "precalibrated": True,
+    "header_map": {
+        "imagetyp": "ESO GEN EXPO TYPE", "exptime": "EXPTIME", "date_obs": "DATE-OBS",
+        "time_obs": "TM-START", "filter": "ESO INS OPTI-7 NAME", "object": "OBJECT",
+        "ra": "RA", "dec": "DEC",
+    },
+    "imagetyp_values": {"science": ["SCI"], "bias": ["BIAS"], "dark": ["DARK"],
+                        "flat": ["FF"]},
+}  # fmt: skip
+
+
 def small_registry():
     """The packaged registry with every camera shrunk to about 256² pixels for speed."""
     reg = load_registry()

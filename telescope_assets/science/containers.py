@@ -16,6 +16,7 @@ turns it into a quarantine.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 import warnings
@@ -159,13 +160,28 @@ def _check_characters(text: bytes) -> None:
     raise ContainerError("bad_header", what)
 
 
+@contextlib.contextmanager
+def lenient_headers():
+    """Read headers as cameras write them, without a warning per card.
+
+    Long keywords become HIERARCH cards (astropy's VerifyWarning), and cards of no
+    convention astropy knows (ESO-MIDAS's ``ESO-LOG hh:mm:ss>`` log lines) are kept as
+    they are: they are history, not keywords.
+    """
+    from astropy.io import fits
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", fits.verify.VerifyWarning)
+        warnings.filterwarnings("ignore", "The following header keyword is invalid")
+        yield
+
+
 def _parse_cards(text: str):
     """An astropy header with every card parsed now (astropy parses lazily and raises late)."""
     from astropy.io import fits
 
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", fits.verify.VerifyWarning)
+        with lenient_headers():
             header = fits.Header.fromstring(text)
             for card in header.cards:
                 _ = card.value

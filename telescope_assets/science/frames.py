@@ -18,7 +18,6 @@ import hashlib
 import io
 import math
 import re
-import warnings
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -31,6 +30,7 @@ from telescope_assets.science.containers import (
     Hdu,
     checksum_problems,
     gunzip_capped,
+    lenient_headers,
     science_hdu,
     walk_hdus,
 )
@@ -44,6 +44,7 @@ __all__ = [
     "FrameError",
     "FrameInfo",
     "frame_id",
+    "has_sky_wcs",
     "inspect_frame",
     "max_frame_bytes",
     "open_container",
@@ -218,15 +219,20 @@ def _merged_header(hdus: list[Hdu], sci: Hdu):
     for i, length in enumerate(reversed(sci.shape), start=1):
         header[f"NAXIS{i}"] = length
     sources = [hdus[0]] if sci.index == 0 else [hdus[0], sci]
-    for hdu in sources:
-        for card in hdu.header.cards:
-            keyword = card.keyword
-            if not keyword or _STRUCTURAL.match(keyword):
-                continue
-            if keyword in ("COMMENT", "HISTORY"):
-                header.append(card, end=True)
-            else:
-                header[keyword] = (card.value, card.comment)
+    with lenient_headers():
+        for hdu in sources:
+            for card in hdu.header.cards:
+                keyword = card.keyword
+                if not keyword or _STRUCTURAL.match(keyword):
+                    continue
+                if keyword in ("COMMENT", "HISTORY") or keyword not in header:
+                    # Appending the card keeps HIERARCH cards HIERARCH, without a warning.
+                    header.append(card, end=True)
+                    continue
+                try:
+                    header[keyword] = (card.value, card.comment)  # the extension's wins
+                except ValueError:  # an unparsable card repeated (ESO-LOG): keep each
+                    header.append(card, end=True)
     return header
 
 
@@ -323,16 +329,33 @@ def _observed_at(header, site: Site, date_raw: str) -> dt.datetime:
     """The exposure's start: DATE-OBS, with the time from ``time_obs`` when it is a date.
 
     Older software (IRAF-era CCD controllers) writes ``DATE-OBS = '2013-07-13'`` and the
-    time in another keyword (``UT``, ``TIME-OBS``); the registry's optional
-    ``header_map.time_obs`` names it.
+    time in another keyword (``UT``, ``TIME-OBS``, or ESO's ``TM-START`` in seconds since
+    midnight); the registry's optional ``header_map.time_obs`` names it. Before 1999 the
+    FITS standard wrote dates as ``dd/mm/yy``.
     """
     keyword = site.header_map.get("time_obs")
+    old = re.fullmatch(r"\s*(\d{2})/(\d{2})/(\d{2})\s*", date_raw)
+    if old:
+        # The FITS standard's form before 1999 (dd/mm/yy, years 1900-1999), as MIDAS wrote.
+        day, month, year = old.groups()
+        date_raw = f"19{year}-{month}-{day}"
     if keyword and re.fullmatch(r"\s*\d{4}-\d{2}-\d{2}\s*", date_raw):
         time = header.get(keyword)
         if time is None or not str(time).strip():
             raise FrameError("missing_keyword", f"{keyword} (time_obs): DATE-OBS holds no time")
+        if isinstance(time, int | float) and not isinstance(time, bool):
+            # Seconds since midnight UTC (ESO's TM-START, UTSTART in some archives).
+            if not 0 <= time < 86400:
+                raise FrameError("bad_date_obs", f"{keyword} = {time}: not 0-86400 s")
+            time = (dt.datetime.min + dt.timedelta(seconds=float(time))).time().isoformat()
         return _parse_date(f"{date_raw.strip()}T{str(time).strip()}")
     return _parse_date(date_raw)
+
+
+def has_sky_wcs(header) -> bool:
+    """Whether a header holds a celestial WCS (not just blank or linear axes)."""
+    ctypes = [str(header.get(f"CTYPE{i}", "")).strip().upper() for i in (1, 2)]
+    return all(c[:4] in ("RA--", "DEC-", "GLON", "GLAT", "ELON", "ELAT") for c in ctypes)
 
 
 def _parse_coordinates(ra: str | None, dec: str | None) -> tuple[float | None, float | None]:
@@ -527,13 +550,14 @@ def _decode(container: Container) -> np.ndarray:
     if container.truncated:
         raise FrameError("truncated_data", container.truncated)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", fits.verify.VerifyWarning)
-            with fits.open(io.BytesIO(container.fits_bytes), memmap=False) as hdul:
-                pixels = hdul[container.sci.index].data
-                if pixels is None:
-                    raise FrameError("bad_dimensions", "the science unit has no data")
-                return np.asarray(pixels, dtype=np.float32)
+        with (
+            lenient_headers(),
+            fits.open(io.BytesIO(container.fits_bytes), memmap=False) as hdul,
+        ):
+            pixels = hdul[container.sci.index].data
+            if pixels is None:
+                raise FrameError("bad_dimensions", "the science unit has no data")
+            return np.asarray(pixels, dtype=np.float32)
     except FrameError:
         raise
     except (OSError, TypeError, ValueError, IndexError, KeyError, fits.VerifyError) as exc:

@@ -15,7 +15,7 @@ from telescope_assets import __version__
 from telescope_assets.lake import Lake
 from telescope_assets.registry import Site, parse_section
 from telescope_assets.science import calibration
-from telescope_assets.science.frames import REASONS, FrameError, read_image
+from telescope_assets.science.frames import REASONS, FrameError, has_sky_wcs, read_image
 
 __all__ = [
     "CALIBRATION_VERSION",
@@ -353,11 +353,15 @@ def _write_calibrated(lake, path, cal, raw_header, site: Site, row, masters, pro
     h = primary.header
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FITSFixedWarning)
-        wcs_header = WCS(raw_header).to_header() if "CTYPE1" in raw_header else fits.Header()
+        wcs_header = WCS(raw_header).to_header() if has_sky_wcs(raw_header) else fits.Header()
     skip = {"SIMPLE", "BITPIX", "NAXIS", "NAXIS1", "NAXIS2", "EXTEND", "BZERO", "BSCALE"}
     skip |= set(wcs_header) | {"CD1_1", "CD1_2", "CD2_1", "CD2_2", "WCSAXES"}
     for card in raw_header.cards:
-        if card.keyword not in skip and card.keyword not in h and card.keyword != "":
+        if getattr(card, "_invalid", False):
+            # A card of no FITS convention (ESO-MIDAS's "ESO-LOG hh:mm:ss>" log lines):
+            # kept as HISTORY, so that the product parses cleanly everywhere.
+            h.add_history(str(card).rstrip())
+        elif card.keyword not in skip and card.keyword not in h and card.keyword != "":
             h.append(card, end=True)
     h["RAWID"] = (row["frame_id"], "content hash of the raw file")
     h["SITE"] = site.name

@@ -1,13 +1,21 @@
 import datetime as dt
+import warnings
 
 import numpy as np
 import pytest
+import yaml
 
 from telescope_assets.registry import load_registry
-from telescope_assets.science.frames import REASONS, FrameError, frame_id, inspect_frame
+from telescope_assets.science.frames import (
+    REASONS,
+    FrameError,
+    frame_id,
+    has_sky_wcs,
+    inspect_frame,
+)
 from telescope_assets.science.nights import night_of
 from telescope_assets_tests.badframes import CASES, bad_frames, rewrite
-from telescope_assets_tests.conftest import NIGHT, real_data
+from telescope_assets_tests.conftest import NIGHT, NTT, real_data
 
 
 def _first(simulated, site, kind="science"):
@@ -142,3 +150,56 @@ sites:
     assert info.night == "2013-07-12"  # local date at the noon before 2013-07-13 00:00 UT
     assert info.ra_deg == pytest.approx(331.0333, abs=1e-3)
     assert info.dec_deg == pytest.approx(-0.9253, abs=1e-3)
+
+
+def _ntt_registry(tmp_path):
+    path = tmp_path / "sites.yaml"
+    path.write_text(yaml.safe_dump({"sites": {"ntt": NTT}}))
+    return load_registry(path)
+
+
+def test_eso_midas_frame_of_1992_reads_with_its_own_registry_entry(tmp_path):
+    """Dates as FITS wrote them before 1999 (``dd/mm/yy``), the time in seconds since
+    midnight (TM-START), HIERARCH keywords in the header map, MIDAS's log cards."""
+    data = real_data("images", "sep", "image.fits").read_bytes()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the non-standard cards are read without a warning
+        info, header = inspect_frame(data, _ntt_registry(tmp_path), "ntt")
+    assert info.date_obs == "1992-10-26T03:04:08+00:00"  # '26/10/92' + 11048 s
+    assert info.night == "1992-10-25"  # 23:04 at La Silla
+    assert info.filter == "R"  # ESO INS OPTI-7 NAME
+    assert info.frame_type == "science"
+    assert info.ra_deg == pytest.approx(5.6482, abs=1e-3)
+    assert not has_sky_wcs(header)  # CTYPEn are blank: pixel axes only
+    assert any(str(c).startswith("ESO-LOG") for c in header.cards)
+
+
+@pytest.mark.parametrize(
+    ("changes", "why"),
+    [
+        ({"TM-START": 90000.0}, "not 0-86400 s"),
+        ({"TM-START": ""}, "DATE-OBS holds no time"),
+        ({"DATE-OBS": "32/10/92"}, "DATE-OBS"),
+    ],
+)
+def test_bad_old_style_dates_are_named(tmp_path, changes, why):
+    data = real_data("images", "sep", "image.fits").read_bytes()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # astropy on MIDAS's log cards, writing them back
+        bad = rewrite(data, **changes)
+    with pytest.raises(FrameError, match=why) as err:
+        inspect_frame(bad, _ntt_registry(tmp_path), "ntt")
+    assert err.value.reason in ("bad_date_obs", "missing_keyword")
+
+
+def test_sky_wcs_is_told_from_linear_axes():
+    from astropy.io import fits
+
+    sky = fits.Header({"CTYPE1": "RA---TAN-SIP", "CTYPE2": "DEC--TAN-SIP"})
+    linear = fits.Header({"CTYPE1": "LINEAR", "CTYPE2": "LINEAR"})
+    blank = fits.Header({"CTYPE1": "", "CTYPE2": "", "CRVAL1": 1.0})
+    galactic = fits.Header({"CTYPE1": "GLON-CAR", "CTYPE2": "GLAT-CAR"})
+    one_axis = fits.Header({"CTYPE1": "RA---TAN"})
+    assert [has_sky_wcs(h) for h in (sky, linear, blank, galactic, one_axis)] == [
+        True, False, False, True, False,
+    ]  # fmt: skip
