@@ -283,8 +283,10 @@ def render(data: NightData) -> list[Section]:
             images.append((oid, plots.light_curve(curve, f"anomaly: {oid}")))
         table = an[[c for c in lc_tasks.ANOMALY_COLUMNS if c in an]].head(10) if len(an) else None
         text = f"{len(an)} objects ranked by the isolation forest"
-        if len(fr):
-            top = fr.head(5)
+        # Frames smaller than the anomaly model's input have no score: not ranked.
+        scored = fr[fr.anomaly_score.notna()] if len(fr) else fr
+        if len(scored):
+            top = scored.head(5)
             text += "; strangest frames: " + ", ".join(
                 f"{r.site}/{str(r.frame_id)[:12]} ({r.anomaly_score:.3g})" for r in top.itertuples()
             )

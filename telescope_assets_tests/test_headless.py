@@ -14,6 +14,7 @@ from pathlib import Path
 import dagster as dg
 import numpy as np
 import pandas as pd
+import pytest
 import yaml
 from scipy.spatial import cKDTree
 
@@ -23,28 +24,37 @@ from telescope_assets_tests.conftest import NTT, real_data
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_an_archive_frame_of_a_new_site_is_ingested_and_catalogued(
-    tmp_path, monkeypatch, mlflow_champions
-):
+def _environment(tmp_path, mlflow, sites: dict) -> dict:
+    """A new deployment's environment: its instance, registry, lake and drop zone."""
     shutil.copy(REPO / "dagster.yaml", tmp_path / "dagster.yaml")
-    (tmp_path / "sites.yaml").write_text(yaml.safe_dump({"sites": {"ntt": NTT}}))
-    env = {
+    (tmp_path / "sites.yaml").write_text(yaml.safe_dump({"sites": sites}))
+    return {
         **os.environ,
         "DAGSTER_HOME": str(tmp_path),
         "TELESCOPE_ASSETS_REGISTRY": str(tmp_path / "sites.yaml"),
         "TELESCOPE_LAKE_URL": str(tmp_path / "lake"),
         "TELESCOPE_INCOMING_URL": str(tmp_path / "incoming"),
-        "MLFLOW_TRACKING_URI": mlflow_champions.tracking_uri,
-        "TELESCOPE_MLFLOW_ARTIFACTS": mlflow_champions.artifact_root,
+        "MLFLOW_TRACKING_URI": mlflow.tracking_uri,
+        "TELESCOPE_MLFLOW_ARTIFACTS": mlflow.artifact_root,
         "TELESCOPE_DASK_WORKERS": "1",
     }
-    command = [str(Path(sys.executable).parent / "telescope-ingest"), "--site", "ntt"]
-    frame = real_data("images", "sep", "image.fits")
+
+
+def _ingest(tmp_path, env, *args) -> subprocess.CompletedProcess:
+    command = [str(Path(sys.executable).parent / "telescope-ingest"), *map(str, args)]
     done = subprocess.run(
-        [*command, str(frame)], cwd=tmp_path, env=env, capture_output=True, text=True,
-        timeout=600,
-    )  # fmt: skip
+        command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+    )
     print(done.stdout, done.stderr[-3000:])
+    return done
+
+
+def test_an_archive_frame_of_a_new_site_is_ingested_and_catalogued(
+    tmp_path, monkeypatch, mlflow_champions
+):
+    env = _environment(tmp_path, mlflow_champions, {"ntt": NTT})
+    frame = real_data("images", "sep", "image.fits")
+    done = _ingest(tmp_path, env, "--site", "ntt", frame)
     assert done.returncode == 0
     assert "ingested: 1 accepted, 0 duplicates, 0 quarantined" in done.stdout
     assert "1 runs of frames_job" in done.stdout
@@ -92,10 +102,7 @@ def test_an_archive_frame_of_a_new_site_is_ingested_and_catalogued(
         for p in (tmp_path / "lake" / folder).rglob("*")
     }
     assert len(products) >= 4
-    again = subprocess.run(
-        [*command, str(frame)], cwd=tmp_path, env=env, capture_output=True, text=True,
-        timeout=600,
-    )  # fmt: skip
+    again = _ingest(tmp_path, env, "--site", "ntt", frame)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "ingested: 0 accepted, 1 duplicates, 0 quarantined" in again.stdout
     assert {
@@ -103,3 +110,57 @@ def test_an_archive_frame_of_a_new_site_is_ingested_and_catalogued(
         for folder in ("calibrated", "catalogs")
         for p in (tmp_path / "lake" / folder).rglob("*")
     } == products
+
+
+#: DECam on the Blanco 4 m at Cerro Tololo: one CCD (N2) of a Community Pipeline
+#: "InstCal" frame (reduced: precalibrated), cut to 245 x 251 pixels.
+DECAM = {
+    "description": "CTIO Blanco 4 m, DECam CCD N2 (Community Pipeline InstCal cutout)",
+    "latitude": -30.16606, "longitude": -70.81489, "elevation": 2215,
+    "timezone": "America/Santiago",
+    "site_keywords": ["OBSERVAT"], "site_aliases": ["CTIO"],
+    "camera": {"name": "DECam-N2", "shape": [251, 245], "gain": 3.87, "read_noise": 6.0,
+               "pixel_scale": 0.262, "saturation": 45791},
+    "filters": ["z"],
+    "filter_aliases": {"z DECam SDSS c0004 9260.0 1520.0": "z"},
+    "first_night": "2017-03-01",
+    "precalibrated": True,
+    "header_map": {
+        "imagetyp": "OBSTYPE", "exptime": "EXPTIME", "date_obs": "DATE-OBS",
+        "filter": "FILTER", "object": "OBJECT", "ra": "RA", "dec": "DEC",
+    },
+    "imagetyp_values": {"science": ["object"], "bias": ["zero"], "dark": ["dark"],
+                        "flat": ["dome flat"]},
+}  # fmt: skip
+
+
+def test_a_decam_frame_with_a_gaia_catalogue_gets_its_zero_point(tmp_path, mlflow_champions):
+    from telescope_assets.registry.check import main as site_main
+
+    env = _environment(tmp_path, mlflow_champions, {"decam": DECAM})
+    folder = real_data("images", "decam")
+    chunks = sorted(str(p) for p in folder.glob("chunk-*.fits"))
+    assert site_main(["refcat", "DECaLS_25440_z", *chunks, "--registry",
+                      str(tmp_path / "sites.yaml"), "--site", "decam", "--epoch", "2017.2",
+                      "--lake", str(tmp_path / "lake")]) == 0  # fmt: skip
+    frame = folder / "c4d_170316_062107_ooi_z_ls9.N2.fits"
+    done = _ingest(tmp_path, env, frame)
+    assert done.returncode == 0  # the nightly report too (a frame too small to score)
+    lake = Lake(str(tmp_path / "lake"))
+    assert lake.exists("reports/2017-03-15/report.html")
+    catalogs = lake.read_parquet(lake.manifest("source_catalogs", "decam", "2017-03-15"))
+    (row,) = catalogs.itertuples()
+    assert row.n_sources >= 5
+    # The header: AIRMASS 1.8, ZD 56.41° (sec z 1.808); from the site, time and WCS: 1.812.
+    assert row.airmass == pytest.approx(1.808, abs=0.01)
+    # Three Gaia stars fall on this 1' cutout: too few to refit the WCS (8) or to fit a
+    # zero point (5), so the frame keeps its header's TPV WCS and has no zero point.
+    assert "wcs_failed" in row.quality_flags
+    assert np.isnan(row.zero_point)
+    # That WCS, carried through calibration, puts the stars on their Gaia positions.
+    sources = lake.read_parquet(row.catalog_path)
+    gaia = lake.read_parquet("refcat/DECaLS_25440_z.parquet")
+    cos = np.cos(np.radians(gaia.dec.mean()))
+    found = cKDTree(np.c_[sources.ra * cos, sources.dec]).query(np.c_[gaia.ra * cos, gaia.dec])
+    near = found[0] * 3600 < 0.5
+    assert near.sum() == 3

@@ -3,6 +3,9 @@
 A site owner writes one registry entry and runs::
 
     telescope-site check my_sites.yaml frames/*.fits [--site NAME] [--lake ROOT]
+    telescope-site refcat FIELD gaia_export.fits --bands g,r --epoch 2026.2
+
+(the second installs a field's reference catalogue: ``registry/refcat.py``).
 
 Each frame goes through the same validation as ingestion (``inspect_frame``), and the
 header is compared with the entry: which mapped keywords are absent, what the
@@ -28,6 +31,7 @@ from telescope_assets.registry import (
     SiteRegistry,
     load_registry,
     parse_section,
+    refcat,
 )
 
 __all__ = ["FrameReport", "check_frames", "main"]
@@ -125,7 +129,9 @@ def _compare(report, header, registry: SiteRegistry, site: Site, lake_root) -> N
             f"set first_night: {night} (or earlier) in the site's entry"
         )
     if report.facts.get("type") == "science":
-        has_wcs = "CTYPE1" in header and "CRVAL1" in header
+        from telescope_assets.science.frames import has_sky_wcs
+
+        has_wcs = has_sky_wcs(header)
         has_pointing = "pointing" in report.facts
         if has_wcs:
             how = "header WCS, refined against the reference catalogue"
@@ -183,7 +189,10 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("frames", nargs="+", help="sample raw frames (any FITS packing)")
     check.add_argument("--site", help="the site whose incoming folder the frames would be in")
     check.add_argument("--lake", help="lake root, to look for the fields' reference catalogues")
+    refcat.add_parser(sub)
     args = parser.parse_args(argv)
+    if args.command == "refcat":
+        return refcat.run(args)
     try:
         registry = load_registry(args.registry)
     except (RegistryError, OSError) as exc:
