@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import math
 import posixpath
 import time
 from dataclasses import dataclass, field
@@ -308,17 +309,31 @@ def _write_ledger(lake: Lake, result: IngestResult) -> None:
 def waiting_files(incoming: Store, settle_seconds: float = 0.0) -> list[Entry]:
     """Entries of ``incoming`` that :func:`ingest` would take now.
 
-    Not partial uploads (``.partial``, ``.tmp``, hidden names), and untouched for
-    ``settle_seconds``. Links and special files are included: ingestion records and
+    Not partial uploads (``.partial``, ``.tmp``, hidden names), and only from folders
+    that have been quiet for ``settle_seconds``: while any file of a folder (a partial
+    upload included) is younger than that, its other files wait too, so that a copy of
+    a night's frames slower than the settle time still makes one batch (and one run),
+    not one per settle interval. A camera's folder falls quiet between exposures (the
+    settle time, 2 s on the sensor, is shorter than any exposure and readout); a folder
+    written to without any such pause waits until there is one. A copy that gives its
+    files their original times (``cp -p``, ``rsync -a``) looks settled throughout and is
+    batched as it comes. Links and special files are included: ingestion records and
     removes them without reading them.
     """
     now = time.time()
+    entries = incoming.entries("")
+    newest: dict[str, float] = {}
+    for entry in entries:
+        if entry.mtime is not None:
+            folder = entry.rel.rpartition("/")[0]
+            newest[folder] = max(newest.get(folder, entry.mtime), entry.mtime)
     out = []
-    for entry in incoming.entries(""):
+    for entry in entries:
         if entry.rel.endswith((".partial", ".tmp")):
             continue
-        if settle_seconds > 0 and entry.mtime is not None and now - entry.mtime < settle_seconds:
-            continue
+        folder = entry.rel.rpartition("/")[0]
+        if settle_seconds > 0 and now - newest.get(folder, -math.inf) < settle_seconds:
+            continue  # the folder (this file included) is still being written
         out.append(entry)
     return out
 

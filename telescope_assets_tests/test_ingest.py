@@ -3,7 +3,7 @@ import time
 
 import pytest
 
-from telescope_assets.ingest import batches_after, ingest, read_batch
+from telescope_assets.ingest import batches_after, ingest, read_batch, waiting_files
 from telescope_assets.lake import Store
 from telescope_assets.science.frames import REASONS
 from telescope_assets_tests.badframes import CASES, bad_frames
@@ -117,6 +117,27 @@ def test_files_still_being_written_are_left_alone(incoming, lake, registry):
         e["incoming_path"] for e in result.accepted + result.duplicates
     ]
     assert incoming.exists("tololo/arriving.fits")
+
+
+def test_a_folder_still_receiving_files_waits_to_make_one_batch(incoming, lake, registry):
+    """A slow copy: the files that settled wait for the rest of their folder."""
+    now = time.time()
+    for rel in incoming.list("", recursive=True):  # everything settled long ago...
+        os.utime(incoming.full(rel), (now - 600, now - 600))
+    tololo = sorted(incoming.list("tololo"))
+    os.utime(incoming.full(tololo[0]), (now - 30, now - 30))  # ...but tololo's copy goes on
+    partial = incoming.full("tololo/next.fits.partial")
+    with open(partial, "wb") as fh:
+        fh.write(b"SIMPLE  =")
+    os.utime(partial, (now - 1, now - 1))
+    taken = {e.rel for e in waiting_files(incoming, settle_seconds=10)}
+    assert not any(rel.startswith("tololo/") for rel in taken)
+    assert any(rel.startswith("lapalma/") for rel in taken)  # other folders go on
+    # The copy done (the last file renamed into place and settled): one batch.
+    os.remove(partial)
+    os.utime(incoming.full(tololo[0]), (now - 11, now - 11))
+    result = ingest(incoming, lake, registry, max_files=10_000, settle_seconds=10)
+    assert {a["incoming_path"] for a in result.accepted} >= set(tololo)
 
 
 def test_frames_outside_the_partitions_are_quarantined(incoming, lake, registry):
