@@ -1,5 +1,7 @@
 """Layer 3: references, candidates, alerts and follow-up over two simulated nights."""
 
+import uuid
+
 import dagster as dg
 import numpy as np
 import pandas as pd
@@ -133,3 +135,45 @@ def test_two_nights_give_references_alerts_and_followups_and_reruns_add_nothing(
     requests = lake.read_parquet(lake.manifest("followup_requests", SITE, NIGHTS[1]))
     pd.testing.assert_frame_equal(requests, planned)
     assert SITE not in set(requests.get("site", []))
+
+
+def test_references_wait_for_an_earlier_night_in_flight(resources, monkeypatch):
+    """A backfill's later night waits (bounded) while an earlier night of its site runs."""
+    from telescope_assets.defs.transients import assets as transient_assets
+
+    monkeypatch.setattr(transient_assets, "REFERENCE_WAIT", {"retries": 2, "seconds": 0})
+    instance = dg.DagsterInstance.ephemeral()
+    earlier = dg.DagsterRun(
+        job_name="frames_job",
+        run_id=str(uuid.uuid4()),
+        status=dg.DagsterRunStatus.STARTED,  # QUEUED counts too (it needs a code origin)
+        tags={"dagster/partition": f"{NIGHTS[0]}|{SITE}"},
+    )
+    instance.add_run(earlier)
+    other_site = dg.DagsterRun(
+        job_name="frames_job",
+        run_id=str(uuid.uuid4()),
+        status=dg.DagsterRunStatus.STARTED,
+        tags={"dagster/partition": f"{NIGHTS[0]}|lapalma"},
+    )
+    instance.add_run(other_site)
+
+    def references(night):
+        result = dg.materialize(
+            [reference_images],
+            partition_key=dg.MultiPartitionKey({"site": SITE, "night": night}),
+            resources={"lake": resources["lake"], "registry": resources["registry"]},
+            instance=instance,
+        )
+        assert result.success
+        events = result.all_node_events
+        retries = sum(e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY for e in events)
+        meta = result.asset_materializations_for_node("reference_images")[0].metadata
+        return retries, meta["earlier_nights_in_flight"].value
+
+    # Night 2 waits for night 1 of its own site (not for another site), then goes on.
+    assert references(NIGHTS[1]) == (2, NIGHTS[0])
+    # Night 1 waits for nothing; nor does night 2 once night 1's run has ended.
+    assert references(NIGHTS[0]) == (0, "none")
+    instance.report_run_canceled(earlier)
+    assert references(NIGHTS[1]) == (0, "none")

@@ -33,6 +33,28 @@ def _stack(*tables: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True) if parts else tables[-1]
 
 
+#: How long ``reference_images`` waits for earlier nights of its site that are queued or
+#: running: ``retries`` × ``seconds`` (5 minutes), then it goes on without their frames.
+REFERENCE_WAIT = {"retries": 10, "seconds": 30}
+
+_IN_FLIGHT = (
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+)
+
+
+def _earlier_runs_in_flight(instance: dg.DagsterInstance, site: str, night: str) -> list[str]:
+    """Nights before ``night`` of ``site`` whose runs are queued or running."""
+    nights = set()
+    for run in instance.get_runs(filters=dg.RunsFilter(statuses=list(_IN_FLIGHT))):
+        other, _, other_site = run.tags.get("dagster/partition", "").partition("|")
+        if other_site == site and other < night:
+            nights.add(other)
+    return sorted(nights)
+
+
 @dg.asset(
     partitions_def=site_nights,
     group_name="transients",
@@ -49,11 +71,21 @@ def reference_images(
     (good or medium quality, WCS and zero point solved, not anomalous), aligned on the
     sharpest frame's refined WCS, scaled to its zero point and stacked with their own
     ``ERR``/``MASK``; the ``FRAMES`` table names them. Content-addressed: rebuilt only when
-    better frames exist. The first night of a field has no reference yet.
+    better frames exist. The first night of a field has no reference yet. While a run of
+    an earlier night of the site is queued or running, the step waits for it (retried,
+    ``REFERENCE_WAIT``), then goes on.
     """
     site_name, night = site_night(context)
     store = lake.get()
     site = registry.get()[site_name]
+    waiting = _earlier_runs_in_flight(context.instance, site_name, night)
+    if waiting and context.retry_number < REFERENCE_WAIT["retries"]:
+        # An earlier night of this site is queued or running (a backfill, a slow copy):
+        # its frames may make this night's references, so wait for it, a bounded time.
+        context.log.info(f"waiting for earlier nights of {site_name} in flight: {waiting}")
+        raise dg.RetryRequested(
+            max_retries=REFERENCE_WAIT["retries"], seconds_to_wait=REFERENCE_WAIT["seconds"]
+        )
     tonight = _read(store, "source_catalogs", site_name, night)
     earlier = tr.earlier_frames(store, site_name, night)
     rows = []
@@ -78,6 +110,8 @@ def reference_images(
     built = int((table.status == "built").sum()) if len(table) else 0
     return dg.MaterializeResult(
         metadata={
+            "earlier_nights_in_flight": ", ".join(waiting) or "none",
+            "waited_s": context.retry_number * REFERENCE_WAIT["seconds"],
             "n_references": int((table.reference_id != "").sum()) if len(table) else 0,
             "n_built_now": built,
             "n_without_reference": int((table.reference_id == "").sum()) if len(table) else 0,
