@@ -20,6 +20,7 @@ requested runs for), so a restarted daemon neither loses nor repeats a batch.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import math
 import posixpath
@@ -35,6 +36,7 @@ from telescope_assets.science.frames import (
     inspect_frame,
     max_frame_bytes,
 )
+from telescope_assets.science.nights import night_of
 
 __all__ = [
     "IngestResult",
@@ -61,13 +63,17 @@ class IngestResult:
 
     @property
     def partitions(self) -> list[tuple[str, str]]:
-        """``(site, night)`` pairs that received frames, duplicates included.
+        """``(site, night)`` pairs that received frames, duplicates and quarantined included.
 
         A duplicate may be the second sight of a frame whose first ingestion crashed
         before its ledger record was written; requesting its partition again costs a
         run that finds nothing stale, and guarantees the frame is never left behind.
         """
-        return sorted({(a["site"], a["night"]) for a in self.accepted + self.duplicates})
+        received = self.accepted + self.duplicates
+        # Quarantined files are counted in the partition where they arrived: its run's
+        # raw_frames check fails and says why.
+        counted = [q for q in self.quarantined if q.get("in_partitions")]
+        return sorted({(a["site"], a["night"]) for a in received + counted})
 
 
 #: Reasons that a file still being written also gives; a young file with one of them is
@@ -136,19 +142,22 @@ def ingest(
     done = []
     for entry in todo:
         record = {"incoming_path": entry.rel, "received_at": received}
+        where = functools.partial(_where_it_arrived, registry, entry.rel, night_range)
         if entry.kind != "file":
-            result.quarantined.append(_refuse_entry(incoming, lake, entry, record))
+            result.quarantined.append(_refuse_entry(incoming, lake, entry, record, where))
             continue
         limit = size_limit(registry, entry.rel)
         if entry.size > limit:
-            result.quarantined.append(_set_aside(incoming, lake, entry, record, limit))
+            result.quarantined.append(_set_aside(incoming, lake, entry, record, limit, where))
             continue
         try:
             data = incoming.read_bytes(entry.rel)
         except FileNotFoundError:
             continue  # taken away since the listing: nothing of ours to account for
         except PermissionError as exc:
-            result.quarantined.append(_set_aside(incoming, lake, entry, record, limit, exc))
+            result.quarantined.append(
+                _set_aside(incoming, lake, entry, record, limit, where, denied=exc)
+            )
             continue
         record["frame_id"] = frame_id(data)
         outcome, record = _file_one(data, lake, registry, entry, record, limit, night_range)
@@ -161,6 +170,7 @@ def ingest(
             result.waiting.append(entry.rel)
             continue
         if outcome == "quarantined":
+            record = where(record)
             _keep_quarantined(lake, data, record)
         getattr(result, outcome).append(record)
         done.append(entry.rel)
@@ -224,10 +234,41 @@ def _reason(reason: str, detail: str, site, night) -> dict:
     }
 
 
+def _where_it_arrived(registry: SiteRegistry, rel: str, night_range, record: dict) -> dict:
+    """A quarantined file's site and night, where its header did not give them.
+
+    The site of the drop-zone folder it arrived in (``site_from: folder``), and the night
+    at that site when it arrived (``night_from: arrival``), so that it is counted in that
+    partition's ``raw_frames`` (whose check fails, with the reason) instead of only under
+    ``quarantine/_unassigned/``. ``in_partitions`` says whether that night is one the
+    partitions cover (only then is a run asked for it).
+    """
+    record = dict(record)
+    site = record.get("site")
+    if site is None and _prefix_site(rel) in registry:
+        site = record["site"] = _prefix_site(rel)
+        record["site_from"] = "folder"
+    if site in registry and record.get("night") is None:
+        received = dt.datetime.fromisoformat(record["received_at"])
+        record["night"] = night_of(received, registry[site].timezone)
+        record["night_from"] = "arrival"
+    night = record.get("night")
+    record["in_partitions"] = bool(
+        site in registry
+        and night is not None
+        and (night_range is None or night_range[0] <= night <= night_range[1])
+    )
+    return record
+
+
+def _reason_path(lake: Lake, record: dict) -> str:
+    return lake.quarantine(record["site"], record["night"], record["frame_id"], "json")
+
+
 def _keep_quarantined(lake: Lake, data: bytes, record: dict) -> None:
     record["size_bytes"] = len(data)
     site, night, fid = record["site"], record["night"], record["frame_id"]
-    reason_path = lake.quarantine(site, night, fid, "json")
+    reason_path = _reason_path(lake, record)
     if not lake.exists(reason_path):
         lake.write_bytes(lake.quarantine(site, night, fid, "fits"), data)
         lake.write_json(reason_path, record)
@@ -237,21 +278,21 @@ def _entry_id(entry: Entry, received: str) -> str:
     return hashlib.sha256(f"{entry.rel}|{entry.kind}|{received}".encode()).hexdigest()[:24]
 
 
-def _refuse_entry(incoming: Store, lake: Lake, entry: Entry, record: dict) -> dict:
+def _refuse_entry(incoming: Store, lake: Lake, entry: Entry, record: dict, where) -> dict:
     """A link or special file: recorded and removed from the drop zone, never read."""
     what = {"symlink": "a symbolic link", "directory_link": "a link to a folder"}.get(
         entry.kind, "a FIFO, socket or device"
     )
     detail = f"{what}" + (f" (to {entry.target!r}, not followed)" if entry.target else "")
     record = record | {"frame_id": _entry_id(entry, record["received_at"]), "size_bytes": 0}
-    record |= _reason("not_regular_file", detail, None, None)
-    lake.write_json(lake.quarantine(None, None, record["frame_id"], "json"), record)
+    record = where(record | _reason("not_regular_file", detail, None, None))
+    lake.write_json(_reason_path(lake, record), record)
     incoming.remove_entry(entry.rel)
     return record
 
 
 def _set_aside(
-    incoming: Store, lake: Lake, entry: Entry, record: dict, limit: int, denied=None
+    incoming: Store, lake: Lake, entry: Entry, record: dict, limit: int, where, denied=None
 ) -> dict:
     """A file too large to be a frame, or that we may not read: set aside, and recorded.
 
@@ -268,8 +309,8 @@ def _set_aside(
         "size_bytes": entry.size,
         "kept_at": kept,
     }
-    record |= _reason(reason, detail, None, None)
-    lake.write_json(lake.quarantine(None, None, record["frame_id"], "json"), record)
+    record = where(record | _reason(reason, detail, None, None))
+    lake.write_json(_reason_path(lake, record), record)
     incoming.move(entry.rel, kept)
     return record
 

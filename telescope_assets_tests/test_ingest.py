@@ -1,3 +1,4 @@
+import datetime as dt
 import os
 import time
 
@@ -6,6 +7,7 @@ import pytest
 from telescope_assets.ingest import batches_after, ingest, read_batch, waiting_files
 from telescope_assets.lake import Store
 from telescope_assets.science.frames import REASONS
+from telescope_assets.science.nights import night_of
 from telescope_assets_tests.badframes import CASES, bad_frames
 from telescope_assets_tests.conftest import NIGHT
 
@@ -41,9 +43,44 @@ def test_every_file_is_accepted_or_quarantined_and_incoming_empties(
     # accepted frames are in the lake under raw/{site}/{night}/ by content hash
     for entry in result.accepted:
         assert lake.exists(lake.raw(entry["site"], entry["night"], entry["frame_id"]))
-    assert set(result.partitions) == {(s, NIGHT) for s in registry.names}
+    # Files whose header gave no night are counted in the night they arrived in, at the
+    # site of their folder: that partition's run reports them.
+    arrival = {q["night"] for q in result.quarantined if q.get("night_from") == "arrival"}
+    received = dt.datetime.fromisoformat(result.quarantined[0]["received_at"])
+    assert arrival == {night_of(received, registry["sidingspring"].timezone)}
+    assert all(q["site"] == "sidingspring" for q in result.quarantined)
+    assert set(result.partitions) == {(s, NIGHT) for s in registry.names} | {
+        ("sidingspring", n) for n in arrival
+    }
     batch = read_batch(lake, result.batch_id)
     assert len(batch["accepted"]) + len(batch["quarantined"]) == total + len(CASES)
+
+
+def test_quarantined_files_are_counted_where_they_arrived(incoming, lake, registry):
+    garbage = b"not a FITS file at all" * 200
+    incoming.write_bytes("tololo/garbage.fits", garbage)
+    incoming.write_bytes("stray.fits", garbage + b"!")  # no site folder: unassigned
+    incoming.write_bytes("nosuchsite/stray.fits", garbage + b"?")
+    result = ingest(incoming, lake, registry, max_files=10_000)
+    by_name = {q["incoming_path"]: q for q in result.quarantined}
+    tololo = by_name["tololo/garbage.fits"]
+    assert (tololo["site_from"], tololo["night_from"]) == ("folder", "arrival")
+    assert tololo["in_partitions"]
+    assert ("tololo", tololo["night"]) in result.partitions
+    assert [q["frame_id"] for q in lake.quarantined("tololo", tololo["night"])] == [
+        tololo["frame_id"]
+    ]
+    for name in ("stray.fits", "nosuchsite/stray.fits"):
+        assert by_name[name]["site"] is None
+        assert not by_name[name]["in_partitions"]
+    assert {s for s, _ in result.partitions} == set(registry.names)
+    # An arrival night the partitions do not cover asks for no run.
+    incoming.write_bytes("tololo/garbage2.fits", garbage + b"2")
+    late = ingest(incoming, lake, registry, night_range=("2026-01-01", "2026-06-30"))
+    (record,) = late.quarantined
+    assert record["night"] > "2026-06-30"
+    assert not record["in_partitions"]
+    assert late.partitions == []
 
 
 def test_same_bytes_under_a_new_name_are_one_frame(incoming, lake, registry):

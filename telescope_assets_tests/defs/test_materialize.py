@@ -77,3 +77,29 @@ def test_partition_materializes_on_postgres_through_dagster_postgres(
             "SELECT count(*) FROM event_logs WHERE dagster_event_type = 'ASSET_MATERIALIZATION'"
         )
         assert cur.fetchone()[0] == 5
+
+
+def test_a_night_of_only_quarantined_files_is_reported_by_its_run(resources, registry):
+    """A partition that received nothing but a bad file: its run's check fails, saying why."""
+    incoming, lake = resources["incoming"].get(), resources["lake"].get()
+    for rel in incoming.list("", recursive=True):
+        incoming.delete(rel)
+    incoming.write_bytes("tololo/garbage.fits", b"not a FITS file at all" * 200)
+    result = ingest(incoming, lake, registry, max_files=10_000)
+    ((site, night),) = result.partitions
+    models = [anomaly_model.to_source_asset(), frame_quality_model.to_source_asset()]
+    run = dg.materialize(
+        [*ASSETS, *models],
+        partition_key=dg.MultiPartitionKey({"site": site, "night": night}),
+        resources=resources,
+        instance=dg.DagsterInstance.ephemeral(),
+        raise_on_error=False,
+    )
+    assert run.success  # nothing else to do, nothing fails
+    raw = run.asset_materializations_for_node("raw_frames")[0].metadata
+    assert raw["n_quarantined"].value == 1
+    assert raw["quarantine_reasons"].value == {result.quarantined[0]["reason"]: 1}
+    (check,) = [
+        e for e in run.get_asset_check_evaluations() if e.check_name == "no_quarantined_frames"
+    ]
+    assert not check.passed
