@@ -236,6 +236,10 @@ def calibrate_frame(
     mask[nonfinite] |= MASK_BITS["nonfinite"]
 
     n_cr = _flag_cosmic_rays(sci, err, mask, camera) if detect_cosmics else 0
+    return _calibrated(sci, err, mask, n_cr, saturated)
+
+
+def _calibrated(sci, err, mask, n_cr: int, saturated: np.ndarray) -> CalibratedFrame:
     return CalibratedFrame(
         sci=sci.astype(np.float32),
         err=err.astype(np.float32),
@@ -314,13 +318,7 @@ def calibrate_reduced(
     # may have been subtracted, and a sum of frames or a wrong gain breaks sky = variance.
     pedestal = max(0.0, sky_var - camera.read_noise**2) - sky
     n_cr = _flag_cosmic_rays(sci, err, mask, camera, pedestal) if detect_cosmics else 0
-    return CalibratedFrame(
-        sci=sci.astype(np.float32),
-        err=err.astype(np.float32),
-        mask=mask,
-        n_cosmic_ray=n_cr,
-        n_saturated=int(saturated.sum()),
-    )
+    return _calibrated(sci, err, mask, n_cr, saturated)
 
 
 def spare_point_sources(
