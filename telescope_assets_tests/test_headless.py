@@ -154,8 +154,12 @@ def test_a_decam_frame_with_a_gaia_catalogue_gets_its_zero_point(tmp_path, mlflo
     # The header: AIRMASS 1.8, ZD 56.41° (sec z 1.808); from the site, time and WCS: 1.812.
     assert row.airmass == pytest.approx(1.808, abs=0.01)
     # Three Gaia stars fall on this 1' cutout: too few to refit the WCS (8) or to fit a
-    # zero point (5), so the frame keeps its header's TPV WCS and has no zero point.
-    assert "wcs_failed" in row.quality_flags
+    # zero point (5), but enough to confirm the header's TPV WCS, which is kept.
+    assert "wcs_verified" in row.quality_flags
+    assert "wcs_failed" not in row.quality_flags
+    assert row.wcs_ok
+    assert row.n_astrometric_stars == 3
+    assert row.astrometric_rms_arcsec < 0.3
     assert np.isnan(row.zero_point)
     # That WCS, carried through calibration, puts the stars on their Gaia positions.
     sources = lake.read_parquet(row.catalog_path)

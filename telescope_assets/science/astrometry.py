@@ -26,7 +26,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["AstrometricSolution", "fit_wcs", "refine_wcs", "solve_from_pointing", "tan_wcs"]
+__all__ = [
+    "AstrometricSolution",
+    "fit_wcs",
+    "refine_wcs",
+    "solve_from_pointing",
+    "tan_wcs",
+    "verify_wcs",
+]
 
 
 @dataclass
@@ -42,6 +49,7 @@ class AstrometricSolution:
     message: str
     det_index: np.ndarray  # matched detection rows
     ref_index: np.ndarray  # matched reference rows
+    refitted: bool = True  # False: the header's WCS, confirmed by too few stars to refit
 
 
 def _vote_offset(xd, yd, xr, yr, max_offset, cell=1.0):
@@ -226,13 +234,17 @@ def refine_wcs(
     def failed(msg, n=0, rms=np.nan, off=(np.nan, np.nan)):
         return AstrometricSolution(wcs0, False, n, rms, off, 0, msg, empty, empty)
 
-    if len(x) < min_matches:
-        return failed(f"only {len(x)} detections")
     xr, yr = wcs0.all_world2pix(ref_ra, ref_dec, 0)
     margin = max_offset_px
     inside = (xr > -margin) & (xr < nx + margin) & (yr > -margin) & (yr < ny + margin)
     inside &= np.isfinite(ref_mag)
-    if inside.sum() < min_matches:
+    if len(x) < min_matches or inside.sum() < min_matches:
+        # Too few stars to refit: the header's own WCS, if the stars confirm it.
+        verified = verify_wcs(x, y, xr, yr, (ny, nx), match_radius_px, wcs0)
+        if verified is not None:
+            return verified
+        if len(x) < min_matches:
+            return failed(f"only {len(x)} detections")
         return failed(f"only {int(inside.sum())} reference stars fall on the frame")
     ref_idx = np.flatnonzero(inside)
     ref_idx = ref_idx[np.argsort(ref_mag[ref_idx])]
@@ -265,6 +277,33 @@ def refine_wcs(
     ok = len(det) >= min_matches and rms <= max_rms_px
     msg = "ok" if ok else f"residual {rms:.2f} px with {len(det)} stars"
     return AstrometricSolution(wcs, ok, len(det), rms, offset, sip, msg, det, ref)
+
+
+#: Fewest reference stars that confirm a header WCS too sparse to refit (none refitted).
+MIN_VERIFY = 3
+
+
+def verify_wcs(x, y, xr, yr, shape, radius, wcs0) -> AstrometricSolution | None:
+    """The header WCS, unchanged, when the few reference stars on the frame confirm it.
+
+    A field too sparse to refit a WCS (fewer than 8 stars: a small cutout, a short
+    exposure) keeps its header's solution when at least ``MIN_VERIFY`` reference stars,
+    and at least half of those that fall on the frame, have a detection within
+    ``radius`` pixels where the header puts them. Chance coincidences are rare at that
+    radius (the detections cover a small fraction of the frame) and several are needed.
+    Returns ``None`` when the stars do not confirm it.
+    """
+    ny, nx = shape
+    on = np.flatnonzero((xr >= 0) & (xr < nx) & (yr >= 0) & (yr < ny))
+    if len(x) == 0 or len(on) < MIN_VERIFY:
+        return None
+    det, ref = _match(x, y, xr[on], yr[on], radius)
+    if len(det) < max(MIN_VERIFY, len(on) / 2):
+        return None
+    ref = on[ref]
+    rms = float(np.sqrt(np.mean((x[det] - xr[ref]) ** 2 + (y[det] - yr[ref]) ** 2)))
+    message = f"header WCS verified by {len(det)} of {len(on)} stars (too few to refit)"
+    return AstrometricSolution(wcs0, True, len(det), rms, (0.0, 0.0), 0, message, det, ref, False)
 
 
 def _rms(wcs, x, y, ra, dec) -> float:

@@ -225,6 +225,8 @@ def catalog_one(row: dict, lake: Lake, site: Site) -> dict[str, Any]:
             flags.append("wcs_from_pointing" if pointing is not None else "wcs_blind")
         if not solution.ok:
             flags.append("wcs_failed")
+        elif not solution.refitted:
+            flags.append("wcs_verified")  # the header's, confirmed by a few stars
     wcs = solution.wcs if solution is not None and solution.ok else wcs0
     if len(sources):
         ra, dec = wcs.all_pix2world(sources.x.to_numpy(), sources.y.to_numpy(), 0)

@@ -315,6 +315,30 @@ def test_stars_on_one_line_give_a_reported_wcs_failure():
     assert sol.wcs is truth  # the header's WCS is kept
 
 
+@pytest.mark.parametrize(
+    ("n_stars", "shift_px", "verified"),
+    [(4, 0.3, True), (3, 0.0, True), (2, 0.0, False), (5, 6.0, False)],
+)
+def test_a_sparse_field_keeps_a_header_wcs_its_few_stars_confirm(n_stars, shift_px, verified):
+    """Fewer than 8 stars cannot refit a WCS; 3 or more confirm the header's, if it is right."""
+    header = _tan_wcs([512.5, 512.5], 0.26, 0.0)
+    rng = np.random.default_rng(n_stars)
+    x, y = rng.uniform(50, 970, n_stars), rng.uniform(50, 970, n_stars)
+    ra, dec = header.all_pix2world(x + shift_px, y, 0)  # the header off by shift_px
+    extra = rng.uniform(0, 1024, (2, 4))  # detections with no reference star (galaxies)
+    xd, yd = np.r_[x, extra[0]], np.r_[y, extra[1]]
+    sol = astrometry.refine_wcs(
+        xd, yd, np.ones(len(xd)), ra, dec, np.full(n_stars, 18.0), header, (1024, 1024)
+    )
+    assert sol.ok is verified
+    assert sol.wcs is header  # kept, never refitted from so few
+    if verified:
+        assert not sol.refitted
+        assert sol.n_matched == n_stars
+        assert sol.rms_px == pytest.approx(shift_px, abs=1e-6)
+        assert "verified by" in sol.message
+
+
 def test_wcs_failure_is_reported_not_raised():
     guess = _tan_wcs([512.5, 512.5], 1.1, 0.0)
     rng = np.random.default_rng(1)
