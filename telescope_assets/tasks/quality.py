@@ -16,7 +16,100 @@ import pandas as pd
 from telescope_assets.lake import Lake
 from telescope_assets.ml import registry
 
-__all__ = ["apply_models", "score_frames"]
+__all__ = [
+    "CLASSICAL_INDICATORS",
+    "apply_models",
+    "classical_flags",
+    "compare_flags",
+    "flag_agreement",
+    "score_frames",
+]
+
+#: The CNN's flags that a classical measurement also indicates, and how (``focus`` has no
+#: classical indicator apart from seeing, so it is not compared). The thresholds are
+#: those of the classical quality class (``defs.catalogs.assets.classify_frame``).
+CLASSICAL_INDICATORS = {
+    "clouds": "transparency < 0.5",
+    "poor_seeing": 'seeing > 2.5"',
+    "tracking": "ellipticity > 0.3",
+    "hot_pixels": "hot columns > 0",
+    "satellite_trail": "trail candidates > 0",
+}
+#: A CNN flag is raised at this probability.
+FLAG_PROBABILITY = 0.5
+
+
+def classical_flags(row: dict) -> list[str]:
+    """The flags a frame's classical measurements raise (names of ``CLASSICAL_INDICATORS``)."""
+
+    def value(key, default):
+        v = row.get(key)
+        return default if v is None or (isinstance(v, float) and np.isnan(v)) else v
+
+    raised = {
+        "clouds": value("transparency", 1.0) < 0.5,
+        "poor_seeing": value("seeing_arcsec", 0.0) > 2.5,
+        "tracking": value("ellipticity", 0.0) > 0.3,
+        "hot_pixels": value("hot_columns", 0) > 0,
+        "satellite_trail": value("trail_candidates", 0) > 0,
+    }
+    return [name for name in CLASSICAL_INDICATORS if raised[name]]
+
+
+def compare_flags(table: pd.DataFrame) -> pd.DataFrame:
+    """Each frame's classical flags, the CNN's, and where they disagree.
+
+    Adds ``classical_flags`` and ``cnn_flags`` (every flag of the CNN at
+    ``FLAG_PROBABILITY``), comma-separated, and ``flag_disagreements`` over the flags both
+    can raise: ``name:classical`` where only the measurement raises it, ``name:cnn`` where
+    only the CNN does. Frames the CNN did not score compare nothing.
+    """
+    from telescope_assets.ml.labels import FLAG_NAMES
+
+    table = table.copy()
+    classical, cnn, disagree = [], [], []
+    for row in table.to_dict("records"):
+        ours = classical_flags(row)
+        probabilities = {n: row.get(f"p_flag_{n}") for n in FLAG_NAMES}
+        scored = all(pd.notna(v) for v in probabilities.values())
+        theirs = [n for n, v in probabilities.items() if scored and v >= FLAG_PROBABILITY]
+        differ = [f"{n}:classical" for n in ours if scored and n not in theirs]
+        differ += [f"{n}:cnn" for n in theirs if n in CLASSICAL_INDICATORS and n not in ours]
+        classical.append(",".join(ours))
+        cnn.append(",".join(theirs))
+        disagree.append(",".join(differ))
+    table["classical_flags"] = classical
+    table["cnn_flags"] = cnn
+    table["flag_disagreements"] = disagree
+    return table
+
+
+def flag_agreement(table: pd.DataFrame) -> tuple[dict, list[dict]]:
+    """How the CNN's flags and the measurements agree over a night's frames.
+
+    Returns
+    -------
+    agreement : dict
+        Per compared flag: frames it is raised on by the measurement, by the CNN, by both.
+    disagreeing : list of dict
+        ``{frame_id, disagreements}`` of every frame where they disagree.
+    """
+    if not len(table) or "flag_disagreements" not in table:
+        return {}, []
+    agreement = {}
+    for name in CLASSICAL_INDICATORS:
+        measured = table.classical_flags.str.split(",").apply(lambda f, n=name: n in f)
+        cnn = table.cnn_flags.str.split(",").apply(lambda f, n=name: n in f)
+        agreement[name] = {
+            "measured": int(measured.sum()),
+            "cnn": int(cnn.sum()),
+            "both": int((measured & cnn).sum()),
+        }
+    rows = table[table.flag_disagreements != ""]
+    disagreeing = [
+        {"frame_id": r.frame_id, "disagreements": r.flag_disagreements} for r in rows.itertuples()
+    ]
+    return agreement, disagreeing
 
 
 def score_frames(table: pd.DataFrame, lake: Lake, tracking_uri: str) -> dict[str, Any]:

@@ -188,6 +188,7 @@ def classify_frame(row: dict) -> str:
     group_name="catalogs",
     kinds={"parquet", "pytorch", "dask"},
     deps=[source_catalogs, frame_quality_model, anomaly_model],
+    check_specs=[dg.AssetCheckSpec("cnn_flags_agree_with_measurements", asset="frame_quality")],
 )
 def frame_quality(
     context: dg.AssetExecutionContext,
@@ -215,6 +216,7 @@ def frame_quality(
     if len(table):
         table["cnn_model"] = f"frame_quality/{cnn_version}"
         table["anomaly_model"] = f"anomaly/{ae_version}"
+        table = tasks.quality.compare_flags(table)
     columns = [
         "frame_id",
         "filter",
@@ -234,6 +236,9 @@ def frame_quality(
         "trail_candidates",
         "hot_columns",
         "quality_flags",
+        "classical_flags",
+        "cnn_flags",
+        "flag_disagreements",
     ]
     flag_columns = [c for c in table.columns if c.startswith("p_flag_")]
     extra = [
@@ -252,8 +257,22 @@ def frame_quality(
     store.write_parquet(store.manifest("frame_quality", site_name, night), out)
     counts = out.quality_class.value_counts().to_dict() if len(out) else {}
     cnn_counts = out.cnn_class.value_counts().to_dict() if "cnn_class" in out else {}
+    agreement, disagreeing = tasks.quality.flag_agreement(out)
     return dg.MaterializeResult(
+        check_results=[
+            dg.AssetCheckResult(
+                check_name="cnn_flags_agree_with_measurements",
+                passed=not disagreeing,
+                severity=dg.AssetCheckSeverity.WARN,
+                metadata={
+                    "n_frames_disagreeing": len(disagreeing),
+                    "disagreements": dg.MetadataValue.json(disagreeing[:20]),
+                    "per_flag": dg.MetadataValue.json(agreement),
+                },
+            )
+        ],
         metadata={
+            "flag_agreement": dg.MetadataValue.json(agreement),
             "n_frames": len(out),
             "n_good": counts.get("good", 0),
             "n_medium": counts.get("medium", 0),
@@ -267,5 +286,5 @@ def frame_quality(
             "median_seeing_arcsec": _median(out, "seeing_arcsec"),
             "median_transparency": _median(out, "transparency"),
             "frames": md_table(out[[c for c in columns if c in out]] if len(out) else out, 40),
-        }
+        },
     )
