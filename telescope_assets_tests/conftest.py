@@ -77,6 +77,17 @@ NTT = {
 }  # fmt: skip
 
 
+def ephemeral_instance(folder):
+    """An in-memory Dagster instance with its artifact folder in ``folder``.
+
+    Without one, Dagster makes a TemporaryDirectory that the garbage collector removes
+    later, warning (an error here) in whichever test happens to be running then.
+    """
+    import dagster as dg
+
+    return dg.DagsterInstance.ephemeral(tempdir=str(Path(folder) / "dagster_instance"))
+
+
 def small_registry():
     """The packaged registry with every camera shrunk to about 256² pixels for speed."""
     reg = load_registry()

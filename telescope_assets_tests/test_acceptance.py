@@ -41,6 +41,7 @@ from telescope_assets.pools import POOLS
 from telescope_assets.simulate.network import SimulationConfig, simulate_network
 from telescope_assets.stack import LOCAL_S3_KEYS, Stack, StackConfig
 from telescope_assets_tests import champions
+from telescope_assets_tests.conftest import ephemeral_instance
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -605,7 +606,7 @@ def test_same_catalogs_and_alerts_as_the_embedded_default(
     assets = [a for a in defs.assets if a.keys <= wanted]
     # The models as source assets: what the frame assets depend on, not materialized here.
     models = [a.to_source_asset() for a in defs.assets if a.key.path[-1].endswith("_model")]
-    instance = dg.DagsterInstance.ephemeral()
+    instance = ephemeral_instance(tmp_path)
     for night in (*HISTORY, LIVE):
         for site in SITES:
             result = dg.materialize(

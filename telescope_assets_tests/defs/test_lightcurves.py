@@ -28,7 +28,7 @@ from telescope_assets.simulate.catalogs import publish_catalogs, simulate_catalo
 from telescope_assets.simulate.network import write_reference_catalogs
 from telescope_assets.simulate.sky import make_sky
 from telescope_assets.tasks import lightcurves as lc_tasks
-from telescope_assets_tests.conftest import real_data
+from telescope_assets_tests.conftest import ephemeral_instance, real_data
 from telescope_assets_tests.science.test_lightcurves import SITES, nights
 
 NIGHTS = nights(3)
@@ -65,7 +65,7 @@ def run(network, night):
         ASSETS,
         partition_key=night,
         resources=network["resources"],
-        instance=dg.DagsterInstance.ephemeral(),
+        instance=ephemeral_instance(f"{network['lake'].url}/.."),  # beside the lake
     )
     assert result.success
     return {
@@ -233,7 +233,7 @@ def test_nightly_reports_sensor_reads_the_event_log(tmp_path):
 
     registry = load_registry()
     (tmp_path / "sites.yaml").write_text(registry.to_yaml())
-    instance = dg.DagsterInstance.ephemeral()
+    instance = ephemeral_instance(tmp_path)
     tonight, earlier = "2026-03-20", "2026-03-19"
     # Early afternoon UTC after the night of the 19th: past the deadline of the 19th
     # (local noon on the 20th at the westernmost site) by less than the 12 h grace;
@@ -289,7 +289,7 @@ def test_a_late_frame_reopens_an_old_nights_report(tmp_path):
 
     registry = load_registry()
     (tmp_path / "sites.yaml").write_text(registry.to_yaml())
-    instance = dg.DagsterInstance.ephemeral()
+    instance = ephemeral_instance(tmp_path)
     old = (dt.date.today() - dt.timedelta(days=RECENT_NIGHTS + 7)).isoformat()
     site = registry.names[0]
     resources = {"registry": RegistryResource(path=str(tmp_path / "sites.yaml"))}

@@ -7,7 +7,7 @@ from telescope_assets.defs.catalogs.assets import frame_quality, source_catalogs
 from telescope_assets.defs.frames.assets import calibrated_frames, calibration_masters, raw_frames
 from telescope_assets.defs.models.assets import anomaly_model, frame_quality_model
 from telescope_assets.ingest import ingest
-from telescope_assets_tests.conftest import NIGHT
+from telescope_assets_tests.conftest import NIGHT, ephemeral_instance
 
 ASSETS = [raw_frames, calibration_masters, calibrated_frames, source_catalogs, frame_quality]
 
@@ -22,8 +22,8 @@ def _materialize(resources, registry, instance, site="tololo"):
     )
 
 
-def test_partition_materializes_on_an_ephemeral_instance(resources, registry):
-    instance = dg.DagsterInstance.ephemeral()
+def test_partition_materializes_on_an_ephemeral_instance(resources, registry, tmp_path):
+    instance = ephemeral_instance(tmp_path)
     result = _materialize(resources, registry, instance)
     assert result.success
     mats = result.asset_materializations_for_node("calibrated_frames")
@@ -79,7 +79,7 @@ def test_partition_materializes_on_postgres_through_dagster_postgres(
         assert cur.fetchone()[0] == 5
 
 
-def test_a_night_of_only_quarantined_files_is_reported_by_its_run(resources, registry):
+def test_a_night_of_only_quarantined_files_is_reported_by_its_run(resources, registry, tmp_path):
     """A partition that received nothing but a bad file: its run's check fails, saying why."""
     incoming, lake = resources["incoming"].get(), resources["lake"].get()
     for rel in incoming.list("", recursive=True):
@@ -92,7 +92,7 @@ def test_a_night_of_only_quarantined_files_is_reported_by_its_run(resources, reg
         [*ASSETS, *models],
         partition_key=dg.MultiPartitionKey({"site": site, "night": night}),
         resources=resources,
-        instance=dg.DagsterInstance.ephemeral(),
+        instance=ephemeral_instance(tmp_path),
         raise_on_error=False,
     )
     assert run.success  # nothing else to do, nothing fails

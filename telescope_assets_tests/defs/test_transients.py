@@ -19,7 +19,7 @@ from telescope_assets.ingest import ingest
 from telescope_assets.lake import Store
 from telescope_assets.resources import IncomingResource
 from telescope_assets.tasks import alerts as alert_tasks
-from telescope_assets_tests.conftest import TWO_NIGHTS
+from telescope_assets_tests.conftest import TWO_NIGHTS, ephemeral_instance
 
 NIGHTS = TWO_NIGHTS
 SITE = "tololo"
@@ -52,7 +52,7 @@ def _run(resources, night, instance):
 
 
 def test_two_nights_give_references_alerts_and_followups_and_reruns_add_nothing(
-    resources, two_nights, registry
+    resources, two_nights, registry, tmp_path
 ):
     resources = {
         **resources,
@@ -62,7 +62,7 @@ def test_two_nights_give_references_alerts_and_followups_and_reruns_add_nothing(
     for path in (two_nights / "truth" / "refcat").glob("*.parquet"):
         lake.write_bytes(f"refcat/{path.name}", path.read_bytes())
     ingest(Store(str(two_nights / "incoming")), lake, registry, max_files=10_000)
-    instance = dg.DagsterInstance.ephemeral()
+    instance = ephemeral_instance(tmp_path)
 
     first = _run(resources, NIGHTS[0], instance)
     assert first.success
@@ -137,12 +137,12 @@ def test_two_nights_give_references_alerts_and_followups_and_reruns_add_nothing(
     assert SITE not in set(requests.get("site", []))
 
 
-def test_references_wait_for_an_earlier_night_in_flight(resources, monkeypatch):
+def test_references_wait_for_an_earlier_night_in_flight(resources, monkeypatch, tmp_path):
     """A backfill's later night waits (bounded) while an earlier night of its site runs."""
     from telescope_assets.defs.transients import assets as transient_assets
 
     monkeypatch.setattr(transient_assets, "REFERENCE_WAIT", {"retries": 2, "seconds": 0})
-    instance = dg.DagsterInstance.ephemeral()
+    instance = ephemeral_instance(tmp_path)
     earlier = dg.DagsterRun(
         job_name="frames_job",
         run_id=str(uuid.uuid4()),

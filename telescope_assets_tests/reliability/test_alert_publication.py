@@ -9,13 +9,14 @@ from telescope_assets.lake import Store
 from telescope_assets.resources import IncomingResource
 from telescope_assets.tasks import alerts as alert_tasks
 from telescope_assets.tasks.reconcile import unfinished_partitions
+from telescope_assets_tests.conftest import ephemeral_instance
 from telescope_assets_tests.defs.test_transients import NIGHTS, SITE, _run
 
 pytestmark = pytest.mark.slow
 
 
 def test_a_kill_between_packets_and_table_is_found_and_finished_once(
-    resources, registry, two_nights, monkeypatch
+    resources, registry, two_nights, monkeypatch, tmp_path
 ):
     resources = {**resources, "incoming": IncomingResource(url=str(two_nights / "incoming"))}
     lake = resources["lake"].get()
@@ -25,7 +26,7 @@ def test_a_kill_between_packets_and_table_is_found_and_finished_once(
     assert {(u.site, u.night) for u in unfinished_partitions(lake, settle_seconds=0)} == {
         (SITE, n) for n in NIGHTS
     }  # ingested, never run: the reconciler would ask for both
-    instance = dg.DagsterInstance.ephemeral()
+    instance = ephemeral_instance(tmp_path)
     assert _run(resources, NIGHTS[0], instance).success
 
     # The run of night 2 dies right after writing its packets, before the alerts table.
