@@ -62,6 +62,8 @@ def _quality(pred, arrays):
         t, p = arrays["flags"][:, j] > 0.5, flags_hat[:, j]
         tp = np.sum(t & p)
         metrics[f"flag_f1_{name}"] = float(2 * tp / max(1, np.sum(t) + np.sum(p)))
+        if np.sum(t):  # recall where the split holds examples of the flag
+            metrics[f"flag_recall_{name}"] = float(tp / np.sum(t))
     plots = {"confusion_matrix.png": _plot_confusion(_confusion(y, yhat, 3), QUALITY_CLASSES)}
     return metrics, plots
 

@@ -27,6 +27,7 @@ from telescope_assets.science.thumbnails import (
     normalise,
 )
 from telescope_assets.simulate.network import OPTICS_FWHM_PX, quality_class
+from telescope_assets.simulate.optics import family
 from telescope_assets.simulate.render import Conditions, Source, render_sources
 
 __all__ = [
@@ -47,18 +48,20 @@ ELLIPTICITY_SCATTER = 0.04
 
 
 def _ellipticity(cond: Conditions, pixel_scale: float) -> float:
-    """Ellipticity of the PSF's second moments: a Gaussian smeared along a trail."""
+    """Ellipticity of the PSF's second moments: a trailed Gaussian, and the optics' own."""
     sigma2 = (cond.seeing_arcsec / pixel_scale / 2.355) ** 2
     major = sigma2 + cond.tracking_px**2 / 12
-    return float(1 - np.sqrt(sigma2 / major))
+    # An astigmatic camera's stars are elongated before any trailing (0 for most optics).
+    return float(1 - np.sqrt(sigma2 / major) * (1 - cond.psf.ellipticity))
 
 
-def _quality_conditions(rng, pixel_scale: float) -> Conditions:
+def _quality_conditions(rng, pixel_scale: float, psf=None) -> Conditions:
     """Conditions drawn so that the three classes and every defect are well represented."""
-    cond = Conditions()
+    cond = Conditions() if psf is None else Conditions(psf=psf)
     kind = rng.choice(["good", "medium", "bad"], p=[0.35, 0.35, 0.30])
     atm = rng.uniform(0.9, 2.0) if kind == "good" else rng.uniform(0.9, 3.8)
-    cond.seeing_arcsec = float(np.hypot(atm, OPTICS_FWHM_PX * pixel_scale))
+    optics = OPTICS_FWHM_PX if psf is None else psf.optics_fwhm_px
+    cond.seeing_arcsec = float(np.hypot(atm, optics * pixel_scale))
     cond.transparency = float(rng.uniform(0.86, 1.0) if kind == "good" else rng.uniform(0.15, 1.0))
     if kind != "good":
         defect = rng.choice(
@@ -116,8 +119,14 @@ def _render_frame(rng, cond: Conditions, pixel_scale: float, exptime=60.0) -> np
     return image - sky
 
 
-def quality_examples(n: int, seed: int) -> dict[str, np.ndarray]:
+def quality_examples(n: int, seed: int, families: tuple[str, ...] | None = None) -> dict:
     """Frame-quality examples.
+
+    Without ``families``, the simulator's standard optics at 0.9–1.3″/px (what the
+    production model trains on). With them, each example's PSF (and pixel scale, where
+    the family has one) comes from one of the named camera families
+    (:data:`telescope_assets.simulate.optics.FAMILIES`), drawn uniformly: training on
+    some and evaluating on others measures what a model does on optics it never saw.
 
     Returns
     -------
@@ -134,9 +143,13 @@ def quality_examples(n: int, seed: int) -> dict[str, np.ndarray]:
     scalars = np.empty((n, 3), np.float32)
     y = np.empty(n, np.int64)
     flags = np.zeros((n, len(FLAG_NAMES)), np.float32)
+    optics = [family(f) for f in families] if families else None
     for i in range(n):
-        scale = float(rng.uniform(0.9, 1.3))
-        cond = _quality_conditions(rng, scale)
+        psf, scale = None, float(rng.uniform(0.9, 1.3))
+        if optics is not None:
+            chosen = optics[int(rng.integers(len(optics)))]
+            psf, scale = chosen.psf, float(chosen.camera.get("pixel_scale", scale))
+        cond = _quality_conditions(rng, scale, psf)
         frame = _render_frame(rng, cond, scale)
         xs[i] = frame_thumbnail(frame)
         anomaly_x[i] = anomaly_representation(frame)
