@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export DAGSTER_HOME := $(CURDIR)
 
-.PHONY: install system-deps demo test lint format ui ui-readonly mlflow-ui stack-up stack-down stack-status bench bench-transients bench-latency bench-lightcurves lake-integrity clean
+.PHONY: install system-deps demo test lint format ui ui-readonly mlflow-ui stack-up stack-down stack-status bench bench-transients bench-heldout bench-latency bench-lightcurves lake-integrity clean
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required"'
@@ -75,6 +75,10 @@ bench-transients: install
 
 bench-latency: install
 	$(BIN)/python bench/latency.py
+
+## Frame quality on camera families held out from training (about 10 minutes on 2 cores).
+bench-heldout: install
+	$(BIN)/python bench/heldout_quality.py
 
 ## Light-curve update time and memory as nights accumulate, beside a full rebuild.
 bench-lightcurves: install
