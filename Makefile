@@ -76,9 +76,10 @@ bench-transients: install
 bench-latency: install
 	$(BIN)/python bench/latency.py
 
-## Frame quality on camera families held out from training (about 10 minutes on 2 cores).
+## The models on camera families held out from training (about 25 minutes on 2 cores).
 bench-heldout: install
-	$(BIN)/python bench/heldout_quality.py
+	$(BIN)/python bench/heldout_families.py frame_quality
+	$(BIN)/python bench/heldout_families.py real_bogus
 
 ## Light-curve update time and memory as nights accumulate, beside a full rebuild.
 bench-lightcurves: install

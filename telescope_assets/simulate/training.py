@@ -174,7 +174,7 @@ def quality_examples(n: int, seed: int, families: tuple[str, ...] | None = None)
     }
 
 
-def _stamp_pair(rng, fwhm_sci, fwhm_ref):
+def _stamp_pair(rng, fwhm_sci, fwhm_ref, cond: Conditions):
     """Science and reference 63×63 stamps of the same star field (noise-free)."""
     n = rng.integers(0, 6)
     x, y = rng.uniform(0, STAMP, n), rng.uniform(0, STAMP, n)
@@ -182,13 +182,18 @@ def _stamp_pair(rng, fwhm_sci, fwhm_ref):
     far = np.hypot(x - 31, y - 31) > 8
     x, y = x[far], y[far]
     flux = 10 ** rng.uniform(2.5, 4.5, len(x))
-    sci = render_sources((STAMP, STAMP), [Source(x, y, flux)], fwhm_sci, Conditions())
-    ref = render_sources((STAMP, STAMP), [Source(x, y, flux)], fwhm_ref, Conditions())
+    sci = render_sources((STAMP, STAMP), [Source(x, y, flux)], fwhm_sci, cond)
+    ref = render_sources((STAMP, STAMP), [Source(x, y, flux)], fwhm_ref, cond)
     return sci, ref
 
 
-def real_bogus_examples(n: int, seed: int) -> dict[str, np.ndarray]:
+def real_bogus_examples(n: int, seed: int, families: tuple[str, ...] | None = None) -> dict:
     """Real/bogus triplets.
+
+    Without ``families``, the simulator's standard optics with FWHM 2–4.5 px (what the
+    production model trains on). With them, each triplet's PSF shape comes from one of the
+    named camera families, drawn uniformly, and its FWHM range is scaled to the family's
+    pixel scale (2–4.5 px at 1.1″/px: 1.1–2.5 px at 2″/px, 7–16 px at 0.3″/px).
 
     Differences come in both kinds a pipeline makes: white noise (the reference was
     convolved) and smoothed noise (the science was).
@@ -207,11 +212,17 @@ def real_bogus_examples(n: int, seed: int) -> dict[str, np.ndarray]:
     y = rng.integers(0, len(RB_CLASSES), n)
     snrs = np.full(n, np.nan, np.float32)
     yy, xx = np.mgrid[0:STAMP, 0:STAMP]
+    optics = [family(f) for f in families] if families else None
+    cond, sampling = Conditions(), 1.0
     for i in range(n):
-        fwhm_sci = rng.uniform(2.0, 4.5)
-        fwhm_ref = rng.uniform(2.0, fwhm_sci)
+        if optics is not None:
+            chosen = optics[int(rng.integers(len(optics)))]
+            cond = Conditions(psf=chosen.psf)
+            sampling = 1.1 / chosen.camera.get("pixel_scale", 1.1)
+        fwhm_sci = rng.uniform(2.0, 4.5) * sampling
+        fwhm_ref = rng.uniform(2.0 * sampling, fwhm_sci)
         sky_sci, sky_ref = rng.uniform(100, 1500), rng.uniform(400, 6000)
-        sci, ref = _stamp_pair(rng, fwhm_sci, fwhm_ref)
+        sci, ref = _stamp_pair(rng, fwhm_sci, fwhm_ref, cond)
         noise_sci = np.sqrt(sky_sci + 36)
         cx, cy = 31 + rng.uniform(-1, 1), 31 + rng.uniform(-1, 1)
         cls = RB_CLASSES[y[i]]
@@ -221,7 +232,7 @@ def real_bogus_examples(n: int, seed: int) -> dict[str, np.ndarray]:
             # Flux that reaches this S/N in an optimal aperture of the science PSF.
             flux = snr * noise_sci * np.sqrt(4 * np.pi * (fwhm_sci / 2.355) ** 2)
             extra = render_sources(
-                (STAMP, STAMP), [Source(np.r_[cx], np.r_[cy], np.r_[flux])], fwhm_sci, Conditions()
+                (STAMP, STAMP), [Source(np.r_[cx], np.r_[cy], np.r_[flux])], fwhm_sci, cond
             )
             snrs[i] = snr
             if rng.random() < 0.3:  # on a galaxy, present in both images
@@ -263,8 +274,8 @@ def real_bogus_examples(n: int, seed: int) -> dict[str, np.ndarray]:
                 "pa_deg": np.r_[rng.uniform(0, 180)],
             }
             gal = Source(np.r_[cx], np.r_[cy], np.r_[flux], **shape)
-            sci = sci + render_sources((STAMP, STAMP), [gal], fwhm_sci, Conditions())
-            ref = ref + render_sources((STAMP, STAMP), [gal], fwhm_ref, Conditions())
+            sci = sci + render_sources((STAMP, STAMP), [gal], fwhm_sci, cond)
+            ref = ref + render_sources((STAMP, STAMP), [gal], fwhm_ref, cond)
             shift = rng.normal(0, 0.3, 2)
             moved = Source(
                 np.r_[cx + shift[0]],
@@ -273,13 +284,13 @@ def real_bogus_examples(n: int, seed: int) -> dict[str, np.ndarray]:
                 **shape,
             )
             model = model + render_sources(
-                (STAMP, STAMP), [moved], fwhm_sci * rng.uniform(0.8, 1.2), Conditions()
+                (STAMP, STAMP), [moved], fwhm_sci * rng.uniform(0.8, 1.2), cond
             )
         elif cls == "bad_subtraction" and rng.random() < 0.6:
             # A star in both images, subtracted with a misalignment or a wrong PSF.
             flux = 10 ** rng.uniform(3.5, 5.5)
             star = render_sources(
-                (STAMP, STAMP), [Source(np.r_[cx], np.r_[cy], np.r_[flux])], fwhm_sci, Conditions()
+                (STAMP, STAMP), [Source(np.r_[cx], np.r_[cy], np.r_[flux])], fwhm_sci, cond
             )
             shift = rng.normal(0, 0.8, 2)
             moved = Source(
@@ -287,10 +298,10 @@ def real_bogus_examples(n: int, seed: int) -> dict[str, np.ndarray]:
             )
             sci = sci + star
             ref = ref + render_sources(
-                (STAMP, STAMP), [Source(np.r_[cx], np.r_[cy], np.r_[flux])], fwhm_ref, Conditions()
+                (STAMP, STAMP), [Source(np.r_[cx], np.r_[cy], np.r_[flux])], fwhm_ref, cond
             )
             model = model + render_sources(
-                (STAMP, STAMP), [moved], fwhm_sci * rng.uniform(0.75, 1.25), Conditions()
+                (STAMP, STAMP), [moved], fwhm_sci * rng.uniform(0.75, 1.25), cond
             )
         elif cls == "bad_subtraction":
             # Pure noise: a >= 5 sigma fluctuation at the centre of an empty difference.
