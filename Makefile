@@ -70,8 +70,9 @@ bench: install
 	$(BIN)/python bench/catalogs.py
 
 ## After `make demo`: transients against truth and by injection; frame-to-alert latency.
+## FAMILY=NAME: on a site of that camera family (simulate/optics.py), three new nights.
 bench-transients: install
-	$(BIN)/python bench/transient_accuracy.py
+	$(BIN)/python bench/transient_accuracy.py $(if $(FAMILY),--family $(FAMILY))
 
 bench-latency: install
 	$(BIN)/python bench/latency.py

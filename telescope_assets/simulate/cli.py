@@ -14,6 +14,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from telescope_assets.registry import load_registry
     from telescope_assets.simulate.network import DEMO_NIGHTS, SimulationConfig, simulate_network
+    from telescope_assets.simulate.optics import FAMILIES, family
 
     parser = argparse.ArgumentParser(
         prog="telescope-sim",
@@ -34,9 +35,23 @@ def main(argv: list[str] | None = None) -> int:
         "registry used to TRUTH/registry.yaml so the pipeline can be pointed at it",
     )
     parser.add_argument("--registry", default=None, help="registry YAML (default: packaged)")
+    parser.add_argument(
+        "--family",
+        default=None,
+        choices=sorted(FAMILIES),
+        help="give the --sites (default: every site) this camera family's optics, pixel "
+        "scale and seeing (simulate.optics.FAMILIES); writes the registry used to "
+        "TRUTH/registry.yaml",
+    )
     args = parser.parse_args(argv)
 
     registry = load_registry(args.registry)
+    psf = {}
+    if args.family:
+        optics = family(args.family)
+        for site in args.sites or registry.names:
+            registry = optics.apply(registry, site)
+            psf[site] = optics.psf
     if args.size:
         for site in registry.names:
             registry = registry.with_camera(
@@ -47,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         nights=tuple(args.nights),
         sites=tuple(args.sites) if args.sites else None,
         science_per_night=args.science_per_night,
+        psf=psf,
     )
     bar = tqdm(desc="simulating frames", unit="frame", file=sys.stderr)
     frames = simulate_network(
@@ -58,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         on_total=lambda n: setattr(bar, "total", n),
     )
     bar.close()
-    if args.size:
+    if args.size or args.family:
         from pathlib import Path
 
         Path(args.truth, "registry.yaml").write_text(registry.to_yaml())
