@@ -172,6 +172,22 @@ def test_growth_curve_recovers_a_moffat_correction_from_noisy_stars():
     assert 2.5 * np.log10(truth / fit.measured) > 0.025
 
 
+def test_growth_curve_of_a_frame_with_a_wrong_sky_falls_back_instead_of_failing():
+    """Outer apertures holding under half the photometric aperture's light (the local sky
+    over-subtracted, as under clouds) once made the fit raise and failed a whole night's
+    source_catalogs (demo seed 8, sidingspring 2026-03-20)."""
+    from telescope_assets.science.photcal import growth_curve_correction, moffat_growth
+
+    radii = 3.6 * np.array([0.5, 1.0, 2.0, 3.33])
+    fluxes = np.outer([2e4, 5e4, 1e5], moffat_growth(radii, 2.0, 3.0))
+    fluxes -= np.outer(fluxes[:, 1] * 0.07, (radii / radii[1]) ** 2)  # the sky too high
+    fit = growth_curve_correction(radii, fluxes, 3.6)
+    assert fluxes[0, -1] / fluxes[0, 1] < 0.5
+    assert not fit.ok
+    assert fit.correction == 1.0
+    assert "sky" in fit.message
+
+
 def test_astrometry_within_0p05_px_of_true_positions(catalogued):
     for row in catalogued["quality"].itertuples():
         wcs = WCS(fits.Header.fromstring(row.wcs_header, sep="\n"))

@@ -127,6 +127,12 @@ def growth_curve_correction(
     weights = stars[:, k] / stars[:, k].sum()
     scatter = np.sqrt(np.sum(weights[:, None] ** 2 * (norm - curve) ** 2, axis=0))
     sigma = np.maximum(scatter, 1e-4)
+    if not 0.5 <= measured <= 5.0:
+        # Less than half the aperture's light inside the largest aperture (or five times
+        # more): the local sky is wrong (a gradient, clouds), not the PSF; no curve of
+        # growth can describe it, and the fit's normalisation bounds exclude it.
+        reason = f"outer/aperture flux {measured:.2f}: the sky under the stars is wrong"
+        return GrowthCurve(1.0, 1.0, np.nan, np.nan, n, False, reason)
 
     def residual(p):
         alpha, beta, scale = np.exp(p[0]), 1.0 + np.exp(p[1]), p[2]
