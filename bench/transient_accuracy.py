@@ -14,10 +14,11 @@ matching neither a simulated transient nor a simulated variable star.
 With ``--family NAME [--site SITE]`` (``make bench-transients FAMILY=NAME``) it first
 makes its own lake: one site (default: the registry's first) given a camera family
 (``simulate.optics.FAMILIES``, e.g. one held out from the models' training), three
-nights simulated by ``telescope-sim --family``, ingested and processed by
-``telescope-ingest`` in a fresh instance under ``data/bench/<NAME>/``, with the demo's
-champion models (run ``make demo`` first). The figures are then the same as above, on
-that site's frames: what a new telescope of that kind gets from its first nights.
+nights of 12 science frames each (``--science-per-night``) simulated by
+``telescope-sim --family``, ingested and processed by ``telescope-ingest`` in a fresh
+instance under ``data/bench/<NAME>/``, with the demo's champion models (run ``make
+demo`` first). The figures are then the same as above, on that site's frames: what a
+new telescope of that kind gets from its first nights.
 """
 
 import sys
@@ -371,7 +372,9 @@ def report(lake: Lake, truth: Path, uri: str) -> dict:
     }
 
 
-def family_lake(name: str, site: str | None, nights: tuple[str, ...]) -> tuple[Lake, Path, str]:
+def family_lake(
+    name: str, site: str | None, nights: tuple[str, ...], per_night: int
+) -> tuple[Lake, Path, str]:
     """Simulate, ingest and process ``site`` with camera family ``name`` (module docstring).
 
     Returns the lake, the truth folder and the MLflow URI of the models that decided.
@@ -398,7 +401,8 @@ def family_lake(name: str, site: str | None, nights: tuple[str, ...]) -> tuple[L
     }
     bin_dir = Path(sys.executable).parent
     sim = [str(bin_dir / "telescope-sim"), "--family", name, "--sites", site, "--nights",
-           *nights, "--incoming", "frames", "--truth", "truth"]  # fmt: skip
+           *nights, "--science-per-night", str(per_night), "--incoming", "frames",
+           "--truth", "truth"]  # fmt: skip
     subprocess.run(sim, cwd=work, env={**env, "TELESCOPE_ASSETS_REGISTRY": ""}, check=True)
     lake = Lake(str(work / "data" / "lake"))
     for path in (work / "truth" / "refcat").glob("*.parquet"):
@@ -418,11 +422,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("uri", nargs="?", default="sqlite:///models/mlflow.db")
     parser.add_argument("--family", default=None, help="a camera family (simulate.optics)")
     parser.add_argument("--site", default=None, help="the site given the family's camera")
+    parser.add_argument("--science-per-night", type=int, default=12)
     args = parser.parse_args(argv)
     if args.family:
         from telescope_assets.simulate.network import DEMO_NIGHTS
 
-        lake, truth, uri = family_lake(args.family, args.site, DEMO_NIGHTS)
+        lake, truth, uri = family_lake(args.family, args.site, DEMO_NIGHTS, args.science_per_night)
         print(f"\nCamera family {args.family!r}, one site, nights {', '.join(DEMO_NIGHTS)}:")
     else:
         lake, truth, uri = Lake(args.lake), Path(args.truth), args.uri

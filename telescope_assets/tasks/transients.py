@@ -34,7 +34,7 @@ __all__ = [
 
 REFERENCE_VERSION = "ref-1"
 #: Version of the subtraction and detection code: a change re-subtracts every frame.
-DIFFERENCE_VERSION = "diff-3"
+DIFFERENCE_VERSION = "diff-4"
 #: Frames stacked into a reference (the best by seeing among the usable earlier ones).
 REFERENCE_FRAMES = 3
 #: Most candidates kept per frame (the highest S/N); more means a failed subtraction.
@@ -249,7 +249,8 @@ def difference_one(row: dict, lake: Lake, site: Site, reference: dict) -> dict[s
         )
     except ValueError as exc:
         return base | {"status": "subtraction_failed", "reason": str(exc), "n_candidates": 0}
-    det = subtraction.detect_difference(sub, row["fwhm_px"])
+    # The difference has the blurrier image's PSF (the sharper one was convolved to it).
+    det = subtraction.detect_difference(sub, max(row["fwhm_px"], reference["fwhm_px"]))
     n_all = len(det)
     # A satellite trail breaks into dozens of bright detections that would fill the
     # candidate cap and hide real transients: set them aside first.
