@@ -20,16 +20,57 @@ from telescope_assets.tasks.catalogs import CATALOG_VERSION, catalog_one, load_r
 __all__ = [
     "CALIBRATION_VERSION",
     "CATALOG_VERSION",
+    "FAILED_COLUMNS",
     "MIN_FRAMES",
     "build_masters",
     "calibrate_one",
     "calibration_provenance",
     "catalog_one",
+    "guarded",
     "load_reference",
     "quality",
     "raw_manifest",
+    "split_failed",
     "split_up_to_date",
 ]
+
+#: Columns of a per-frame failure row (:func:`guarded`).
+FAILED_COLUMNS = ["frame_id", "night", "status", "step", "reason", "traceback"]
+
+
+def guarded(step, item, **kwargs) -> dict:
+    """``step(item, **kwargs)`` for one frame, or a row saying why it failed.
+
+    One frame's error must not stop the partition's other frames. ``item`` is a frame's
+    manifest row (or a tuple whose first element is). The error is not swallowed: the
+    row (status ``failed``) goes into the asset's table of failures, its asset check
+    fails, and the frame is tried again by the next run (it is not in the table of
+    frames done). A full or read-only disk still fails the whole step (the ``OSError``
+    is raised again): that is the machine, not the frame.
+    """
+    import errno
+    import traceback
+
+    try:
+        return step(item, **kwargs)
+    except Exception as exc:
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+            raise
+        row = item[0] if isinstance(item, tuple) else item
+        return {
+            "frame_id": row["frame_id"],
+            "night": row.get("night"),
+            "status": "failed",
+            "step": getattr(step, "__name__", str(step)),
+            "reason": f"{type(exc).__name__}: {exc}"[:500],
+            "traceback": "".join(traceback.format_exception(exc)[-6:])[-4000:],
+        }
+
+
+def split_failed(rows: list[dict]) -> tuple[list[dict], list[dict]]:
+    """The rows of :func:`guarded` calls, as ``(done, failed)``."""
+    failed = [r for r in rows if r.get("status") == "failed"]
+    return [r for r in rows if r.get("status") != "failed"], failed
 
 
 def split_up_to_date(rows, previous, expected, lake, path_field, force=False):

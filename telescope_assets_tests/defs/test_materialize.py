@@ -37,6 +37,7 @@ def test_partition_materializes_on_an_ephemeral_instance(resources, registry, tm
         "no_nan_outside_mask",
         "astrometric_rms",
         "catalogs_not_empty",
+        "no_failed_frames",
     }
     assert all(evaluations[n].passed for n in blocking)
     cat = result.asset_materializations_for_node("source_catalogs")[0].metadata
@@ -54,6 +55,40 @@ def test_partition_materializes_on_an_ephemeral_instance(resources, registry, tm
     assert set(table.cnn_model) == {"frame_quality/1"}
     assert set(table.cnn_class) <= {"good", "medium", "bad"}
     assert table[["p_good", "p_medium", "p_bad"]].astype(float).sum(axis=1).round(5).eq(1).all()
+
+
+def test_a_frame_that_fails_its_cataloguing_is_reported_and_the_others_go_on(
+    resources, registry, tmp_path
+):
+    """A calibrated frame damaged in the lake after calibration (here: its pixels
+    replaced by bytes that are no FITS): that frame's cataloguing raises; the night's
+    other frames are catalogued, the failure is a row naming the step and the error,
+    and the check fails. Before, the whole step failed on the one frame."""
+    instance = ephemeral_instance(tmp_path)
+    first = _materialize(resources, registry, instance)
+    assert first.success
+    lake = resources["lake"].get()
+    calibrated = lake.read_parquet(lake.manifest("calibrated_frames", "tololo", NIGHT))
+    victim = calibrated.frame_id.iloc[0]
+    lake.write_bytes(calibrated.path.iloc[0], b"not a FITS file" * 100)
+    key = dg.MultiPartitionKey({"site": "tololo", "night": NIGHT})
+    again = dg.materialize(
+        [source_catalogs, calibrated_frames.to_source_asset()],
+        partition_key=key,
+        resources=resources,
+        instance=instance,
+        run_config={"ops": {"source_catalogs": {"config": {"force": True}}}},
+    )
+    assert again.success
+    failures = lake.read_parquet(lake.manifest("source_catalogs_failed", "tololo", NIGHT))
+    assert failures.frame_id.tolist() == [victim]
+    assert failures.step.iloc[0] == "catalog_one"
+    assert failures.reason.iloc[0].startswith("OSError: No SIMPLE card found")
+    catalogs = lake.read_parquet(lake.manifest("source_catalogs", "tololo", NIGHT))
+    assert sorted(catalogs.frame_id) == sorted(set(calibrated.frame_id) - {victim})
+    check = {e.check_name: e for e in again.get_asset_check_evaluations()}["no_failed_frames"]
+    assert not check.passed
+    assert victim in check.metadata["failures"].value
 
 
 @pytest.mark.postgres

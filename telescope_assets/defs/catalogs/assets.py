@@ -1,5 +1,7 @@
 """Source catalogs and classical frame-quality metrics of one site and night."""
 
+from functools import partial
+
 import dagster as dg
 import numpy as np
 import pandas as pd
@@ -37,6 +39,7 @@ class CatalogConfig(dg.Config):
         dg.AssetCheckSpec("astrometric_rms", asset="source_catalogs"),
         dg.AssetCheckSpec("zero_point_scatter", asset="source_catalogs"),
         dg.AssetCheckSpec("catalogs_not_empty", asset="source_catalogs"),
+        dg.AssetCheckSpec("no_failed_frames", asset="source_catalogs"),
     ],
 )
 def source_catalogs(
@@ -63,7 +66,14 @@ def source_catalogs(
         force=config.force,
     )
     context.log.info(f"{len(todo)} frames to catalogue, {len(kept)} up to date")
-    done = dask.map(tasks.catalog_one, todo, lake=store, site=site)
+    results = dask.map(partial(tasks.guarded, tasks.catalog_one), todo, lake=store, site=site)
+    done, failed = tasks.split_failed(results)
+    for row in failed:
+        context.log.error(f"frame {row['frame_id']}: {row['step']} failed: {row['reason']}")
+    # Failed frames are kept apart (retried by the next run), so that every row of the
+    # catalogue table is a catalogued frame.
+    failures = pd.DataFrame(failed, columns=tasks.FAILED_COLUMNS)
+    store.write_parquet(store.manifest("source_catalogs_failed", site_name, night), failures)
     table = pd.DataFrame([*kept, *done])
     if len(table):
         table = table.sort_values("mjd", ignore_index=True)
@@ -71,7 +81,7 @@ def source_catalogs(
     n_rows = int(table.n_sources.sum()) if len(table) else 0
     # Drawn on a worker, where matplotlib stays imported (0.7 s in a run's fresh process).
     plot = dask.run(night_quality_plot, table) if len(table) else None
-    checks = _catalog_checks(table)
+    checks = [*_catalog_checks(table), _failed_check(failures)]
     summary = [
         "frame_id",
         "filter",
@@ -86,6 +96,7 @@ def source_catalogs(
         metadata={
             "n_frames": len(table),
             "n_catalogued_now": len(done),
+            "n_failed": len(failures),
             "n_sources": n_rows,
             "median_zero_point": _median(table, "zero_point"),
             "median_seeing_arcsec": _median(table, "seeing_arcsec"),
@@ -96,6 +107,18 @@ def source_catalogs(
             else dg.MetadataValue.md("_(no frames)_"),
         },
         check_results=checks,
+    )
+
+
+def _failed_check(failures: pd.DataFrame) -> dg.AssetCheckResult:
+    """Fails when a frame's cataloguing raised: which frame, which step, why."""
+    return dg.AssetCheckResult(
+        check_name="no_failed_frames",
+        passed=failures.empty,
+        metadata={
+            "n_failed": len(failures),
+            "failures": md_table(failures[["frame_id", "step", "reason"]]),
+        },
     )
 
 

@@ -1,6 +1,7 @@
 """References, transient candidates, alerts and cross-site follow-up requests."""
 
 import io
+from functools import partial
 
 import dagster as dg
 import numpy as np
@@ -201,7 +202,9 @@ def transient_candidates(
             else:
                 todo.append((row, ref))
     context.log.info(f"{len(todo)} frames to subtract, {len(kept)} up to date")
-    done = dask.map(tr.difference_pair, todo, lake=store, site=site)
+    done = dask.map(partial(tasks.guarded, tr.difference_pair), todo, lake=store, site=site)
+    for row in tasks.split_failed(done)[1]:
+        context.log.error(f"frame {row['frame_id']}: {row['step']} failed: {row['reason']}")
     frames = pd.DataFrame([*kept, *done, *skipped])
     subtracted = [r | {"rescore": False} for r in kept] + [
         r | {"rescore": True} for r in done if r["status"] == "subtracted"
@@ -224,6 +227,7 @@ def transient_candidates(
             "n_frames_bad_quality": int((frames.status == "bad_quality").sum())
             if len(frames)
             else 0,
+            "n_frames_failed": int((frames.status == "failed").sum()) if len(frames) else 0,
             "n_candidates": len(table),
             "n_real": n_real,
             "real_bogus_model": f"real_bogus/{rb_version}",
