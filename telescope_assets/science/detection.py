@@ -226,7 +226,7 @@ def _segment(sci, mask, background, fwhm_px, nsigma, npixels, deblend):
     kernel = make_2dgaussian_kernel(max(fwhm_px, 1.0), size=max(size, 3))
     convolved = smooth(data, kernel.array)
     ignore = (mask & ~np.uint8(FLAG_BITS["saturated"])) > 0 if mask.dtype == np.uint8 else mask > 0
-    threshold = nsigma * background.rms
+    threshold = nsigma * background.rms * threshold_scale(kernel.array)
     segm = _detect(convolved, threshold, npixels, mask=ignore)
     if segm is None:
         return data, convolved, ignore, None, 0
@@ -244,6 +244,36 @@ def _segment(sci, mask, background, fwhm_px, nsigma, npixels, deblend):
                 progress_bar=False,
             )
     return data, convolved, ignore, segm, n_before
+
+
+#: The detection kernel's FWHM (px) at which ``nsigma`` is in units of the sky RMS per
+#: pixel, as SExtractor's DETECT_THRESH is (the pipeline's kernel on every camera that
+#: samples its seeing with under 2 px per FWHM).
+THRESHOLD_KERNEL_FWHM = 2.0
+
+
+def threshold_scale(kernel: np.ndarray) -> float:
+    """The factor (at most 1) that keeps a detection threshold's S/N as the kernel broadens.
+
+    The threshold on an image smoothed by ``kernel`` means the same S/N as at
+    :data:`THRESHOLD_KERNEL_FWHM` when it is lowered by the ratio of the smoothed
+    noise's RMS for the two kernels.
+
+    A threshold in units of the unsmoothed RMS gets harder to reach as the kernel
+    broadens: smoothing averages more pixels, so the smoothed noise falls, and a fixed
+    multiple of the raw RMS asks more and more sigmas of it. On a 0.3″/px camera
+    (FWHM ~ 5-9 px) the fixed threshold found 15-27 of the ~50 stars that 2 px
+    kernels' depth would have, too few for a WCS (issue 18).
+    """
+    from photutils.segmentation import make_2dgaussian_kernel
+
+    def smoothed_noise(k):
+        k = np.asarray(k, float)
+        return float(np.sqrt(np.sum((k / k.sum()) ** 2)))
+
+    size = int(2 * round(1.5 * THRESHOLD_KERNEL_FWHM) + 1)
+    reference = make_2dgaussian_kernel(THRESHOLD_KERNEL_FWHM, size=size).array
+    return min(1.0, smoothed_noise(kernel) / smoothed_noise(reference))
 
 
 def smooth(data: np.ndarray, kernel: np.ndarray) -> np.ndarray:

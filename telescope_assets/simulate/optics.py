@@ -113,13 +113,24 @@ class CameraFamily:
     psf: PSF
     camera: dict[str, Any] = field(default_factory=dict)
     median_seeing_arcsec: float | None = None
+    #: Magnitudes added to the site's nominal zero points: a bigger telescope's aperture
+    #: (a 1 m collects 6 times a 0.4 m's light: +2 mag).
+    zero_point_offset: float = 0.0
 
     def apply(self, registry, site: str):
-        """A registry in which ``site`` has this family's camera and seeing."""
+        """A registry in which ``site`` has this family's camera, seeing and aperture."""
         out = registry.with_camera(site, **self.camera) if self.camera else registry
+        changes: dict[str, Any] = {}
         if self.median_seeing_arcsec is not None:
+            changes["median_seeing_arcsec"] = self.median_seeing_arcsec
+        if self.zero_point_offset:
+            nominal = out.sites[site].nominal_zero_point
+            changes["nominal_zero_point"] = {
+                band: zp + self.zero_point_offset for band, zp in nominal.items()
+            }
+        if changes:
             sites = dict(out.sites)
-            sites[site] = replace(sites[site], median_seeing_arcsec=self.median_seeing_arcsec)
+            sites[site] = replace(sites[site], **changes)
             out = replace(out, sites=sites)
         return out
 
@@ -156,6 +167,7 @@ FAMILIES: dict[str, CameraFamily] = {
             PSF(beta=3.0, optics_fwhm_px=1.5),
             camera={"pixel_scale": 0.3},
             median_seeing_arcsec=1.4,
+            zero_point_offset=2.0,
         ),
         CameraFamily(
             "undersampled",

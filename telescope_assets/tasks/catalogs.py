@@ -115,9 +115,22 @@ def load_reference(lake: Lake, site: Site, field: str | None) -> tuple[pd.DataFr
     return (table.rename(columns=renames) if renames else table), rel
 
 
+def detection_fwhm(site: Site) -> float:
+    """The detection kernel's FWHM (px): the site's median seeing, at least 2 px."""
+    return max(site.median_seeing_arcsec / site.camera.pixel_scale, 2.0)
+
+
 def catalog_options(site: Site) -> str:
-    """The site's settings that change a catalog (part of its provenance key)."""
-    return f"nsigma={site.detection_nsigma:g}"
+    """The site's settings that change a catalog (part of its provenance key).
+
+    A site whose detection kernel is broader than 2 px has its threshold lowered to the
+    same S/N (``detection.threshold_scale``, since cat-6): that, too, is in its key.
+    """
+    options = f"nsigma={site.detection_nsigma:g}"
+    fwhm = detection_fwhm(site)
+    if fwhm > detection.THRESHOLD_KERNEL_FWHM:
+        options += f",kernel_fwhm={fwhm:.2f},matched_threshold"
+    return options
 
 
 def catalog_provenance(cal_provkey: str, site: Site) -> str:
@@ -158,7 +171,7 @@ def catalog_one(row: dict, lake: Lake, site: Site) -> dict[str, Any]:
     pointing = (float(header["RA_PNT"]), float(header["DEC_PNT"])) if "RA_PNT" in header else None
     flags: list[str] = []
 
-    guess = max(site.median_seeing_arcsec / scale, 2.0)
+    guess = detection_fwhm(site)
     # Two passes, as SExtractor users do: the sky again with the sources masked.
     first = detection.measure_background(sci, mask)
     nsigma = site.detection_nsigma
