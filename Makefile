@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export DAGSTER_HOME := $(CURDIR)
 
-.PHONY: install system-deps demo test lint format ui ui-readonly mlflow-ui stack-up stack-down stack-status bench bench-transients bench-heldout bench-latency bench-lightcurves lake-integrity clean
+.PHONY: install system-deps demo test lint format ui ui-readonly mlflow-ui stack-up stack-down stack-status bench bench-transients bench-subtraction bench-heldout bench-latency bench-lightcurves lake-integrity clean
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required"'
@@ -73,6 +73,10 @@ bench: install
 ## FAMILY=NAME: on a site of that camera family (simulate/optics.py), three new nights.
 bench-transients: install
 	$(BIN)/python bench/transient_accuracy.py $(if $(FAMILY),--family $(FAMILY))
+
+## Subtraction on star fields of every camera family: false detections, fakes found.
+bench-subtraction: install
+	$(BIN)/python bench/subtraction_families.py
 
 bench-latency: install
 	$(BIN)/python bench/latency.py

@@ -124,7 +124,7 @@ def catalog_options(site: Site) -> str:
     """The site's settings that change a catalog (part of its provenance key).
 
     A site whose detection kernel is broader than 2 px has its threshold lowered to the
-    same S/N (``detection.threshold_scale``, since cat-6): that, too, is in its key.
+    same S/N (``detection.threshold_scale``): that, too, is in its key.
     """
     options = f"nsigma={site.detection_nsigma:g}"
     fwhm = detection_fwhm(site)
