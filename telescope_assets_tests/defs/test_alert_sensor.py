@@ -26,6 +26,9 @@ def test_every_alerts_materialization_gets_one_followup_run_across_restarts():
         _report(instance, "sutherland", "2026-03-19", 0)  # nothing to follow up
         first = _tick(instance, None)
         assert [r.partition_key for r in first.run_requests] == ["2026-03-19|tololo"]
+        # Tagged as the frames runs are, so the UI filters a partition's runs together.
+        assert first.run_requests[0].tags["telescope/partition"] == "tololo|2026-03-19"
+        assert first.run_requests[0].tags["telescope/site"] == "tololo"
         # Several materializations land between two ticks (an @asset_sensor would see only
         # the latest): every one is requested.
         for site in ("lapalma", "sidingspring", "tololo"):

@@ -4,7 +4,7 @@ import errno
 
 import pytest
 
-from telescope_assets.tasks import guarded, split_failed
+from telescope_assets.tasks import Guarded, guarded, split_failed
 
 
 def _step(row, fail=None):
@@ -31,3 +31,12 @@ def test_an_error_becomes_a_failed_row_naming_step_frame_and_reason():
 def test_a_full_or_read_only_disk_still_fails_the_step(code):
     with pytest.raises(OSError, match="disk"):
         guarded(_step, {"frame_id": "f1"}, fail=OSError(code, "disk"))
+
+
+def test_guarded_steps_keep_their_name_for_dask():
+    from dask.utils import funcname
+
+    step = Guarded(_step)
+    assert funcname(step) == "_step"  # the dashboard's task prefix
+    assert step({"frame_id": "f1"}) == {"frame_id": "f1", "status": "catalogued"}
+    assert step({"frame_id": "f1"}, fail=ValueError("x"))["status"] == "failed"

@@ -1,7 +1,5 @@
 """Source catalogs and classical frame-quality metrics of one site and night."""
 
-from functools import partial
-
 import dagster as dg
 import numpy as np
 import pandas as pd
@@ -66,7 +64,7 @@ def source_catalogs(
         force=config.force,
     )
     context.log.info(f"{len(todo)} frames to catalogue, {len(kept)} up to date")
-    results = dask.map(partial(tasks.guarded, tasks.catalog_one), todo, lake=store, site=site)
+    results = dask.map(tasks.Guarded(tasks.catalog_one), todo, lake=store, site=site)
     done, failed = tasks.split_failed(results)
     for row in failed:
         context.log.error(f"frame {row['frame_id']}: {row['step']} failed: {row['reason']}")

@@ -21,8 +21,9 @@ def run_requests_for(lake: Lake, batch_ids: list[str]) -> list[dg.RunRequest]:
 
     The run key names the batch and the partition, so a daemon that re-evaluates from an
     older cursor after a crash asks for exactly the runs it asked for before, and
-    Dagster launches each only once. Runs of one partition never overlap: the
-    ``telescope/partition`` tag has a concurrency limit of one per value (dagster.yaml).
+    Dagster launches each only once. Runs of one partition never overlap: the instance
+    limits the ``dagster/partition`` tag, which Dagster puts on every partitioned run, to
+    one run per value (dagster.yaml); ``telescope/partition`` is for filtering in the UI.
     """
     return [
         _partition_request(f"{batch_id}:{site}:{night}", site, night, {"telescope/batch": batch_id})

@@ -1,7 +1,6 @@
 """References, transient candidates, alerts and cross-site follow-up requests."""
 
 import io
-from functools import partial
 
 import dagster as dg
 import numpy as np
@@ -202,7 +201,7 @@ def transient_candidates(
             else:
                 todo.append((row, ref))
     context.log.info(f"{len(todo)} frames to subtract, {len(kept)} up to date")
-    done = dask.map(partial(tasks.guarded, tr.difference_pair), todo, lake=store, site=site)
+    done = dask.map(tasks.Guarded(tr.difference_pair), todo, lake=store, site=site)
     for row in tasks.split_failed(done)[1]:
         context.log.error(f"frame {row['frame_id']}: {row['step']} failed: {row['reason']}")
     frames = pd.DataFrame([*kept, *done, *skipped])

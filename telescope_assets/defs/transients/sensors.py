@@ -3,6 +3,7 @@
 import dagster as dg
 
 from telescope_assets.defs.jobs import followup_job
+from telescope_assets.defs.partitions import site_nights
 from telescope_assets.defs.watch import watch, watch_seconds
 
 __all__ = ["new_alerts"]
@@ -43,11 +44,17 @@ def new_alerts(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         n = record.asset_materialization.metadata.get("n_alerts")
         if n is not None and int(n.value) == 0:
             continue  # nothing to follow up
+        keys = site_nights.get_partition_key_from_str(partition).keys_by_dimension
         requests.append(
             dg.RunRequest(
                 run_key=f"followup:{record.storage_id}",
                 partition_key=partition,
-                tags={"telescope/alerts_storage_id": str(record.storage_id)},
+                tags={
+                    "telescope/alerts_storage_id": str(record.storage_id),
+                    # Tagged as the frames runs are (the UI filters by these).
+                    "telescope/site": keys["site"],
+                    "telescope/partition": f"{keys['site']}|{keys['night']}",
+                },
             )
         )
     return dg.SensorResult(run_requests=requests, cursor=str(records[-1].storage_id))
