@@ -71,15 +71,21 @@ def test_an_archive_frame_of_a_new_site_is_ingested_and_catalogued(
     catalogs = lake.read_parquet(lake.manifest("source_catalogs", "ntt", "1992-10-25"))
     (row,) = catalogs.itertuples()
     # No reference catalogue covers the field: sources, but no WCS nor zero point.
-    assert row.n_sources >= 20
+    # 45 sources since detection keeps its S/N depth with a kernel broader than 2 px (the
+    # registry's default seeing is 4.3 px here); 23 before.
+    assert row.n_sources >= 40
     assert "no_reference_catalog" in row.quality_flags
     assert not row.wcs_ok
     # Against SExtractor's catalogue of the image (65 objects, pixel centres from 1):
-    # every source is one of its objects, and 19 of its 20 brightest are found.
+    # every source is one of its objects, and 19 of its 20 brightest are found. All but
+    # one lie within 1.5 px of its position; that one (1.8 px, FWHM 2.6 px) is a blend
+    # that SExtractor splits differently.
     sources = lake.read_parquet(row.catalog_path)
     theirs = np.loadtxt(real_data("images", "sep", "image.cat"))
     distance, nearest = cKDTree(theirs[:, 1:3] - 1).query(np.c_[sources.x, sources.y])
-    assert (distance < 1.5).all()
+    assert (distance >= 1.5).sum() <= 1
+    assert (distance < 2.0).all()
+    assert len(np.unique(nearest)) == len(nearest)  # no object found twice
     brightest = np.argsort(-theirs[:, 15])[:20]  # FLUX_AUTO
     assert np.isin(brightest, nearest).sum() >= 19
     # Airmass from the site, the time and the header's pointing (RA 5.648°, Dec -30.18°,
