@@ -44,6 +44,7 @@ def test_code_location_has_the_expected_assets_checks_sensors_and_jobs():
         ("source_catalogs", "zero_point_scatter"),
         ("source_catalogs", "catalogs_not_empty"),
         ("source_catalogs", "no_failed_frames"),
+        ("transient_candidates", "no_failed_frames"),
         ("frame_quality", "cnn_flags_agree_with_measurements"),
         ("frame_quality_model", "champion_meets_target"),
         ("real_bogus_model", "champion_meets_target"),

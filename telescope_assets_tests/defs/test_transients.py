@@ -177,3 +177,23 @@ def test_references_wait_for_an_earlier_night_in_flight(resources, monkeypatch, 
     assert references(NIGHTS[0]) == (0, "none")
     instance.report_run_canceled(earlier)
     assert references(NIGHTS[1]) == (0, "none")
+
+
+def test_a_failed_subtraction_fails_the_check_naming_frame_step_and_reason():
+    from telescope_assets.defs.transients.assets import failed_frames_check
+
+    frames = pd.DataFrame(
+        [
+            {"frame_id": "a", "status": "subtracted"},
+            {"frame_id": "b", "status": "failed", "step": "difference_pair",
+             "reason": "ValueError: only 2 usable kernel stamps (need 3)", "traceback": "..."},
+            {"frame_id": "c", "status": "bad_quality"},
+        ]
+    )  # fmt: skip
+    check = failed_frames_check(frames)
+    assert not check.passed
+    assert check.metadata["n_failed"].value == 1
+    assert "difference_pair" in check.metadata["failures"].value
+    assert "only 2 usable kernel stamps" in check.metadata["failures"].value
+    assert failed_frames_check(frames[frames.status != "failed"]).passed
+    assert failed_frames_check(pd.DataFrame()).passed

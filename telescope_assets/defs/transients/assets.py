@@ -143,6 +143,7 @@ def reference_images(
     group_name="transients",
     kinds={"parquet", "pytorch", "dask"},
     deps=[reference_images, source_catalogs, frame_quality, real_bogus_model],
+    check_specs=[dg.AssetCheckSpec("no_failed_frames", asset="transient_candidates")],
 )
 def transient_candidates(
     context: dg.AssetExecutionContext,
@@ -230,8 +231,23 @@ def transient_candidates(
             "n_candidates": len(table),
             "n_real": n_real,
             "real_bogus_model": f"real_bogus/{rb_version}",
-            "frames": md_table(frames),
-        }
+            "frames": md_table(frames.drop(columns=["traceback"], errors="ignore")),
+        },
+        check_results=[failed_frames_check(frames)],
+    )
+
+
+def failed_frames_check(frames: pd.DataFrame) -> dg.AssetCheckResult:
+    """Fails when a frame's subtraction raised: which frame, which step, why."""
+    failed = frames[frames.status == "failed"] if len(frames) else frames
+    columns = ["frame_id", "step", "reason"]
+    return dg.AssetCheckResult(
+        check_name="no_failed_frames",
+        passed=not len(failed),
+        metadata={
+            "n_failed": len(failed),
+            "failures": md_table(failed[columns] if len(failed) else pd.DataFrame(columns=columns)),
+        },
     )
 
 
