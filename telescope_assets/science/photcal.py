@@ -111,22 +111,8 @@ def growth_curve_correction(
     n = int(good.sum())
     if n < 3:
         return GrowthCurve(1.0, 1.0, np.nan, np.nan, n, False, f"only {n} stars")
-    # Each star's curve in units of its flux in the photometric aperture, which is its
-    # best-measured point: the sky's error grows as r² outwards.
-    norm = fluxes[good] / fluxes[good, k : k + 1]
-    # Stars whose curve strays far from the others (a neighbour's light, a cosmic ray)
-    # are left out; the rest are stacked by flux, so the brightest weigh most.
-    centre = np.median(norm, axis=0)
-    spread = 1.4826 * np.median(np.abs(norm - centre), axis=0)
-    keep = np.all(np.abs(norm - centre) <= 5 * np.maximum(spread, 1e-3), axis=1)
-    stars = fluxes[good][keep] if keep.sum() >= 3 else fluxes[good]
-    norm = stars / stars[:, k : k + 1]
-    n = len(stars)
-    curve = stars.sum(axis=0) / stars[:, k].sum()
+    curve, sigma, n = _stacked_curve(fluxes[good], k)
     measured = float(curve[-1])
-    weights = stars[:, k] / stars[:, k].sum()
-    scatter = np.sqrt(np.sum(weights[:, None] ** 2 * (norm - curve) ** 2, axis=0))
-    sigma = np.maximum(scatter, 1e-4)
     if not 0.5 <= measured <= 5.0:
         # Less than half the aperture's light inside the largest aperture (or five times
         # more): the local sky is wrong (a gradient, clouds), not the PSF; no curve of
@@ -161,6 +147,27 @@ def growth_curve_correction(
         True,
         "ok",
     )
+
+
+def _stacked_curve(fluxes: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """The stars' growth curves stacked in units of aperture ``k``'s flux.
+
+    Each star's curve is in units of its flux in the photometric aperture, its
+    best-measured point (the sky's error grows as r² outwards). Stars whose curve strays
+    far from the others (a neighbour's light, a cosmic ray) are left out; the rest are
+    stacked by flux, so the brightest weigh most. Returns the curve, its error at each
+    radius and the number of stars stacked.
+    """
+    norm = fluxes / fluxes[:, k : k + 1]
+    centre = np.median(norm, axis=0)
+    spread = 1.4826 * np.median(np.abs(norm - centre), axis=0)
+    keep = np.all(np.abs(norm - centre) <= 5 * np.maximum(spread, 1e-3), axis=1)
+    stars = fluxes[keep] if keep.sum() >= 3 else fluxes
+    norm = stars / stars[:, k : k + 1]
+    curve = stars.sum(axis=0) / stars[:, k].sum()
+    weights = stars[:, k] / stars[:, k].sum()
+    scatter = np.sqrt(np.sum(weights[:, None] ** 2 * (norm - curve) ** 2, axis=0))
+    return curve, np.maximum(scatter, 1e-4), len(stars)
 
 
 @dataclass

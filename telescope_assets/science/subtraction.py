@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from telescope_assets.science.calibration import MASK_BITS
 from telescope_assets.science.detection import smooth
 
 __all__ = [
@@ -54,7 +55,7 @@ STAMP = 63
 #: subtraction cannot be trusted there).
 NO_REFERENCE = 16
 #: The inputs' saturated bit.
-SATURATED = 2
+SATURATED = MASK_BITS["saturated"]
 #: A saturated star is masked this many FWHM (of the blurrier image) beyond the kernel's
 #: reach around its saturated pixels: the wings next to a saturated core are non-linear in
 #: a real CCD, and a core filled with sky in one image leaves, after convolution, a deficit
@@ -341,6 +342,19 @@ def saturated_halos(saturated: np.ndarray, margin: float) -> np.ndarray:
     return out
 
 
+def _untrusted(kernel, conv_bad, other_bad, mask, halo_margin: float) -> np.ndarray:
+    """Pixels of the difference that cannot be trusted.
+
+    A bad pixel of the convolved image spoils the pixels its kernel weight reaches
+    (> 2 %); a bad pixel of the other image spoils only itself; a saturated star (in
+    either ``mask``) spoils a disk around it (:func:`saturated_halos`).
+    """
+    weight = np.abs(kernel) / np.abs(kernel).sum()
+    reach = _convolve(conv_bad.astype(float), weight)
+    saturated = (mask & SATURATED) != 0
+    return other_bad | conv_bad | (reach > 0.02) | saturated_halos(saturated, halo_margin)
+
+
 def _convolve(image, kernel):
     """``image ⊗ kernel`` (same shape) by FFT, on every core (a dask worker has one thread)."""
     from scipy.fft import set_workers
@@ -401,20 +415,15 @@ def subtract(
         diff = conv - r / ksum
         var = (_convolve(s_var, kernel**2) + r_var) / ksum**2
         scale = 1.0 / ksum
-    # A bad pixel of the convolved image spoils the pixels its kernel weight reaches; a
-    # bad pixel of the other image spoils only itself.
-    weight = np.abs(kernel) / np.abs(kernel).sum()
-    reach = _convolve(conv_bad.astype(float), weight)
-    saturated = ((sci_mask | ref_mask) & SATURATED) != 0
-    grown = saturated_halos(saturated, k + SATURATION_GROW_FWHM * fwhm)
-    spread = other_bad | conv_bad | (reach > 0.02) | grown
     mask = (sci_mask | ref_mask).astype(np.uint8)
+    spread = _untrusted(kernel, conv_bad, other_bad, mask, k + SATURATION_GROW_FWHM * fwhm)
     mask[spread & (mask == 0)] |= NO_REFERENCE
     # Registration noise (Zackay, Ofek & Gal-Yam 2016, eq. 30): an alignment error of
     # REGISTRATION_PX leaves a residual of the template's gradient times that error, which
     # photon noise does not describe. It matters where the gradient is steep: the cores of
     # bright stars, above all on undersampled cameras.
-    gy, gx = np.gradient(conv if not swap else r / ksum)
+    template = conv if not swap else r / ksum  # the PSF-matched template, science units
+    gy, gx = np.gradient(template)
     var = var + REGISTRATION_PX**2 * (gx**2 + gy**2)
     err = np.sqrt(np.clip(var, 0, None))
     # The kernel's background term is fitted near stars; the sky far from them sets the
@@ -425,7 +434,7 @@ def subtract(
         diff=diff,
         err=np.where(spread, np.inf, err),
         mask=mask,
-        convolved=conv if not swap else r / ksum,
+        convolved=template,
         kernel=kernel,
         scale=scale,
         convolved_image="science" if swap else "reference",
@@ -549,9 +558,9 @@ def _flux_peaks(flux, ys, xs, reach: int):
     registration term beside a star); the flux map's is not.
     """
     ny, nx = flux.shape
-    offsets = [(dy, dx) for dy in range(-reach, reach + 1) for dx in range(-reach, reach + 1)]
-    yy = np.clip(ys[:, None] + np.array([o[0] for o in offsets]), 0, ny - 1)
-    xx = np.clip(xs[:, None] + np.array([o[1] for o in offsets]), 0, nx - 1)
+    dy, dx = np.mgrid[-reach : reach + 1, -reach : reach + 1].reshape(2, -1)
+    yy = np.clip(ys[:, None] + dy, 0, ny - 1)
+    xx = np.clip(xs[:, None] + dx, 0, nx - 1)
     best = np.argmax(flux[yy, xx], axis=1) if len(ys) else np.zeros(0, int)
     rows = np.arange(len(ys))
     moved = np.unique(np.column_stack([yy[rows, best], xx[rows, best]]), axis=0)

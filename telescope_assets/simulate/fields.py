@@ -12,13 +12,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from telescope_assets.science.calibration import MASK_BITS
 from telescope_assets.simulate.optics import family
 from telescope_assets.simulate.render import Conditions, Source, render_sources
 
 __all__ = ["FieldPair", "field_pair"]
-
-#: The inputs' saturated MASK bit (science.calibration.MASK_BITS).
-SATURATED_BIT = 2
 
 
 @dataclass
@@ -75,7 +73,7 @@ def field_pair(
     def observe(fwhm, sources, depth):
         light = render_sources(shape, sources, fwhm, Conditions(psf=optics.psf))
         image = rng.poisson(light + sky).astype(float) + rng.normal(0, read_noise, shape)
-        mask = np.where(image >= saturation, SATURATED_BIT, 0).astype(np.uint8)
+        mask = np.where(image >= saturation, MASK_BITS["saturated"], 0).astype(np.uint8)
         err = np.sqrt(light + sky + read_noise**2) / np.sqrt(depth)
         return np.minimum(image, saturation) - sky, err, mask
 
