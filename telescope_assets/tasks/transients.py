@@ -198,6 +198,45 @@ def difference_provenance(row: dict, reference: dict) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
+def plan_subtractions(
+    catalogs: pd.DataFrame,
+    quality: pd.DataFrame,
+    refs: pd.DataFrame,
+    previous: dict[str, dict],
+    lake: Lake,
+) -> tuple[list[tuple[dict, dict]], list[dict], list[dict]]:
+    """Which catalogued frames of a partition to subtract, keep, or skip, and why.
+
+    Returns ``(todo, kept, skipped)``: ``(frame row, reference)`` pairs to subtract; the
+    ``previous`` manifest rows still current (same provenance, candidates on disk); and
+    rows with the status of a frame not searched — ``bad_quality`` (clouds, defocus,
+    trailing: their residuals were every false alert of the demo, and their sources are
+    poorly measured), ``no_reference``, ``no_wcs_or_zero_point``.
+    """
+    bad = set(quality.frame_id[quality.quality_class == "bad"]) if len(quality) else set()
+    records = refs.to_dict("records") if len(refs) else []
+    by_key = {(r["field"], r["filter"]): r for r in records if r.get("reference_id")}
+    todo, kept, skipped = [], [], []
+    for row in catalogs.to_dict("records") if len(catalogs) else []:
+        ref = by_key.get((row["object"], row["filter"]))
+        if row["frame_id"] in bad:
+            skipped.append({"frame_id": row["frame_id"], "status": "bad_quality"})
+        elif ref is None:
+            skipped.append({"frame_id": row["frame_id"], "status": "no_reference"})
+        elif not row["wcs_ok"] or not np.isfinite(row["zero_point"]):
+            skipped.append({"frame_id": row["frame_id"], "status": "no_wcs_or_zero_point"})
+        else:
+            old = previous.get(row["frame_id"])
+            current = (
+                old is not None
+                and old.get("provkey") == difference_provenance(row, ref)
+                and old.get("status") == "subtracted"
+                and lake.exists(old["candidates_path"])
+            )
+            (kept if current else todo).append(old if current else (row, ref))
+    return todo, kept, skipped
+
+
 def difference_one(row: dict, lake: Lake, site: Site, reference: dict) -> dict[str, Any]:
     """Subtract the reference from one catalogued frame and detect candidates.
 

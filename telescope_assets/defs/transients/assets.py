@@ -171,36 +171,11 @@ def transient_candidates(
     rb_version = champion["version"]
     catalogs = _read(store, "source_catalogs", site_name, night)
     quality = _read(store, "frame_quality", site_name, night)
-    bad = set(quality.frame_id[quality.quality_class == "bad"]) if len(quality) else set()
     refs = _read(store, "reference_images", site_name, night)
-    by_key = {
-        (r["field"], r["filter"]): r for r in refs.to_dict("records") if r.get("reference_id")
-    }
     # Incremental: a frame whose catalogue and reference are unchanged keeps its
     # difference and, when the champion is the same version, its scores.
     previous = store.rows_by_frame(store.manifest("transient_frames", site_name, night))
-    todo, kept, skipped = [], [], []
-    for row in catalogs.to_dict("records") if len(catalogs) else []:
-        ref = by_key.get((row["object"], row["filter"]))
-        if row["frame_id"] in bad:
-            # A bad frame (clouds, defocus, trailing...) is not searched: its residuals
-            # were every false alert of the demo, and its sources are poorly measured.
-            skipped.append({"frame_id": row["frame_id"], "status": "bad_quality"})
-        elif ref is None:
-            skipped.append({"frame_id": row["frame_id"], "status": "no_reference"})
-        elif not row["wcs_ok"] or not np.isfinite(row["zero_point"]):
-            skipped.append({"frame_id": row["frame_id"], "status": "no_wcs_or_zero_point"})
-        else:
-            old = previous.get(row["frame_id"])
-            if (
-                old is not None
-                and old.get("provkey") == tr.difference_provenance(row, ref)
-                and old.get("status") == "subtracted"
-                and store.exists(old["candidates_path"])
-            ):
-                kept.append(old)
-            else:
-                todo.append((row, ref))
+    todo, kept, skipped = tr.plan_subtractions(catalogs, quality, refs, previous, store)
     context.log.info(f"{len(todo)} frames to subtract, {len(kept)} up to date")
     done = dask.map(tasks.Guarded(tr.difference_pair), todo, lake=store, site=site)
     for row in tasks.split_failed(done)[1]:
