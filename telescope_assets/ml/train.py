@@ -55,6 +55,8 @@ def fit(
     seed: int = 0,
     logger=None,
     fast_dev_run: bool = False,
+    init: dict | None = None,
+    lr: float | None = None,
 ):
     """Train a model of ``kind`` on ``arrays``.
 
@@ -73,6 +75,10 @@ def fit(
         E.g. ``MLFlowLogger`` (metrics per epoch).
     fast_dev_run : bool
         One batch of each loop, for tests.
+    init : dict, optional
+        A ``state_dict`` to start from (fine-tuning a champion) instead of random weights.
+    lr : float, optional
+        Peak learning rate; defaults to the module's (lower it to fine-tune).
 
     Returns
     -------
@@ -90,6 +96,10 @@ def fit(
     torch.set_num_threads(max(1, torch.get_num_threads()))
     L.seed_everything(seed, workers=True, verbose=False)
     module = _module(kind)
+    if init is not None:
+        module.net.load_state_dict(init)
+    if lr is not None:
+        module.lr = lr
     data = ArrayDataModule(arrays, list(spec.keys), seed=seed)
     trainer = L.Trainer(
         max_epochs=max_epochs or spec.epochs,

@@ -121,7 +121,7 @@ def train_and_register(
     }
 
 
-def _log_model(net, kind: str, example):
+def _log_model(net, kind: str, example, name: str | None = None):
     """Log in ``pt2`` (torch.export: no pickled objects) with a signature, register, sign."""
     import warnings
 
@@ -145,11 +145,13 @@ def _log_model(net, kind: str, example):
             input_example=example,
             signature=signature,
             serialization_format="pt2",
-            registered_model_name=kind,
+            registered_model_name=name or kind,
             pip_requirements=["torch==2.13.0"],
         )
     # Consumers load only files that match this digest (ml/registry.py:verify_artifact).
-    registry.sign_version(mlflow.get_tracking_uri(), kind, str(info.registered_model_version))
+    registry.sign_version(
+        mlflow.get_tracking_uri(), name or kind, str(info.registered_model_version)
+    )
     return info
 
 
