@@ -28,6 +28,11 @@ from telescope_assets.defs.models.assets import (
     real_bogus_training_set,
     weekly_retraining,
 )
+from telescope_assets.defs.models.sites import (
+    site_learning,
+    site_models_job,
+    site_real_bogus_model,
+)
 from telescope_assets.defs.transients.assets import (
     alerts,
     followup_requests,
@@ -85,13 +90,14 @@ defs = dg.Definitions(
         frame_quality_model,
         real_bogus_model,
         anomaly_model,
+        site_real_bogus_model,
         light_curves,
         variability,
         anomalies,
         nightly_report,
     ],
-    jobs=[frames_job, followup_job, nightly_job, models_job],
-    sensors=[new_frames, new_alerts, nightly_reports, reconciler],
+    jobs=[frames_job, followup_job, nightly_job, models_job, site_models_job],
+    sensors=[new_frames, new_alerts, nightly_reports, reconciler, site_learning],
     schedules=[weekly_retraining],
     resources=resources_from_env(),
     # Runs launched from the UI or a backfill (the implicit asset job) run their steps in

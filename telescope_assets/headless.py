@@ -11,8 +11,9 @@ later). ``telescope-ingest`` and ``telescope-demo`` are built on them.
    code (:func:`telescope_assets.ingest.ingest`);
 3. :func:`process`: ``frames_job`` per site × night that received frames (earlier nights
    first: a night's masters and references may come from the one before),
-   ``followup_job`` where it made alerts, ``nightly_job`` per night; the ``new_frames``
-   sensor, if it is started later, begins after these batches.
+   ``followup_job`` where it made alerts, ``site_models_job`` for a provisional site
+   with enough subtracted frames (:func:`learn_sites`), ``nightly_job`` per night; the
+   ``new_frames`` sensor, if it is started later, begins after these batches.
 """
 
 from __future__ import annotations
@@ -160,7 +161,7 @@ def ingest_all(incoming, lake, registry, *, settle_seconds: float = 0.0, desc: s
     return totals
 
 
-def process(defs, instance, lake, batches: list[str], launched_by: str):
+def process(defs, instance, lake, batches: list[str], launched_by: str, learn: bool = True):
     """Run the jobs the sensors would launch for ``batches``.
 
     Returns
@@ -169,7 +170,9 @@ def process(defs, instance, lake, batches: list[str], launched_by: str):
         The ``(site, night)`` partitions that ran ``frames_job``, and what failed.
 
     The sensor asks for one run per batch and partition; here one run per partition does
-    the same work, earlier nights first.
+    the same work, earlier nights first. With ``learn``, a provisional site with enough
+    subtracted frames then learns its own real/bogus model (``site_models_job``, what
+    the ``site_learning`` sensor asks for), before the nightly reports.
     """
     from tqdm import tqdm
 
@@ -209,6 +212,10 @@ def process(defs, instance, lake, batches: list[str], launched_by: str):
             )
             if not done.success:
                 failed.append(f"followup {request.partition_key}")
+    if learn:
+        failed += learn_sites(
+            defs, instance, lake, {r.tags["telescope/site"] for r in requests}, launched_by
+        )
     # What the nightly_reports sensor does: one nightly_job run per night, in order.
     nightly = defs.resolve_job_def("nightly_job")
     nights = sorted({r.partition_key.keys_by_dimension["night"] for r in requests})
@@ -230,6 +237,36 @@ def process(defs, instance, lake, batches: list[str], launched_by: str):
         (r.tags["telescope/site"], r.partition_key.keys_by_dimension["night"]) for r in requests
     ]
     return partitions, failed
+
+
+def learn_sites(defs, instance, lake, sites: set[str], launched_by: str) -> list[str]:
+    """Run ``site_models_job`` for each of ``sites`` that is due; return what failed.
+
+    Due: the ``site_learning`` sensor's rule (``defs/models/sites.py:due_requests``).
+    """
+    from tqdm import tqdm
+
+    from telescope_assets.defs.models.sites import due_requests
+
+    mlflow = defs.resources["mlflow"]
+    job = defs.resolve_job_def("site_models_job")
+    failed = []
+    for request in tqdm(
+        due_requests(lake, sorted(sites), mlflow.tracking_uri),
+        desc="site_models_job",
+        unit="site",
+        file=sys.stderr,
+    ):
+        done = job.execute_in_process(
+            instance=instance,
+            partition_key=request.partition_key,
+            tags={**request.tags, "telescope/launched_by": launched_by},
+            raise_on_error=False,
+            run_config={**QUIET, **request.run_config},
+        )
+        if not done.success:
+            failed.append(f"site_models {request.partition_key}")
+    return failed
 
 
 def summary(lake, partitions) -> pd.DataFrame:  # noqa: F821 (pandas is imported lazily)
@@ -326,6 +363,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="ingest into the lake and stop (the sensors or a backfill process it later)",
     )
+    parser.add_argument(
+        "--no-site-learning",
+        action="store_true",
+        help="do not let a provisional site learn its own real/bogus model from its "
+        "processed nights afterwards (site_models_job; docs/transients.md)",
+    )
     args = parser.parse_args(argv)
     home = ensure_dagster_home()
     quiet_libraries()
@@ -355,7 +398,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     instance = dg.DagsterInstance.get()
     ensure_models(defs, instance, resources["mlflow"], "telescope-ingest")
-    partitions, failed = process(defs, instance, lake, totals.batches, "telescope-ingest")
+    partitions, failed = process(
+        defs, instance, lake, totals.batches, "telescope-ingest", learn=not args.no_site_learning
+    )
     print()
     print(summary(lake, partitions).to_string(index=False))
     print()

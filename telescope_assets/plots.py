@@ -12,6 +12,7 @@ __all__ = [
     "offsets_plot",
     "phased_light_curve",
     "quality_bars",
+    "site_scores",
     "sky_coverage",
 ]
 
@@ -187,4 +188,28 @@ def offsets_plot(offsets) -> bytes:
     ax.set_ylabel("offset (mmag)", fontsize=8)
     ax.tick_params(labelsize=7)
     ax.legend(fontsize=6, ncol=4)
+    return _png(plt, fig)
+
+
+def site_scores(scores: dict, threshold: float, title: str) -> bytes:
+    """p(real) of a site's held-out real and bogus examples, one panel per model."""
+    import numpy as np
+
+    models = [k for k in ("network", "fine_tuned") if k in scores]
+    plt, fig, axes = _figure(1, len(models), figsize=(4.2 * len(models), 3.2), squeeze=False)
+    real = np.asarray(scores["y"]) == 0
+    bins = np.linspace(0, 1, 21)
+    for ax, name in zip(axes[0], models, strict=True):
+        p = np.asarray(scores[name])
+        ax.hist(p[real], bins=bins, alpha=0.6, label=f"real (fakes, {real.sum()})", color="C0")
+        ax.hist(p[~real], bins=bins, alpha=0.6, label=f"bogus ({(~real).sum()})", color="C3")
+        ax.axvline(threshold, color="k", lw=1, ls="--")
+        if len(p):
+            ax.set_yscale("log")
+        else:
+            ax.text(0.5, 0.5, "no held-out examples", ha="center", transform=ax.transAxes)
+        ax.set_xlabel("p(real)")
+        ax.set_title(name.replace("_", " "))
+        ax.legend(fontsize=7)
+    fig.suptitle(title, fontsize=9)
     return _png(plt, fig)

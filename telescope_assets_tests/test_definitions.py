@@ -25,6 +25,7 @@ def test_code_location_has_the_expected_assets_checks_sensors_and_jobs():
         "frame_quality_model",
         "real_bogus_model",
         "anomaly_model",
+        "site_real_bogus_model",
         "reference_images",
         "transient_candidates",
         "alerts",
@@ -49,6 +50,7 @@ def test_code_location_has_the_expected_assets_checks_sensors_and_jobs():
         ("frame_quality_model", "champion_meets_target"),
         ("real_bogus_model", "champion_meets_target"),
         ("anomaly_model", "champion_meets_target"),
+        ("site_real_bogus_model", "site_qualified"),
     }
     assert defs.resolve_sensor_def("new_frames").job_name == "frames_job"
     assert defs.resolve_sensor_def("reconciler").job_name == "frames_job"
@@ -101,6 +103,14 @@ def test_code_location_has_the_expected_assets_checks_sensors_and_jobs():
     assert isinstance(nightly.partitions_def, dg.DailyPartitionsDefinition)
     assert defs.resolve_sensor_def("nightly_reports").job_name == "nightly_job"
     assert defs.resolve_job_def("models_job") is not None
+    # Each site's own real/bogus: one partition per site, from every night of the site.
+    site_model = dg.AssetKey("site_real_bogus_model")
+    assert graph.get(site_model).parent_keys == {
+        dg.AssetKey("transient_candidates"),
+        dg.AssetKey("real_bogus_model"),
+    }
+    assert isinstance(graph.get(site_model).partitions_def, dg.StaticPartitionsDefinition)
+    assert defs.resolve_sensor_def("site_learning").job_name == "site_models_job"
     schedule = defs.resolve_schedule_def("weekly_retraining")
     assert schedule.cron_schedule == "0 12 * * 1"
     assert schedule.job_name == "models_job"
@@ -118,6 +128,7 @@ def test_every_asset_has_a_one_sentence_description_and_group():
             "followup",
             "training",
             "models",
+            "site_models",
             "lightcurves",
         }
 

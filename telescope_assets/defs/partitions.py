@@ -6,7 +6,7 @@ import dagster as dg
 
 from telescope_assets.registry import load_registry
 
-__all__ = ["FIRST_NIGHT", "night_range", "site_night", "site_night_key", "site_nights"]
+__all__ = ["FIRST_NIGHT", "night_range", "site_night", "site_night_key", "site_nights", "sites"]
 
 #: The first night the partitions cover: the earliest ``first_night`` of the registry's
 #: sites (2025-01-01 when none names one); older frames are quarantined as out of range.
@@ -15,9 +15,8 @@ __all__ = ["FIRST_NIGHT", "night_range", "site_night", "site_night_key", "site_n
 FIRST_NIGHT = load_registry().first_night
 
 nights = dg.DailyPartitionsDefinition(start_date=FIRST_NIGHT, end_offset=1)
-site_nights = dg.MultiPartitionsDefinition(
-    {"site": dg.StaticPartitionsDefinition(load_registry().names), "night": nights}
-)
+sites = dg.StaticPartitionsDefinition(load_registry().names)
+site_nights = dg.MultiPartitionsDefinition({"site": sites, "night": nights})
 
 
 def night_range() -> tuple[str, str]:

@@ -27,6 +27,7 @@ __all__ = [
     "OBJECTS_PATH",
     "associate",
     "packet",
+    "passes_threshold",
     "read_packet",
     "score",
     "write_packet",
@@ -34,7 +35,7 @@ __all__ = [
 
 MATCH_RADIUS_ARCSEC = 2.0
 OBJECTS_PATH = "alerts/objects.parquet"
-SCHEMA_VERSION = "ta-1.0"
+SCHEMA_VERSION = "ta-1.1"  # 1.1: provisional
 
 _CANDIDATE_FIELDS = [
     ("jd", "double"),
@@ -82,7 +83,7 @@ _CUTOUT = {
 
 #: The packet: ZTF's top level (``schemavsn``, ``publisher``, ``objectId``, ``candid``,
 #: ``candidate``, ``prv_candidates``, three gzipped FITS cutouts) plus the object class and
-#: the scores with their model versions.
+#: the scores with their model versions, and whether the alert is provisional.
 ALERT_SCHEMA = {
     "type": "record",
     "name": "alert",
@@ -106,6 +107,9 @@ ALERT_SCHEMA = {
             "type": {"type": "map", "values": "float"},
         },
         {"name": "model_versions", "type": {"type": "map", "values": "string"}},
+        # True until the site is qualified by its own examples (tasks/site_models.py):
+        # scored by the network model, held to a higher threshold.
+        {"name": "provisional", "type": "boolean", "default": False},
     ],
 }
 
@@ -116,21 +120,23 @@ def score_frames(
     tracking_uri: str,
     version: str,
     scored_path: str | None = None,
+    name: str = "real_bogus",
 ) -> pd.DataFrame:
-    """Score every candidate of these subtracted frames with ``real_bogus/<version>``.
+    """Score every candidate of these subtracted frames with ``<name>/<version>``.
 
     One task on a dask worker, which keeps the model loaded between runs. Returns the
     candidates with ``p_<class>``, ``rb_class`` and ``rb_model``, in the order of
-    ``frames``. ``scored_path`` names earlier scores (the partition's last table, read here on the
-    worker): a frame's
-    rows there are kept when they came from this version and the frame's ``rescore`` is
-    false (its difference was not redone), so a run of the night's hundredth frame
-    scores that frame's candidates, not the whole night's again.
+    ``frames``. ``name`` is the network's model (``real_bogus``) or a site's own
+    (``real_bogus_<site>``). ``scored_path`` names earlier scores (the partition's last
+    table, read here on the worker): a frame's rows there are kept when they came from
+    this model version and the frame's ``rescore`` is false (its difference was not
+    redone), so a run of the night's hundredth frame scores that frame's candidates,
+    not the whole night's again.
     """
     from telescope_assets.ml import registry
     from telescope_assets.ml.labels import RB_CLASSES
 
-    model = f"real_bogus/{version}"
+    model = f"{name}/{version}"
     reusable = {}
     scored = lake.read_parquet(scored_path) if scored_path and lake.exists(scored_path) else None
     if scored is not None and len(scored) and "rb_model" in scored:
@@ -146,7 +152,7 @@ def score_frames(
         if not len(cands):
             continue
         if net is None:  # not before a frame has candidates to score
-            net = registry.load_version(tracking_uri, "real_bogus", version)
+            net = registry.load_version(tracking_uri, name, version)
         with np.load(io.BytesIO(lake.read_bytes(row["cutouts_path"])), allow_pickle=False) as z:
             stamps = z["cutouts"]
         probs = score(net, stamps, RB_CLASSES)
@@ -158,6 +164,23 @@ def score_frames(
     if len(table):
         table["rb_model"] = model
     return table
+
+
+def passes_threshold(
+    cands: pd.DataFrame, min_real: float, provisional_min_real: float, min_snr: float
+) -> pd.Series:
+    """Which candidates become alerts: p(real) and S/N above the thresholds.
+
+    A provisional candidate (its site not yet qualified, ``provisional`` true) needs
+    ``provisional_min_real`` instead of ``min_real``.
+    """
+    provisional = (
+        cands.provisional.fillna(False).astype(bool)
+        if "provisional" in cands
+        else pd.Series(False, index=cands.index)
+    )
+    needed = np.where(provisional, provisional_min_real, min_real)
+    return (cands.p_real >= needed) & (cands.snr >= min_snr)
 
 
 def score(net, stamps: np.ndarray, classes: tuple[str, ...]) -> np.ndarray:
@@ -296,6 +319,7 @@ def packet(row: dict, stamps: np.ndarray, previous: list[dict], scores: dict[str
         "cutoutDifference": _gz_fits(stamps[2], f"{aid}_difference"),
         "scores": {k: float(v) for k, v in scores.items()},
         "model_versions": {"real_bogus": str(row["rb_model"])},
+        "provisional": bool(row.get("provisional", False)),
     }
 
 

@@ -12,11 +12,11 @@ from telescope_assets.defs.frames.assets import calibrated_frames
 from telescope_assets.defs.metadata import md_table
 from telescope_assets.defs.models.assets import real_bogus_model
 from telescope_assets.defs.partitions import site_night, site_nights
-from telescope_assets.ml import registry as ml_registry
 from telescope_assets.pools import ALERT_OBJECTS
 from telescope_assets.resources import DaskResource, LakeResource, MlflowResource, RegistryResource
 from telescope_assets.tasks import alerts as alert_tasks
 from telescope_assets.tasks import followup as followup_tasks
+from telescope_assets.tasks import site_models
 from telescope_assets.tasks import transients as tr
 
 __all__ = ["AlertConfig", "alerts", "followup_requests", "reference_images", "transient_candidates"]
@@ -165,10 +165,10 @@ def transient_candidates(
     site = registry.get()[site_name]
     # Asked of a worker (no MLflow in this process), once: before any subtraction, say
     # what to do; every candidate is then scored by this version.
-    champion = dask.run(ml_registry.champion_info, mlflow.tracking_uri, "real_bogus")
-    if champion is None:
+    # The site's own champion once it is qualified, else the network's (provisional).
+    model = dask.run(site_models.scoring_model, mlflow.tracking_uri, site_name)
+    if model is None:
         raise dg.Failure(description=str(mlflow.no_champion("real_bogus")))
-    rb_version = champion["version"]
     catalogs = _read(store, "source_catalogs", site_name, night)
     quality = _read(store, "frame_quality", site_name, night)
     refs = _read(store, "reference_images", site_name, night)
@@ -187,8 +187,11 @@ def transient_candidates(
     scored = store.manifest("transient_candidates", site_name, night)  # earlier scores
     # On a dask worker, which keeps the model loaded between runs of a standing cluster.
     table = dask.run(
-        alert_tasks.score_frames, subtracted, store, mlflow.tracking_uri, rb_version, scored
-    )
+        alert_tasks.score_frames, subtracted, store, mlflow.tracking_uri, model["version"],
+        scored, model["name"],
+    )  # fmt: skip
+    if len(table):
+        table["provisional"] = model["provisional"]
     store.write_parquet(store.manifest("transient_candidates", site_name, night), table)
     store.write_parquet(store.manifest("transient_frames", site_name, night), frames)
     n_real = int((table.rb_class == "real").sum()) if len(table) else 0
@@ -205,7 +208,8 @@ def transient_candidates(
             "n_frames_failed": int((frames.status == "failed").sum()) if len(frames) else 0,
             "n_candidates": len(table),
             "n_real": n_real,
-            "real_bogus_model": f"real_bogus/{rb_version}",
+            "real_bogus_model": f"{model['name']}/{model['version']}",
+            "provisional": model["provisional"],
             "frames": md_table(frames.drop(columns=["traceback"], errors="ignore")),
         },
         check_results=[failed_frames_check(frames)],
@@ -230,6 +234,8 @@ class AlertConfig(dg.Config):
     """Run configuration of ``alerts``."""
 
     min_real_score: float = 0.5  # p(real) a candidate needs to become an alert
+    # ... at a site not yet qualified by its own examples (tasks/site_models.py)
+    provisional_min_real_score: float = 0.9
     min_snr: float = 5.0
 
 
@@ -259,8 +265,8 @@ def alerts(
     site = registry.get()[site_name]
     cands = _read(store, "transient_candidates", site_name, night)
     if len(cands):
-        keep = (cands.p_real >= config.min_real_score) & (cands.snr >= config.min_snr)
-        chosen = cands[keep].copy()
+        chosen = cands[alert_tasks.passes_threshold(cands, config.min_real_score,
+                       config.provisional_min_real_score, config.min_snr)].copy()  # fmt: skip
     else:
         chosen = pd.DataFrame()
     objects = (
@@ -311,6 +317,7 @@ def alerts(
         "snr",
         "p_real",
         "rb_model",
+        "provisional",
         "reference_id",
     ]
     return dg.MaterializeResult(
@@ -319,6 +326,7 @@ def alerts(
             "n_packets_written_now": n_written,
             "object_kinds": dg.MetadataValue.json(kinds),
             "min_real_score": config.min_real_score,
+            "n_provisional": int(table.provisional.sum()) if len(table) else 0,
             "real_bogus_model": str(table.rb_model.iloc[0]) if len(table) else "",
             "alerts": md_table(table[show] if len(table) else table),
         }

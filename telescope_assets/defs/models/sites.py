@@ -1,0 +1,164 @@
+"""Each site's own real/bogus champion, learned from its own nights (issue: new telescopes).
+
+One partition per site. The asset reads every night of the site that has differences
+(``transient_candidates``), builds the site's examples (its candidates as bogus, fakes
+with its own PSF through its whole subtraction as real), judges the network champion
+and a fine-tuned copy by the same gate on the site's held-out frames, and registers the
+better one as ``real_bogus_<site>`` (alias ``champion`` when it passes). Until then the
+site's alerts are provisional. The logic is in ``tasks/site_learning.py`` and
+``tasks/site_models.py``.
+"""
+
+import dagster as dg
+import pandas as pd
+
+from telescope_assets.defs.metadata import md_table
+from telescope_assets.defs.models.assets import _load, _save, real_bogus_model
+from telescope_assets.defs.partitions import sites
+from telescope_assets.defs.transients.assets import transient_candidates
+from telescope_assets.plots import markdown_image, site_scores
+from telescope_assets.resources import LakeResource, MlflowResource, RegistryResource
+
+__all__ = [
+    "SiteModelConfig",
+    "learning_request",
+    "site_learning",
+    "site_models_job",
+    "site_real_bogus_model",
+]
+
+
+class SiteModelConfig(dg.Config):
+    """Which nights a site learns from, and how many fake passes per frame."""
+
+    nights: list[str] = []  # empty: every night of the site with differences
+    passes: int = 2
+    seed: int = 0
+
+
+@dg.asset(
+    partitions_def=sites,
+    group_name="site_models",
+    kinds={"pytorch", "mlflow"},
+    # Every night of the site: Dagster maps the site × night partitions onto the site's
+    # partition by their shared "site" dimension.
+    deps=[transient_candidates, real_bogus_model],
+    check_specs=[dg.AssetCheckSpec("site_qualified", asset="site_real_bogus_model")],
+)
+def site_real_bogus_model(
+    context: dg.AssetExecutionContext,
+    config: SiteModelConfig,
+    lake: LakeResource,
+    registry: RegistryResource,
+    mlflow: MlflowResource,
+) -> dg.MaterializeResult:
+    """The site's own real/bogus champion (``real_bogus_<site>@champion`` in MLflow).
+
+    Judged on the site's held-out frames at p(real) 0.5: at most 5 % of its fakes of S/N ≥ 10
+    missed, at most one bogus candidate passed per 10 frames. The
+    check ``site_qualified`` warns while the site has no champion (its alerts are
+    provisional: held to p(real) ≥ 0.9 and marked so in the packets).
+    """
+    from telescope_assets.tasks import site_learning, site_models
+
+    site_name = context.partition_key
+    store = lake.get()
+    site = registry.get()[site_name]
+    done = store.list(f"manifests/transient_frames/{site_name}", ".parquet")
+    nights = config.nights or sorted(p.rsplit("/", 1)[-1].removesuffix(".parquet") for p in done)
+    train, evaluation, counts = site_learning.site_examples(
+        store, site, nights, passes=config.passes, seed=config.seed,
+        progress=lambda fid: context.log.info(f"fakes through {fid}"),
+    )  # fmt: skip
+    name = site_models.site_model_name(site_name)
+    for part, arrays in (("train", train), ("eval", evaluation)):
+        _save(store, f"training/{name}/{part}.npz", arrays)
+    network_rel = "training/real_bogus/train.npz"
+    network_train = _load(store, network_rel) if store.exists(network_rel) else None
+    tags = {"dagster_run_id": context.run.run_id, "site": site_name, "nights": ",".join(nights)}
+    report = site_models.learn_site(
+        site_name, train, evaluation, network_train, mlflow, tags, seed=config.seed
+    )
+    scores = report.pop("scores")
+    report["examples"] = counts
+    store.write_json(f"site_models/{site_name}/real_bogus.json", report)
+    figures = [
+        {"model": who, **report[who]} for who in ("network", "fine_tuned") if who in report
+    ]
+    plot = site_scores(scores, site_models.ALERT_THRESHOLD, f"{site_name}: held-out examples")
+    champion = report["site_champion"]
+    return dg.MaterializeResult(
+        metadata={
+            "nights": ", ".join(nights),
+            "examples": dg.MetadataValue.json(counts),
+            "n_train": report["n_train"],
+            "n_eval": report["n_eval"],
+            "figures": md_table(pd.DataFrame(figures)),
+            "decision": report["reason"],
+            "registered_version": str(report["registered_version"]),
+            "site_champion": str(champion),
+            "scores": dg.MetadataValue.md(markdown_image(plot, "p(real) on held-out examples")),
+        },
+        check_results=[
+            dg.AssetCheckResult(
+                check_name="site_qualified",
+                passed=champion is not None,
+                severity=dg.AssetCheckSeverity.WARN,
+                metadata={"decision": report["reason"], "site_champion": str(champion)},
+            )
+        ],
+    )
+
+
+site_models_job = dg.define_asset_job(
+    "site_models_job",
+    selection=dg.AssetSelection.groups("site_models"),
+    description="One site's own real/bogus examples, fine-tuning and gate (partition: the site).",
+    tags={"dagster/max_runtime": str(3600)},
+)
+
+
+def learning_request(site: str, nights: list[str]) -> dg.RunRequest:
+    """The run that teaches ``site`` from ``nights`` (one per site and set of nights)."""
+    return dg.RunRequest(
+        run_key=f"site_learning:{site}:{','.join(nights)}",
+        partition_key=site,
+        run_config={"ops": {"site_real_bogus_model": {"config": {"nights": nights}}}},
+        tags={"telescope/site": site},
+    )
+
+
+def due_requests(lake, site_names, tracking_uri: str) -> list[dg.RunRequest]:
+    """Learning runs of provisional sites with enough frames (the sensor's and headless')."""
+    from telescope_assets.tasks import site_learning as learning
+    from telescope_assets.tasks import site_models
+
+    requests = []
+    for site in site_names:
+        nights = learning.learning_nights(lake, site)
+        if not nights:
+            continue
+        model = site_models.scoring_model(tracking_uri, site)
+        if model is not None and model["provisional"]:
+            requests.append(learning_request(site, nights))
+    return requests
+
+
+@dg.sensor(
+    job=site_models_job,
+    minimum_interval_seconds=600,
+    default_status=dg.DefaultSensorStatus.STOPPED,
+    description="A provisional site (no real/bogus champion of its own) with enough "
+    "subtracted frames learns from them; a new night asks again (run key: site and nights).",
+)
+def site_learning(
+    context: dg.SensorEvaluationContext,
+    lake: LakeResource,
+    registry: RegistryResource,
+    mlflow: MlflowResource,
+) -> dg.SensorResult:
+    """One ``site_models_job`` run per provisional site whose nights changed."""
+    requests = due_requests(lake.get(), registry.get().names, mlflow.tracking_uri)
+    if not requests:
+        return dg.SensorResult(skip_reason="no provisional site with enough new frames")
+    return dg.SensorResult(run_requests=requests)
