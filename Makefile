@@ -70,7 +70,8 @@ bench: install
 	$(BIN)/python bench/catalogs.py
 
 ## After `make demo`: transients against truth and by injection; frame-to-alert latency.
-## FAMILY=NAME: on a site of that camera family (simulate/optics.py), three new nights.
+## FAMILY=NAME: a site of that camera family (simulate/optics.py), five new nights; before
+## and after the site learns its own real/bogus from the first two.
 bench-transients: install
 	$(BIN)/python bench/transient_accuracy.py $(if $(FAMILY),--family $(FAMILY))
 

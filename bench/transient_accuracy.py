@@ -13,14 +13,18 @@ matching neither a simulated transient nor a simulated variable star.
 
 With ``--family NAME [--site SITE]`` (``make bench-transients FAMILY=NAME``) it first
 makes its own lake: one site (default: the registry's first) given a camera family
-(``simulate.optics.FAMILIES``, e.g. one held out from the models' training), three
+(``simulate.optics.FAMILIES``, e.g. one held out from the models' training), five
 nights of 12 science frames each (``--science-per-night``) simulated by
-``telescope-sim --family``, ingested and processed by ``telescope-ingest`` in a fresh
-instance under ``data/bench/<NAME>/``, with the demo's champion models (run ``make
-demo`` first). The figures are then the same as above, on that site's frames: what a
-new telescope of that kind gets from its first nights.
+``telescope-sim --family``, and ingested by ``telescope-ingest`` in a fresh instance
+under ``data/bench/<NAME>/`` with a copy of the demo's MLflow store (run ``make demo``
+first): the first two nights, after which the site learns its own real/bogus model
+(``site_models_job``) if it has enough frames, then the other three. On those three it
+prints the figures side by side: the network champion at p ≥ 0.5 (before the per-site
+step), at p ≥ 0.9 (a provisional site's alerts) and the site's own champion at p ≥ 0.5
+(after) — what a new telescope of that kind gets from its third night on.
 """
 
+import io
 import sys
 from pathlib import Path
 
@@ -68,8 +72,12 @@ def _galaxy_light(gal: pd.DataFrame, gx, gy, x, y, frame: dict, pixel_scale: flo
     return flux * np.exp(-0.5 * (u**2 + v**2) / sig**2) / (2 * np.pi * sig**2 * q)
 
 
-def evaluate(lake: Lake, truth: Path) -> dict:
-    """Recall of S/N ≥ 10 transients, false alerts per frame, kinds of variable matches."""
+def evaluate(lake: Lake, truth: Path, nights=None, alerts_of=None) -> dict:
+    """Recall of S/N ≥ 10 transients, false alerts per frame, kinds of variable matches.
+
+    ``nights`` limits it to those nights; ``alerts_of(site, night)`` gives the alerts to
+    judge instead of the pipeline's (:func:`rescored_alerts`: another model or threshold).
+    """
     from telescope_assets.registry import load_registry
 
     reg = load_registry()
@@ -84,12 +92,19 @@ def evaluate(lake: Lake, truth: Path) -> dict:
         if not len(frames):
             continue
         site, night = rel.split("/")[-2], rel.split("/")[-1].removesuffix(".parquet")
+        if nights is not None and night not in nights:
+            continue
         cats = lake.read_parquet(lake.manifest("source_catalogs", site, night)).set_index(
             "frame_id"
         )
         refs = lake.read_parquet(lake.manifest("reference_images", site, night))
         alert_path = lake.manifest("alerts", site, night)
-        alerts = lake.read_parquet(alert_path) if lake.exists(alert_path) else pd.DataFrame()
+        if alerts_of is not None:
+            alerts = alerts_of(site, night)
+        elif lake.exists(alert_path):
+            alerts = lake.read_parquet(alert_path)
+        else:
+            alerts = pd.DataFrame()
         for fr in frames[frames.status == "subtracted"].itertuples():
             n_frames += 1
             cat = cats.loc[fr.frame_id]
@@ -203,6 +218,9 @@ def inject(
     per_frame: int = 15,
     seed: int = 0,
     galaxies: pd.DataFrame | None = None,
+    model: str = "real_bogus",
+    threshold: float = 0.5,
+    nights=None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Injection-recovery: fake point sources added to every subtracted frame, then the
     frame's subtraction, detection, real/bogus scoring and alert threshold run again.
@@ -214,6 +232,8 @@ def inject(
     instead, offset from its centre as its light is spread (a supernova's place), and
     ``snr_expected`` also counts the fake's and the galaxy's photon noise
     (:func:`expected_snr`).
+    Scored by ``model@champion`` (the network's, or a site's own ``real_bogus_<site>``),
+    alerted at p(real) ≥ ``threshold``; ``nights`` limits it to those nights.
     Returns one row per fake (injected S/N and flux, detected, alerted, measured flux)
     and the other alerts of the same frames (with this code and this model), which
     :func:`classify_others` sorts into the sky's transients, its variables and false ones.
@@ -230,13 +250,15 @@ def inject(
     reg = load_registry()
     net, version = MlflowResource(
         tracking_uri=tracking_uri, artifact_root=tempfile.mkdtemp()
-    ).load_champion("real_bogus")
+    ).load_champion(model)
     rng = np.random.default_rng(seed)
     scratch = Lake(tempfile.mkdtemp())
     out, others = [], []
     for rel in lake.list("manifests/transient_frames", ".parquet", recursive=True):
         frames = lake.read_parquet(rel)
         site_name, night = rel.split("/")[-2], rel.split("/")[-1].removesuffix(".parquet")
+        if nights is not None and night not in nights:
+            continue
         site = reg[site_name]
         cats = lake.read_parquet(lake.manifest("source_catalogs", site_name, night))
         refs = lake.read_parquet(lake.manifest("reference_images", site_name, night))
@@ -279,7 +301,9 @@ def inject(
                 probs = alerts.score(net, z["cutouts"], RB_CLASSES)
             p_real = probs[:, 0] if len(probs) else np.zeros(0)
             alerted = (
-                (p_real >= 0.5) & (cands.snr.to_numpy() >= 5) if len(cands) else np.zeros(0, bool)
+                (p_real >= threshold) & (cands.snr.to_numpy() >= 5)
+                if len(cands)
+                else np.zeros(0, bool)
             )
             matched = set()
             # A fake is found by a candidate within 1.5 px, or 0.3 FWHM on a camera that
@@ -317,7 +341,7 @@ def inject(
                         "p_real": float(p_real[j]) if found else np.nan,
                         "rb_class": RB_CLASSES[int(probs[j].argmax())] if found else "",
                         "flux_measured": float(cands.flux_ap.iloc[j]) if found else np.nan,
-                        "rb_model": f"real_bogus/{version}",
+                        "rb_model": f"{model}/{version}",
                     }
                 )
             for j in np.flatnonzero(alerted):
@@ -326,13 +350,54 @@ def inject(
     return pd.DataFrame(out), pd.DataFrame(others, columns=["frame_id", "ra", "dec", "snr"])
 
 
-def report(lake: Lake, truth: Path, uri: str) -> dict:
-    """Print the figures for a processed lake; return the headline ones."""
-    print("Against the simulated sky (transients, variables):")
-    sky = evaluate(lake, truth)
+def rescored_alerts(lake: Lake, uri: str, model: str, threshold: float):
+    """``alerts_of(site, night)`` for :func:`evaluate`: the night's candidates scored by
+    ``model@champion`` and cut at ``threshold``, as the alerts asset would cut them."""
+    import tempfile
+
+    from telescope_assets.ml.labels import RB_CLASSES
+    from telescope_assets.resources import MlflowResource
+    from telescope_assets.tasks import alerts
+
+    net, _ = MlflowResource(tracking_uri=uri, artifact_root=tempfile.mkdtemp()).load_champion(model)
+
+    def alerts_of(site: str, night: str) -> pd.DataFrame:
+        rel = lake.manifest("transient_frames", site, night)
+        frames = lake.read_parquet(rel)
+        parts = []
+        for fr in frames[frames.status == "subtracted"].itertuples():
+            cands = lake.read_parquet(fr.candidates_path)
+            if not len(cands):
+                continue
+            with np.load(io.BytesIO(lake.read_bytes(fr.cutouts_path))) as z:
+                p_real = alerts.score(net, z["cutouts"], RB_CLASSES)[:, 0]
+            keep = (p_real >= threshold) & (cands.snr.to_numpy() >= 5)
+            parts.append(cands[keep].assign(alert_id=cands.candidate_id, object_kind="unknown"))
+        return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+    return alerts_of
+
+
+def report(
+    lake: Lake,
+    truth: Path,
+    uri: str,
+    model: str = "real_bogus",
+    threshold: float = 0.5,
+    nights=None,
+    rescore: bool = False,
+) -> dict:
+    """Print the figures for a processed lake; return the headline ones.
+
+    ``model``, ``threshold``: the real/bogus champion and p(real) cut of the injections
+    (and, with ``rescore``, of the sky's candidates instead of the pipeline's alerts).
+    """
+    print(f"Against the simulated sky (transients, variables), {model} at p >= {threshold}:")
+    alerts_of = rescored_alerts(lake, uri, model, threshold) if rescore else None
+    sky = evaluate(lake, truth, nights=nights, alerts_of=alerts_of)
     for key, value in sky.items():
         print(f"  {key:28s} {value}")
-    fakes, others = inject(lake, uri)
+    fakes, others = inject(lake, uri, model=model, threshold=threshold, nights=nights)
     print(
         f"Injection-recovery ({len(fakes)} fake point sources in the subtracted frames, "
         f"{fakes.rb_model.iloc[0] if len(fakes) else 'no model'}):"
@@ -352,7 +417,15 @@ def report(lake: Lake, truth: Path, uri: str) -> dict:
     n_frames = fakes.frame_id.nunique()
     false_rate = 10 * kinds.get("false", 0) / max(n_frames, 1)
     print(f"  other alerts in these {n_frames} frames: {kinds} ({false_rate:.1f} false per 10)")
-    hosted, _ = inject(lake, uri, seed=1, galaxies=pd.read_parquet(truth / "galaxies.parquet"))
+    hosted, _ = inject(
+        lake,
+        uri,
+        seed=1,
+        galaxies=pd.read_parquet(truth / "galaxies.parquet"),
+        model=model,
+        threshold=threshold,
+        nights=nights,
+    )
     if not len(hosted):
         print("Injection-recovery on host galaxies: no galaxy on the subtracted frames")
         bright = pd.DataFrame({"alerted": pd.Series([], dtype=float)})
@@ -390,12 +463,23 @@ def _hosted_report(hosted: pd.DataFrame) -> pd.DataFrame:
     return bright
 
 
+#: The family bench's nights: the site learns from the first two (night 1 makes the
+#: references, night 2 the first differences); the figures are on the later ones (night
+#: 3 is cloudy at lapalma in the simulation, so nights 4 and 5).
+FAMILY_NIGHTS = ("2026-03-18", "2026-03-19", "2026-03-20", "2026-03-21", "2026-03-22")
+LEARN_NIGHTS = 2
+
+
 def family_lake(
     name: str, site: str | None, nights: tuple[str, ...], per_night: int
-) -> tuple[Lake, Path, str]:
+) -> tuple[Lake, Path, str, str]:
     """Simulate, ingest and process ``site`` with camera family ``name`` (module docstring).
 
-    Returns the lake, the truth folder and the MLflow URI of the models that decided.
+    The first :data:`LEARN_NIGHTS` nights are ingested first, and ``telescope-ingest``
+    lets the site learn from them (``site_models_job``) when it has enough frames; the
+    other nights follow, without learning again. The demo's MLflow store is copied, so
+    the site's own model never reaches it. Returns the lake, the truth folder, the MLflow
+    URI of the models that decided, and the site.
     """
     import os
     import shutil
@@ -409,26 +493,84 @@ def family_lake(
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     shutil.copy(repo / "dagster.yaml", work / "dagster.yaml")
-    uri = f"sqlite:///{repo / 'models' / 'mlflow.db'}"
+    shutil.copy(repo / "models" / "mlflow.db", work / "mlflow.db")
+    uri = f"sqlite:///{work / 'mlflow.db'}"
     env = {
         **os.environ,
         "TELESCOPE_ASSETS_REGISTRY": str(work / "truth" / "registry.yaml"),
         "DAGSTER_HOME": str(work),
         "MLFLOW_TRACKING_URI": uri,
-        "TELESCOPE_MLFLOW_ARTIFACTS": str(repo / "models" / "artifacts"),
+        "TELESCOPE_MLFLOW_ARTIFACTS": str(work / "artifacts"),
     }
     bin_dir = Path(sys.executable).parent
-    sim = [str(bin_dir / "telescope-sim"), "--family", name, "--sites", site, "--nights",
-           *nights, "--science-per-night", str(per_night), "--incoming", "frames",
-           "--truth", "truth"]  # fmt: skip
+    sim = [
+        str(bin_dir / "telescope-sim"),
+        "--family",
+        name,
+        "--sites",
+        site,
+        "--nights",
+        *nights,
+        "--science-per-night",
+        str(per_night),
+        "--incoming",
+        "frames",
+        "--truth",
+        "truth",
+    ]
     subprocess.run(sim, cwd=work, env={**env, "TELESCOPE_ASSETS_REGISTRY": ""}, check=True)
     lake = Lake(str(work / "data" / "lake"))
     for path in (work / "truth" / "refcat").glob("*.parquet"):
         lake.write_bytes(f"refcat/{path.name}", path.read_bytes())
-    ingest = [str(bin_dir / "telescope-ingest"), "--site", site, str(work / "frames" / site)]
-    subprocess.run(ingest, cwd=work, env=env, check=True)
+    truth_frames = pd.read_parquet(work / "truth" / "frames.parquet")
+    steps = [(nights[:LEARN_NIGHTS], []), (nights[LEARN_NIGHTS:], ["--no-site-learning"])]
+    for i, (some, flags) in enumerate(steps):
+        stage = work / f"step{i + 1}"
+        for rel in truth_frames[truth_frames.night.isin(some)].filename:
+            (stage / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(work / "frames" / rel, stage / rel)
+        ingest = [str(bin_dir / "telescope-ingest"), "--site", site, *flags, str(stage / site)]
+        subprocess.run(ingest, cwd=work, env=env, check=True)
     os.environ["TELESCOPE_ASSETS_REGISTRY"] = env["TELESCOPE_ASSETS_REGISTRY"]
-    return lake, work / "truth", uri
+    return lake, work / "truth", uri, site
+
+
+def family_report(name: str, site: str | None, per_night: int) -> None:
+    """Before and after the site's own real/bogus, on the nights after it learned."""
+    from telescope_assets.tasks.site_models import scoring_model
+
+    lake, truth, uri, site = family_lake(name, site, FAMILY_NIGHTS, per_night)
+    later = set(FAMILY_NIGHTS[LEARN_NIGHTS:])
+    print(f"\nCamera family {name!r} at {site}; figures on nights {', '.join(sorted(later))}")
+    learned = f"site_models/{site}/real_bogus.json"
+    if lake.exists(learned):
+        info = lake.read_json(learned)
+        print(
+            f"Site learning from nights {', '.join(FAMILY_NIGHTS[:LEARN_NIGHTS])}: "
+            f"{info['examples']}; {info['reason']}"
+        )
+        for who in ("network", "fine_tuned"):
+            if who in info:
+                print(f"  {who:10s} on its held-out frames: {info[who]}")
+    else:
+        print("Site learning did not run: too few subtracted frames on the first two nights")
+    rows = {
+        "network, p >= 0.5 (before)": report(lake, truth, uri, "real_bogus", 0.5, later, True),
+        "network, p >= 0.9 (provisional)": report(lake, truth, uri, "real_bogus", 0.9, later, True),
+    }
+    model = scoring_model(uri, site)
+    if model is not None and not model["provisional"]:
+        rows[f"{model['name']}/{model['version']}, p >= 0.5 (after)"] = report(
+            lake, truth, uri, model["name"], 0.5, later
+        )
+    else:
+        print(f"\n{site} is still provisional: its alerts are the p >= 0.9 row")
+    table = pd.DataFrame(rows).T
+    print(
+        "\nBefore and after the per-site step (targets, issue 18: <= 1 false alert per "
+        "10 frames, >= 0.95 complete at S/N >= 10):"
+    )
+    print(table.to_string(float_format=lambda v: f"{v:.3f}"))
 
 
 def main(argv: list[str]) -> int:
@@ -443,13 +585,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--science-per-night", type=int, default=12)
     args = parser.parse_args(argv)
     if args.family:
-        from telescope_assets.simulate.network import DEMO_NIGHTS
-
-        lake, truth, uri = family_lake(args.family, args.site, DEMO_NIGHTS, args.science_per_night)
-        print(f"\nCamera family {args.family!r}, one site, nights {', '.join(DEMO_NIGHTS)}:")
-    else:
-        lake, truth, uri = Lake(args.lake), Path(args.truth), args.uri
-    figures = report(lake, truth, uri)
+        family_report(args.family, args.site, args.science_per_night)
+        return 0
+    figures = report(Lake(args.lake), Path(args.truth), args.uri)
     print("\nHeadline (targets, issue 18: <= 1 false alert per 10 frames, >= 0.95 complete):")
     for key, value in figures.items():
         print(f"  {key:32s} {value:.3f}" if isinstance(value, float) else f"  {key:32s} {value}")

@@ -266,6 +266,9 @@ def learn_sites(defs, instance, lake, sites: set[str], launched_by: str) -> list
         )
         if not done.success:
             failed.append(f"site_models {request.partition_key}")
+            continue
+        meta = done.asset_materializations_for_node("site_real_bogus_model")[0].metadata
+        print(f"{request.partition_key}: {meta['decision'].value}", file=sys.stderr)
     return failed
 
 

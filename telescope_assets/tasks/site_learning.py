@@ -188,60 +188,71 @@ def real_examples(
     lies within max(1.5 px, 0.3 FWHM) of it. Returns the examples and the number of
     fakes injected (frames too poor in stars for a PSF give none).
     """
+    with tempfile.TemporaryDirectory(prefix="site-fakes-") as tmp:
+        return _real_examples(lake, Lake(tmp), site, frames, passes, seed, progress)
+
+
+def _real_examples(lake, scratch, site, frames, passes, seed, progress):
+    rng = np.random.default_rng(seed)
+    stamps, snrs, fids = [], [], []
+    n_injected = 0
+    for row, ref in frames:
+        for _ in range(passes):
+            found, snr, n = _one_pass(lake, scratch, site, row, ref, rng)
+            stamps += found
+            snrs += snr
+            fids += [row["frame_id"]] * len(found)
+            n_injected += n
+        if progress is not None:
+            progress(row["frame_id"])
+    return _arrays(stamps, [0] * len(stamps), snrs, fids), n_injected
+
+
+def _one_pass(lake, scratch, site, row, ref, rng) -> tuple[list, list, int]:
+    """Fakes into one frame, its subtraction again: (cutouts and S/N of the recovered, n)."""
     from telescope_assets.science import injection
     from telescope_assets.tasks.transients import _kernel_stars, difference_one
 
-    rng = np.random.default_rng(seed)
-    scratch = Lake(tempfile.mkdtemp(prefix="site-fakes-"))
-    xs, ys, snrs, fids = [], [], [], []
-    n_injected = 0
-    for row, ref in frames:
-        fid, night = row["frame_id"], row["night"]
-        cal = Lake.calibrated(site.name, night, fid)
-        cat = lake.read_parquet(row["catalog_path"])
-        scratch.write_bytes(row["catalog_path"], lake.read_bytes(row["catalog_path"]))
-        if not scratch.exists(ref["path"]):
-            scratch.write_bytes(ref["path"], lake.read_bytes(ref["path"]))
-        with lake.read_fits(cal) as hdul:
-            sci = hdul["SCI"].data.astype(np.float64)
-            err = hdul["ERR"].data.astype(np.float64)
-            mask = hdul["MASK"].data
-            sky = float(np.median(sci[mask == 0]))
-            half = int(np.clip(np.ceil(4 * row["fwhm_px"]), 7, 31))
-            try:
-                psf = injection.empirical_psf(sci - sky, mask, _kernel_stars(cat, sci.shape), half)
-            except ValueError:
-                continue  # too few stars for a PSF: no real examples from this frame
-            noise = row["background_rms_e"] * np.sqrt(injection.psf_noise_area(psf))
-            noise *= np.sqrt(1 + 1 / ref["n_frames"])
-            for _ in range(passes):
-                x, y = _fake_places(row, cat, mask, sci.shape, FAKES_PER_PASS, rng)
-                snr = rng.uniform(*FAKE_SNR, len(x))
-                n_injected += len(x)
-                hdul["SCI"].data, hdul["ERR"].data = (
-                    a.astype(np.float32)
-                    for a in injection.add_point_sources(sci, err, psf, x, y, snr * noise, rng)
-                )
-                scratch.write_fits(cal, hdul)
-                res = difference_one(row, scratch, site, ref)
-                if res["status"] != "subtracted":
-                    continue
-                cands = scratch.read_parquet(res["candidates_path"])
-                stamps = _stamps(scratch, res["cutouts_path"])
-                radius = max(1.5, 0.3 * row["fwhm_px"])
-                for i in range(len(x)):
-                    if not len(cands):
-                        break
-                    d = np.hypot(cands.x.to_numpy() - x[i], cands.y.to_numpy() - y[i])
-                    j = int(np.argmin(d))
-                    if d[j] < radius:
-                        xs.append(stamps[cands.candidate_id.iloc[j]])
-                        ys.append(0)
-                        snrs.append(snr[i])
-                        fids.append(fid)
-        if progress is not None:
-            progress(fid)
-    return _arrays(xs, ys, snrs, fids), n_injected
+    cal = Lake.calibrated(site.name, row["night"], row["frame_id"])
+    cat = lake.read_parquet(row["catalog_path"])
+    for rel in (row["catalog_path"], ref["path"]):
+        if not scratch.exists(rel):
+            scratch.write_bytes(rel, lake.read_bytes(rel))
+    with lake.read_fits(cal) as hdul:
+        sci = hdul["SCI"].data.astype(np.float64)
+        err = hdul["ERR"].data.astype(np.float64)
+        mask = hdul["MASK"].data
+        sky = float(np.median(sci[mask == 0]))
+        half = int(np.clip(np.ceil(4 * row["fwhm_px"]), 7, 31))
+        try:
+            psf = injection.empirical_psf(sci - sky, mask, _kernel_stars(cat, sci.shape), half)
+        except ValueError:
+            return [], [], 0  # too few stars for a PSF: no real examples from this frame
+        noise = row["background_rms_e"] * np.sqrt(injection.psf_noise_area(psf))
+        noise *= np.sqrt(1 + 1 / ref["n_frames"])
+        x, y = _fake_places(row, cat, mask, sci.shape, FAKES_PER_PASS, rng)
+        snr = rng.uniform(*FAKE_SNR, len(x))
+        hdul["SCI"].data, hdul["ERR"].data = (
+            a.astype(np.float32)
+            for a in injection.add_point_sources(sci, err, psf, x, y, snr * noise, rng)
+        )
+        scratch.write_fits(cal, hdul)
+    res = difference_one(row, scratch, site, ref)
+    if res["status"] != "subtracted":
+        return [], [], len(x)
+    cands = scratch.read_parquet(res["candidates_path"])
+    if not len(cands):
+        return [], [], len(x)
+    cutouts = _stamps(scratch, res["cutouts_path"])
+    radius = max(1.5, 0.3 * row["fwhm_px"])
+    found, found_snr = [], []
+    for i in range(len(x)):
+        d = np.hypot(cands.x.to_numpy() - x[i], cands.y.to_numpy() - y[i])
+        j = int(np.argmin(d))
+        if d[j] < radius:
+            found.append(cutouts[cands.candidate_id.iloc[j]])
+            found_snr.append(float(snr[i]))
+    return found, found_snr, len(x)
 
 
 def site_examples(
