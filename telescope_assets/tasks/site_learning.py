@@ -36,6 +36,7 @@ __all__ = [
     "HELD_OUT_FRACTION",
     "MIN_LEARN_FRAMES",
     "bogus_examples",
+    "held_out_frames",
     "learning_nights",
     "real_examples",
     "site_examples",
@@ -88,10 +89,21 @@ def subtracted_frames(lake: Lake, site: str, nights: list[str]) -> list[tuple[di
     return out
 
 
-def held_out(frame_id: str) -> bool:
-    """Whether a frame's examples are held out (a fixed quarter, by hash)."""
-    digest = int(hashlib.sha256(frame_id.encode()).hexdigest()[:8], 16)
-    return digest % 1000 < HELD_OUT_FRACTION * 1000
+def _rank(frame_id: str) -> str:
+    return hashlib.sha256(frame_id.encode()).hexdigest()
+
+
+def held_out_frames(frame_ids) -> set[str]:
+    """The frames whose examples are held out for the gate.
+
+    A quarter of them (at least two of four or more): those first in the order of a hash
+    of their ids, so the same frames always give the same split.
+    """
+    unique = sorted(set(frame_ids), key=_rank)
+    n = int(np.ceil(HELD_OUT_FRACTION * len(unique)))
+    if len(unique) >= 4:
+        n = max(n, 2)
+    return set(unique[:n])
 
 
 def _stamps(lake: Lake, rel: str) -> dict[str, np.ndarray]:
@@ -265,7 +277,8 @@ def site_examples(
     )
     bogus = bogus_examples(lake, site, nights)
     both = {k: np.concatenate([real[k], bogus[k]]) for k in real}
-    out = np.array([held_out(f) for f in both["frame_id"]], bool)
+    held = held_out_frames(row["frame_id"] for row, _ in frames)
+    out = np.isin(both["frame_id"], list(held))
     counts = {
         "frames": len(frames),
         "fakes_injected": n_injected,
