@@ -55,6 +55,28 @@ def real_image(*parts: str):
         return fits.getdata(real_data(*parts)).astype(float)
 
 
+#: SAAO 1.0 m, STE3 CCD: the raw archive frame of shared/data/real (2013, with overscan).
+SAAO = {
+    "description": "SAAO 1.0 m, STE3 CCD (archive frames from 2013)",
+    "latitude": -32.3794, "longitude": 20.8117, "elevation": 1798,
+    "timezone": "Africa/Johannesburg",
+    "site_keywords": ["OBSERVAT"], "site_aliases": ["SAAO"],
+    "camera": {
+        "name": "STE3", "shape": [520, 536], "gain": 1.9, "read_noise": 5.0,
+        "pixel_scale": 0.31, "saturation": 60000,
+        "biassec": "[4:13,1:520]", "trimsec": "[17:528,1:520]",
+    },
+    "filters": ["V"],
+    "filter_aliases": {"48": "V"},  # FILTERS = 10*A+B: wheel A slot 4, wheel B slot 8
+    "header_map": {
+        "imagetyp": "IMAGETYP", "exptime": "EXPTIME", "date_obs": "DATE-OBS",
+        "time_obs": "UT", "filter": "FILTERS", "object": "OBJECT", "ra": "RA", "dec": "DEC",
+    },
+    "imagetyp_values": {
+        "science": ["object"], "bias": ["zero", "bias"], "dark": ["dark"], "flat": ["flat"],
+    },
+}  # fmt: skip
+
 #: ESO's New Technology Telescope at La Silla, as a site owner would enter it: the site
 #: of the ESO image in images/sep (1992, reduced by ESO-MIDAS, no sky WCS).
 NTT = {

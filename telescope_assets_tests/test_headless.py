@@ -19,7 +19,7 @@ import yaml
 from scipy.spatial import cKDTree
 
 from telescope_assets.lake import Lake
-from telescope_assets_tests.conftest import NTT, real_data
+from telescope_assets_tests.conftest import NTT, SAAO, real_data
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -122,22 +122,40 @@ def test_an_archive_frame_of_a_new_site_is_ingested_and_catalogued(
 #: "InstCal" frame (reduced: precalibrated), cut to 245 x 251 pixels.
 DECAM = {
     "description": "CTIO Blanco 4 m, DECam CCD N2 (Community Pipeline InstCal cutout)",
-    "latitude": -30.16606, "longitude": -70.81489, "elevation": 2215,
+    "latitude": -30.16606,
+    "longitude": -70.81489,
+    "elevation": 2215,
     "timezone": "America/Santiago",
-    "site_keywords": ["OBSERVAT"], "site_aliases": ["CTIO"],
-    "camera": {"name": "DECam-N2", "shape": [251, 245], "gain": 3.87, "read_noise": 6.0,
-               "pixel_scale": 0.262, "saturation": 45791},
+    "site_keywords": ["OBSERVAT"],
+    "site_aliases": ["CTIO"],
+    "camera": {
+        "name": "DECam-N2",
+        "shape": [251, 245],
+        "gain": 3.87,
+        "read_noise": 6.0,
+        "pixel_scale": 0.262,
+        "saturation": 45791,
+    },
     "filters": ["z"],
     "filter_aliases": {"z DECam SDSS c0004 9260.0 1520.0": "z"},
     "first_night": "2017-03-01",
     "precalibrated": True,
     "header_map": {
-        "imagetyp": "OBSTYPE", "exptime": "EXPTIME", "date_obs": "DATE-OBS",
-        "filter": "FILTER", "object": "OBJECT", "ra": "RA", "dec": "DEC",
+        "imagetyp": "OBSTYPE",
+        "exptime": "EXPTIME",
+        "date_obs": "DATE-OBS",
+        "filter": "FILTER",
+        "object": "OBJECT",
+        "ra": "RA",
+        "dec": "DEC",
     },
-    "imagetyp_values": {"science": ["object"], "bias": ["zero"], "dark": ["dark"],
-                        "flat": ["dome flat"]},
-}  # fmt: skip
+    "imagetyp_values": {
+        "science": ["object"],
+        "bias": ["zero"],
+        "dark": ["dark"],
+        "flat": ["dome flat"],
+    },
+}
 
 
 def test_a_decam_frame_with_a_gaia_catalogue_gets_its_zero_point(tmp_path, mlflow_champions):
@@ -146,9 +164,24 @@ def test_a_decam_frame_with_a_gaia_catalogue_gets_its_zero_point(tmp_path, mlflo
     env = _environment(tmp_path, mlflow_champions, {"decam": DECAM})
     folder = real_data("images", "decam")
     chunks = sorted(str(p) for p in folder.glob("chunk-*.fits"))
-    assert site_main(["refcat", "DECaLS_25440_z", *chunks, "--registry",
-                      str(tmp_path / "sites.yaml"), "--site", "decam", "--epoch", "2017.2",
-                      "--lake", str(tmp_path / "lake")]) == 0  # fmt: skip
+    assert (
+        site_main(
+            [
+                "refcat",
+                "DECaLS_25440_z",
+                *chunks,
+                "--registry",
+                str(tmp_path / "sites.yaml"),
+                "--site",
+                "decam",
+                "--epoch",
+                "2017.2",
+                "--lake",
+                str(tmp_path / "lake"),
+            ]
+        )
+        == 0
+    )
     frame = folder / "c4d_170316_062107_ooi_z_ls9.N2.fits"
     done = _ingest(tmp_path, env, frame)
     assert done.returncode == 0  # the nightly report too (a frame too small to score)
@@ -174,3 +207,40 @@ def test_a_decam_frame_with_a_gaia_catalogue_gets_its_zero_point(tmp_path, mlflo
     found = cKDTree(np.c_[sources.ra * cos, sources.dec]).query(np.c_[gaia.ra * cos, gaia.dec])
     near = found[0] * 3600 < 0.5
     assert near.sum() == 3
+
+
+def test_a_raw_archive_frame_without_its_masters_is_ingested_and_catalogued(
+    tmp_path, mlflow_champions
+):
+    """The SAAO frame of 2013: raw, with an overscan strip, its bias and flat frames lost."""
+    import ccdproc
+    from astropy.nddata import CCDData
+
+    entry = {**SAAO, "first_night": "2013-07-01", "precalibrated": True}
+    env = _environment(tmp_path, mlflow_champions, {"saao": entry})
+    frame = real_data("images", "saao_raw", "a8280271.fits")
+    done = _ingest(tmp_path, env, "--site", "saao", frame)
+    assert done.returncode == 0
+    assert "ingested: 1 accepted, 0 duplicates, 0 quarantined" in done.stdout
+    lake = Lake(str(tmp_path / "lake"))
+    cal = lake.read_parquet(lake.manifest("calibrated_frames", "saao", "2013-07-12"))
+    assert cal.status.tolist() == ["calibrated"]
+    # The overscan is subtracted row by row and the frame trimmed, as ccdproc does it.
+    raw = CCDData.read(frame, unit="adu")
+    expected = ccdproc.trim_image(
+        ccdproc.subtract_overscan(raw, fits_section="[4:13,1:520]", median=True, overscan_axis=1),
+        fits_section="[17:528,1:520]",
+    )
+    with lake.read_fits(cal.path.iloc[0]) as hdul:
+        sci, mask = hdul["SCI"].data.astype(float), hdul["MASK"].data
+    good = mask == 0
+    np.testing.assert_allclose(sci[good], 1.9 * expected.data[good], rtol=1e-6, atol=1e-3)
+    catalogs = lake.read_parquet(lake.manifest("source_catalogs", "saao", "2013-07-12"))
+    (row,) = catalogs.itertuples()
+    assert row.n_sources >= 20
+    # No reference catalogue covers rf0420 here: no WCS refit and no zero point, said so.
+    assert "no_reference_catalog" in row.quality_flags
+    assert not row.wcs_ok
+    assert np.isnan(row.zero_point)
+    # Airmass from the site, the time and the header's pointing (no WCS, no AIRMASS).
+    assert 1.0 <= row.airmass < 3.0

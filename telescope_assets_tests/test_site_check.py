@@ -9,28 +9,7 @@ from astropy.io import fits
 from telescope_assets.registry import load_registry
 from telescope_assets.registry.check import check_frames, main
 from telescope_assets.science.frames import FrameError, inspect_frame
-from telescope_assets_tests.conftest import real_data
-
-SAAO = {
-    "description": "SAAO 1.0 m, STE3 CCD (archive frames from 2013)",
-    "latitude": -32.3794, "longitude": 20.8117, "elevation": 1798,
-    "timezone": "Africa/Johannesburg",
-    "site_keywords": ["OBSERVAT"], "site_aliases": ["SAAO"],
-    "camera": {
-        "name": "STE3", "shape": [520, 536], "gain": 1.9, "read_noise": 5.0,
-        "pixel_scale": 0.31, "saturation": 60000,
-        "biassec": "[4:13,1:520]", "trimsec": "[17:528,1:520]",
-    },
-    "filters": ["V"],
-    "filter_aliases": {"48": "V"},  # FILTERS = 10*A+B: wheel A slot 4, wheel B slot 8
-    "header_map": {
-        "imagetyp": "IMAGETYP", "exptime": "EXPTIME", "date_obs": "DATE-OBS",
-        "time_obs": "UT", "filter": "FILTERS", "object": "OBJECT", "ra": "RA", "dec": "DEC",
-    },
-    "imagetyp_values": {
-        "science": ["object"], "bias": ["zero", "bias"], "dark": ["dark"], "flat": ["flat"],
-    },
-}  # fmt: skip
+from telescope_assets_tests.conftest import SAAO, real_data
 
 
 def _registry(tmp_path, **changes):

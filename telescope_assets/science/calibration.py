@@ -290,19 +290,23 @@ def calibrate_reduced(
     """Take a frame that the acquisition software already reduced (bias, dark, flat).
 
     Many small observatories keep only frames that MaxIm DL, NINA or a vendor's pipeline
-    has calibrated. Such a frame is in ADU, trimmed or not (``trimsec`` still applies;
-    there is no overscan left to subtract), and nothing says its variance: the error
+    has calibrated. Such a frame is in ADU, trimmed or not (``trimsec`` still applies),
+    and nothing says its variance: the error
     plane is the frame's own, the Poisson noise of the signal above the sky plus the
     sky's measured variance (robust standard deviation of the unmasked pixels), which
     holds whether the software left the sky in or subtracted it. Saturation, non-finite
     pixels and cosmic rays are masked as in :func:`calibrate_frame`; there is no
-    bad-pixel mask without masters.
+    bad-pixel mask without masters. A camera with a ``biassec`` has its overscan
+    subtracted row by row: the same entry then serves raw archive frames whose bias and
+    flat frames are lost (the SAAO frame of ``shared/data/real``): bias level removed,
+    no flat field.
     """
     raw = np.asarray(image)
     if raw.shape != tuple(camera.shape):
         raise ValueError(f"frame is {raw.shape}, camera {camera.name!r} is {camera.shape}")
     trimmed = raw if camera.trimsec is None else raw[parse_section(camera.trimsec)]
-    sci = trimmed.astype(np.float64) * camera.gain
+    # A raw archive frame whose masters are lost still has its overscan: subtracted.
+    sci = overscan_and_trim(raw, camera) * camera.gain
     mask = np.zeros(sci.shape, dtype=np.uint16)
     saturated = trimmed >= camera.saturation
     mask[saturated] |= MASK_BITS["saturated"]

@@ -236,16 +236,19 @@ def calibration_provenance(
     flt: str,
     detect_cosmics: bool = True,
     precalibrated: bool = False,
+    overscan: bool = False,
 ) -> dict[str, str] | None:
     """Master ids a frame needs and its provenance key, or ``None`` if a master is missing.
 
     Every processing option is in the key: turning cosmic-ray detection off changes it,
     so the frames are calibrated again and everything downstream follows. A site whose
-    frames arrive already reduced needs no masters (their ids read ``none``).
+    frames arrive already reduced needs no masters (their ids read ``none``); whether its
+    camera has an overscan to subtract (``overscan``) is then an option of the key too.
     """
     options = "" if detect_cosmics else "no-cosmics"
     if precalibrated:
-        key = _hash(frame, "precalibrated", CALIBRATION_VERSION, *([options] if options else []))
+        extra = [o for o in (options, "overscan" if overscan else "") if o]
+        key = _hash(frame, "precalibrated", CALIBRATION_VERSION, *extra)
         return dict.fromkeys(("L1IDBIAS", "L1IDDARK", "L1IDFLAT"), "none") | {"PROVKEY": key[:20]}
     need = {
         "L1IDBIAS": masters.get("bias"),
@@ -278,7 +281,9 @@ def calibrate_one(
     """
     start = time.perf_counter()
     fid, night, flt = row["frame_id"], row["night"], row["filter"]
-    prov = calibration_provenance(fid, masters, flt, detect_cosmics, site.precalibrated)
+    prov = calibration_provenance(
+        fid, masters, flt, detect_cosmics, site.precalibrated, site.camera.biassec is not None
+    )
     base = {
         "frame_id": fid,
         "site": site.name,

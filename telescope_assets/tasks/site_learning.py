@@ -51,7 +51,7 @@ HOSTED_SHARE = 0.3
 #: Difference S/N of the fakes (uniform): the range alerts are decided in.
 FAKE_SNR = (6.0, 40.0)
 #: Subtracted frames a site needs before it learns (fewer give too few held-out frames).
-MIN_LEARN_FRAMES = 8
+MIN_LEARN_FRAMES = 6
 
 
 def learning_nights(lake: Lake, site: str) -> list[str]:

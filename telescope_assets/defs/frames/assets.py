@@ -159,7 +159,12 @@ def calibrated_frames(
 
     def expected(row):
         prov = tasks.calibration_provenance(
-            row["frame_id"], masters, row["filter"], config.detect_cosmics, site.precalibrated
+            row["frame_id"],
+            masters,
+            row["filter"],
+            config.detect_cosmics,
+            site.precalibrated,
+            site.camera.biassec is not None,
         )
         return prov["PROVKEY"] if prov else None
 
