@@ -522,6 +522,10 @@ def family_lake(
     lake = Lake(str(work / "data" / "lake"))
     for path in (work / "truth" / "refcat").glob("*.parquet"):
         lake.write_bytes(f"refcat/{path.name}", path.read_bytes())
+    # The network's training set, as models_job left it in the demo's lake: fine-tuning
+    # mixes it with the site's examples (tasks/site_models.py).
+    for path in (repo / "data" / "lake" / "training" / "real_bogus").glob("*.npz"):
+        lake.write_bytes(f"training/real_bogus/{path.name}", path.read_bytes())
     truth_frames = pd.read_parquet(work / "truth" / "frames.parquet")
     steps = [(nights[:LEARN_NIGHTS], []), (nights[LEARN_NIGHTS:], ["--no-site-learning"])]
     for i, (some, flags) in enumerate(steps):

@@ -9,6 +9,8 @@ camera took it, which is what a site's own real/bogus examples need.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 __all__ = ["add_point_sources", "empirical_psf", "psf_noise_area"]
@@ -18,6 +20,11 @@ def empirical_psf(
     image: np.ndarray, mask: np.ndarray, xy: list[tuple[float, float]], half: int
 ) -> np.ndarray:
     """The frame's PSF on a ``(2 half + 1)²`` grid, unit sum, centred on the middle pixel.
+
+    Each star's cutout is shifted so that its centroid falls on the middle pixel and
+    scaled by the light of its core (the central ``half / 4`` px, at least 2); masked
+    pixels (a cosmic ray in a wing) are left out of the median of the cutouts, not the
+    whole star. A star with a masked pixel in its core is not used.
 
     Parameters
     ----------
@@ -33,28 +40,40 @@ def empirical_psf(
     Raises
     ------
     ValueError
-        If fewer than 3 stars have a clean cutout inside the image.
+        If fewer than 3 stars have a clean core and a cutout inside the image.
     """
     from scipy import ndimage
 
     ny, nx = image.shape
+    size = 2 * half + 1
+    yy, xx = np.mgrid[:size, :size] - half
+    core = np.hypot(xx, yy) <= max(2.0, half / 4)
     stamps = []
     for x, y in xy:
         xi, yi = round(x), round(y)
         lo_y, hi_y, lo_x, hi_x = yi - half - 2, yi + half + 3, xi - half - 2, xi + half + 3
-        if lo_y < 0 or lo_x < 0 or hi_y > ny or hi_x > nx or mask[lo_y:hi_y, lo_x:hi_x].any():
+        if lo_y < 0 or lo_x < 0 or hi_y > ny or hi_x > nx:
             continue
-        cut = image[lo_y:hi_y, lo_x:hi_x].astype(np.float64)
-        moved = ndimage.shift(cut, (yi - y, xi - x), order=3, mode="nearest")[2:-2, 2:-2]
-        total = moved.sum()
-        if total > 0:
-            stamps.append(moved / total)
+        bad = mask[lo_y:hi_y, lo_x:hi_x] != 0
+        cut = np.where(bad, 0.0, image[lo_y:hi_y, lo_x:hi_x].astype(np.float64))
+        shift = (yi - y, xi - x)
+        moved = ndimage.shift(cut, shift, order=3, mode="nearest")[2:-2, 2:-2]
+        spoiled = ndimage.shift(bad.astype(float), shift, order=1)[2:-2, 2:-2] > 0.01
+        if spoiled[core].any():
+            continue
+        light = moved[core].sum()
+        if light > 0:
+            stamps.append(np.where(spoiled, np.nan, moved / light))
     if len(stamps) < 3:
         raise ValueError(
-            f"{len(stamps)} clean star cutouts of {2 * half + 1} px (3 needed) for the PSF: "
+            f"{len(stamps)} clean star cutouts of {size} px (3 needed) for the PSF: "
             "the frame has too few bright isolated unmasked stars"
         )
-    psf = np.clip(np.median(stamps, axis=0), 0, None)
+    with warnings.catch_warnings():
+        # A pixel masked in every cutout has no value: it is set to 0 below.
+        warnings.filterwarnings("ignore", "All-NaN slice", RuntimeWarning)
+        median = np.nanmedian(stamps, axis=0)
+    psf = np.clip(np.nan_to_num(median), 0, None)
     return psf / psf.sum()
 
 
