@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 import tempfile
 import time
 from pathlib import Path
@@ -13,7 +15,22 @@ from telescope_assets.ml import registry
 from telescope_assets.ml.evaluate import evaluate
 from telescope_assets.ml.train import MODELS, fit
 
-__all__ = ["example_inputs", "model_arrays", "train_and_register"]
+__all__ = ["example_inputs", "load_arrays", "model_arrays", "save_arrays", "train_and_register"]
+
+
+def save_arrays(lake, rel: str, arrays: dict[str, np.ndarray]) -> str:
+    """Write named arrays as one compressed ``.npz`` in the lake; return its digest."""
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    data = buf.getvalue()
+    lake.write_bytes(rel, data)
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def load_arrays(lake, rel: str) -> dict[str, np.ndarray]:
+    """Named arrays from an ``.npz`` in the lake (no pickled objects)."""
+    with np.load(io.BytesIO(lake.read_bytes(rel)), allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
 
 
 def model_arrays(kind: str, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -1,13 +1,11 @@
 """Training sets from the simulator's truth, and models trained, gated and registered in MLflow."""
 
-import hashlib
-import io
-
 import dagster as dg
 import numpy as np
 
 from telescope_assets.plots import markdown_image
 from telescope_assets.resources import LakeResource, MlflowResource
+from telescope_assets.tasks.models import load_arrays, save_arrays
 
 __all__ = [
     "TrainingSetConfig",
@@ -33,42 +31,41 @@ class TrainingSetConfig(dg.Config):
     seed: int = 1
 
 
-def _save(lake, rel: str, arrays: dict[str, np.ndarray]) -> str:
-    buf = io.BytesIO()
-    np.savez_compressed(buf, **arrays)
-    data = buf.getvalue()
-    lake.write_bytes(rel, data)
-    return hashlib.sha256(data).hexdigest()[:16]
-
-
-def _load(lake, rel: str) -> dict[str, np.ndarray]:
-    with np.load(io.BytesIO(lake.read_bytes(rel)), allow_pickle=False) as z:
-        return {k: z[k] for k in z.files}
-
-
 def _training_set(name, generate, config, lake, describe) -> dg.MaterializeResult:
     store = lake.get()
     train = generate(config.n_train, config.seed)
     evaluation = generate(config.n_eval, EVAL_SEEDS[name])
-    version = _save(store, f"training/{name}/train.npz", train)
-    eval_version = _save(store, f"training/{name}/eval.npz", evaluation)
+    version = save_arrays(store, f"training/{name}/train.npz", train)
+    eval_version = save_arrays(store, f"training/{name}/eval.npz", evaluation)
     return dg.MaterializeResult(
-        metadata={"n_train": config.n_train, "n_eval": config.n_eval, "seed": config.seed,
-                  "train_sha256": version, "eval_sha256": eval_version, **describe(train)},
+        metadata={
+            "n_train": config.n_train,
+            "n_eval": config.n_eval,
+            "seed": config.seed,
+            "train_sha256": version,
+            "eval_sha256": eval_version,
+            **describe(train),
+        },
         data_version=dg.DataVersion(version),
     )
 
 
 @dg.asset(group_name="training", kinds={"numpy"})
-def frame_quality_training_set(config: TrainingSetConfig, lake: LakeResource) -> dg.MaterializeResult:
-    """Simulated frame thumbnails with measured seeing, transparency and ellipticity, quality class and defect flags."""
+def frame_quality_training_set(
+    config: TrainingSetConfig, lake: LakeResource
+) -> dg.MaterializeResult:
+    """Simulated frame thumbnails with seeing, transparency, ellipticity, class and flags."""
     from telescope_assets.simulate.training import FLAG_NAMES, QUALITY_CLASSES, quality_examples
 
     def describe(a):
         counts = np.bincount(a["y"], minlength=3)
         return {
-            "classes": dg.MetadataValue.json(dict(zip(QUALITY_CLASSES, counts.tolist(), strict=True))),
-            "flags": dg.MetadataValue.json(dict(zip(FLAG_NAMES, a["flags"].sum(0).tolist(), strict=True))),
+            "classes": dg.MetadataValue.json(
+                dict(zip(QUALITY_CLASSES, counts.tolist(), strict=True))
+            ),
+            "flags": dg.MetadataValue.json(
+                dict(zip(FLAG_NAMES, a["flags"].sum(0).tolist(), strict=True))
+            ),
             "anomalous_fraction": float(a["anomalous"].mean()),
         }
 
@@ -82,7 +79,9 @@ def real_bogus_training_set(config: TrainingSetConfig, lake: LakeResource) -> dg
 
     def describe(a):
         counts = np.bincount(a["y"], minlength=len(RB_CLASSES))
-        return {"classes": dg.MetadataValue.json(dict(zip(RB_CLASSES, counts.tolist(), strict=True)))}
+        return {
+            "classes": dg.MetadataValue.json(dict(zip(RB_CLASSES, counts.tolist(), strict=True)))
+        }
 
     return _training_set("real_bogus", real_bogus_examples, config, lake, describe)
 
@@ -98,8 +97,8 @@ def _train(context, kind, data_name, config, lake, mlflow) -> dg.MaterializeResu
     from telescope_assets.tasks.models import train_and_register
 
     store = lake.get()
-    train = _load(store, f"training/{data_name}/train.npz")
-    evaluation = _load(store, f"training/{data_name}/eval.npz")
+    train = load_arrays(store, f"training/{data_name}/train.npz")
+    evaluation = load_arrays(store, f"training/{data_name}/eval.npz")
     upstream = context.instance.get_latest_materialization_event(
         dg.AssetKey(f"{data_name}_training_set")
     )
@@ -108,8 +107,15 @@ def _train(context, kind, data_name, config, lake, mlflow) -> dg.MaterializeResu
         "training_set": f"{data_name}_training_set",
         "training_set_run_id": upstream.run_id if upstream else "unknown",
     }
-    report = train_and_register(kind, train, evaluation, mlflow_resource=mlflow, tags=tags,
-                                seed=config.seed, max_epochs=config.max_epochs)
+    report = train_and_register(
+        kind,
+        train,
+        evaluation,
+        mlflow_resource=mlflow,
+        tags=tags,
+        seed=config.seed,
+        max_epochs=config.max_epochs,
+    )
     from telescope_assets.ml.train import MODELS
 
     spec = MODELS[kind]
@@ -134,10 +140,16 @@ def _train(context, kind, data_name, config, lake, mlflow) -> dg.MaterializeResu
             dg.AssetCheckResult(
                 check_name="champion_meets_target",
                 passed=ok,
-                metadata={"new_version": report["version"], "new_value": report["metrics"][spec.metric],
-                          "champion_version": str(report["champion_version"]),
-                          "champion_value": champion_metric if champion_metric is not None else float("nan"),
-                          "target": spec.target, "decision": report["reason"]},
+                metadata={
+                    "new_version": report["version"],
+                    "new_value": report["metrics"][spec.metric],
+                    "champion_version": str(report["champion_version"]),
+                    "champion_value": champion_metric
+                    if champion_metric is not None
+                    else float("nan"),
+                    "target": spec.target,
+                    "decision": report["reason"],
+                },
             )
         ],
     )
@@ -160,7 +172,10 @@ def champion_value(report: dict) -> float | None:
 
 
 def _model_asset(kind: str, data_name: str, description: str):
-    training_set = {"frame_quality": frame_quality_training_set, "real_bogus": real_bogus_training_set}[data_name]
+    training_set = {
+        "frame_quality": frame_quality_training_set,
+        "real_bogus": real_bogus_training_set,
+    }[data_name]
 
     @dg.asset(
         name=f"{kind}_model",
@@ -168,25 +183,34 @@ def _model_asset(kind: str, data_name: str, description: str):
         kinds={"pytorch", "mlflow"},
         deps=[training_set],
         description=description,
-        check_specs=[dg.AssetCheckSpec("champion_meets_target", asset=f"{kind}_model", blocking=True)],
+        check_specs=[
+            dg.AssetCheckSpec("champion_meets_target", asset=f"{kind}_model", blocking=True)
+        ],
     )
-    def _asset(context: dg.AssetExecutionContext, config: TrainingConfig, lake: LakeResource,
-               mlflow: MlflowResource) -> dg.MaterializeResult:
+    def _asset(
+        context: dg.AssetExecutionContext,
+        config: TrainingConfig,
+        lake: LakeResource,
+        mlflow: MlflowResource,
+    ) -> dg.MaterializeResult:
         return _train(context, kind, data_name, config, lake, mlflow)
 
     return _asset
 
 
 frame_quality_model = _model_asset(
-    "frame_quality", "frame_quality",
-    "Frame-quality CNN (class and defect flags) registered in MLflow; alias champion is production.",
+    "frame_quality",
+    "frame_quality",
+    "Frame-quality CNN (class and defect flags) in MLflow; alias champion is production.",
 )
 real_bogus_model = _model_asset(
-    "real_bogus", "real_bogus",
+    "real_bogus",
+    "real_bogus",
     "Five-class real/bogus CNN of difference-image triplets registered in MLflow.",
 )
 anomaly_model = _model_asset(
-    "anomaly", "frame_quality",
+    "anomaly",
+    "frame_quality",
     "Convolutional autoencoder whose reconstruction error scores unusual frames, in MLflow.",
 )
 

@@ -11,13 +11,15 @@ site's alerts are provisional. The logic is in ``tasks/site_learning.py`` and
 
 import dagster as dg
 import pandas as pd
+from pydantic import Field
 
 from telescope_assets.defs.metadata import md_table
-from telescope_assets.defs.models.assets import _load, _save, real_bogus_model
+from telescope_assets.defs.models.assets import real_bogus_model
 from telescope_assets.defs.partitions import sites
 from telescope_assets.defs.transients.assets import transient_candidates
 from telescope_assets.plots import markdown_image, site_scores
 from telescope_assets.resources import LakeResource, MlflowResource, RegistryResource
+from telescope_assets.tasks.models import load_arrays, save_arrays
 
 __all__ = [
     "SiteModelConfig",
@@ -31,7 +33,8 @@ __all__ = [
 class SiteModelConfig(dg.Config):
     """Which nights a site learns from, and how many fake passes per frame."""
 
-    nights: list[str] = []  # empty: every night of the site with differences
+    # Empty: every night of the site with differences.
+    nights: list[str] = Field(default_factory=list)
     passes: int = 2
     seed: int = 0
 
@@ -72,9 +75,9 @@ def site_real_bogus_model(
     )  # fmt: skip
     name = site_models.site_model_name(site_name)
     for part, arrays in (("train", train), ("eval", evaluation)):
-        _save(store, f"training/{name}/{part}.npz", arrays)
+        save_arrays(store, f"training/{name}/{part}.npz", arrays)
     network_rel = "training/real_bogus/train.npz"
-    network_train = _load(store, network_rel) if store.exists(network_rel) else None
+    network_train = load_arrays(store, network_rel) if store.exists(network_rel) else None
     tags = {"dagster_run_id": context.run.run_id, "site": site_name, "nights": ",".join(nights)}
     report = site_models.learn_site(
         site_name, train, evaluation, network_train, mlflow, tags, seed=config.seed
@@ -82,9 +85,7 @@ def site_real_bogus_model(
     scores = report.pop("scores")
     report["examples"] = counts
     store.write_json(f"site_models/{site_name}/real_bogus.json", report)
-    figures = [
-        {"model": who, **report[who]} for who in ("network", "fine_tuned") if who in report
-    ]
+    figures = [{"model": who, **report[who]} for who in ("network", "fine_tuned") if who in report]
     plot = site_scores(scores, site_models.ALERT_THRESHOLD, f"{site_name}: held-out examples")
     champion = report["site_champion"]
     return dg.MaterializeResult(
