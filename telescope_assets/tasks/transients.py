@@ -34,7 +34,7 @@ __all__ = [
 
 REFERENCE_VERSION = "ref-1"
 #: Version of the subtraction and detection code: a change re-subtracts every frame.
-DIFFERENCE_VERSION = "diff-4"
+DIFFERENCE_VERSION = "diff-5"
 #: Frames stacked into a reference (the best by seeing among the usable earlier ones).
 REFERENCE_FRAMES = 3
 #: Most candidates kept per frame (the highest S/N); more means a failed subtraction.
@@ -285,6 +285,7 @@ def difference_one(row: dict, lake: Lake, site: Site, reference: dict) -> dict[s
             row["fwhm_px"],
             reference["fwhm_px"],
             stars,
+            expected_scale=1.0,  # the reference is on this frame's zero point
         )
     except ValueError as exc:
         return base | {"status": "subtraction_failed", "reason": str(exc), "n_candidates": 0}
@@ -347,6 +348,7 @@ def difference_one(row: dict, lake: Lake, site: Site, reference: dict) -> dict[s
         "n_on_trails": n_trail,
         "kernel_chi2": sub.chi2,
         "kernel_stamps": sub.n_stamps,
+        "kernel_kind": sub.kernel_kind,
         "convolved": sub.convolved_image,
         "photometric_scale": sub.scale,
         "difference_pull_std": float(1.4826 * np.median(np.abs(pulls - np.median(pulls)))),

@@ -97,6 +97,36 @@ def test_injected_point_sources_are_recovered_with_their_flux():
     assert len(found) == 4  # and nothing else
 
 
+@pytest.mark.parametrize(("sci_fwhm", "ref_fwhm"), [(3.6, 2.6), (2.6, 3.6)])
+def test_too_few_kernel_stars_give_the_gaussian_kernel_at_the_known_scale(sci_fwhm, ref_fwhm):
+    """Four stars cannot constrain the kernel (on a 0.3"/px frame such a fit had sum 0.52
+    and moved every source by 1.4 px): the Gaussian that matches the FWHMs is used."""
+    rng = np.random.default_rng(4)
+    stars = _scene(4)
+    fluxes = np.array([8000.0, 12000.0, 16000.0, 24000.0])
+    inj = Source(np.array([60.3, 190.7, 70.1, 180.4]), np.array([64.2, 70.9, 180.5, 190.6]), fluxes)
+    sci = _observe(stars, sci_fwhm, rng, extra=inj)
+    ref = _observe(stars, ref_fwhm, rng)
+    few = subtract(*sci, *ref, sci_fwhm, ref_fwhm, _bright(stars, n=4), expected_scale=1.0)
+    assert few.kernel_kind == "gaussian"
+    assert few.scale == pytest.approx(1.0)
+    found = detect_difference(few, max(sci_fwhm, ref_fwhm))
+    for x, y, f in zip(inj.x, inj.y, inj.flux, strict=True):
+        d = np.hypot(found.x - x, found.y - y)
+        assert d.min() < 0.5, (x, y)
+        hit = found.loc[d.idxmin()]
+        assert hit.flux_ap == pytest.approx(0.97 * f, rel=0.1, abs=3 * hit.fluxerr_ap)
+    # With enough stars the fit is kept; without a known scale it always is.
+    assert (
+        subtract(*sci, *ref, sci_fwhm, ref_fwhm, _bright(stars), expected_scale=1.0).kernel_kind
+        == "fitted"
+    )
+    assert subtract(*sci, *ref, sci_fwhm, ref_fwhm, _bright(stars, n=4)).kernel_kind == "fitted"
+    # A scale far from the known one (a wrong zero point) also gives the Gaussian.
+    wrong = subtract(*sci, *ref, sci_fwhm, ref_fwhm, _bright(stars), expected_scale=1.5)
+    assert wrong.kernel_kind == "gaussian"
+
+
 def _galaxies_through_psf(galaxies: Source, fwhm: float) -> np.ndarray:
     """Galaxies as the sky shows them: their own light convolved with the stars' PSF."""
     from scipy.signal import fftconvolve
