@@ -490,7 +490,8 @@ def family_lake(
     repo = Path(__file__).resolve().parents[1]
     site = site or load_registry().names[0]
     work = repo / "data" / "bench" / name
-    shutil.rmtree(work, ignore_errors=True)
+    if work.exists():
+        shutil.rmtree(work)  # a removal that fails says why (a process still writing)
     work.mkdir(parents=True)
     shutil.copy(repo / "dagster.yaml", work / "dagster.yaml")
     shutil.copy(repo / "models" / "mlflow.db", work / "mlflow.db")
