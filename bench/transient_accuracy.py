@@ -35,6 +35,8 @@ from telescope_assets.lake import Lake
 from telescope_assets.simulate.sky import transient_mag
 
 RADIUS = 2.0 / 3600
+#: The alerts asset's default (AlertConfig.min_star_fraction), applied here too.
+MIN_STAR_FRACTION = 0.1
 
 
 def _near(ra, dec, ras, decs):
@@ -301,7 +303,9 @@ def inject(
                 probs = alerts.score(net, z["cutouts"], RB_CLASSES)
             p_real = probs[:, 0] if len(probs) else np.zeros(0)
             alerted = (
-                (p_real >= threshold) & (cands.snr.to_numpy() >= 5)
+                alerts.passes_threshold(
+                    cands.assign(p_real=p_real), threshold, threshold, 5.0, MIN_STAR_FRACTION
+                ).to_numpy()
                 if len(cands)
                 else np.zeros(0, bool)
             )
@@ -371,7 +375,8 @@ def rescored_alerts(lake: Lake, uri: str, model: str, threshold: float):
                 continue
             with np.load(io.BytesIO(lake.read_bytes(fr.cutouts_path))) as z:
                 p_real = alerts.score(net, z["cutouts"], RB_CLASSES)[:, 0]
-            keep = (p_real >= threshold) & (cands.snr.to_numpy() >= 5)
+            cands = cands.assign(p_real=p_real)
+            keep = alerts.passes_threshold(cands, threshold, threshold, 5.0, MIN_STAR_FRACTION)
             parts.append(cands[keep].assign(alert_id=cands.candidate_id, object_kind="unknown"))
         return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 

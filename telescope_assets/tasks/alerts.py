@@ -167,12 +167,18 @@ def score_frames(
 
 
 def passes_threshold(
-    cands: pd.DataFrame, min_real: float, provisional_min_real: float, min_snr: float
+    cands: pd.DataFrame,
+    min_real: float,
+    provisional_min_real: float,
+    min_snr: float,
+    min_star_fraction: float = 0.0,
 ) -> pd.Series:
     """Which candidates become alerts: p(real) and S/N above the thresholds.
 
     A provisional candidate (its site not yet qualified, ``provisional`` true) needs
-    ``provisional_min_real`` instead of ``min_real``.
+    ``provisional_min_real`` instead of ``min_real``. A candidate on a catalogued
+    constant star needs a difference flux of at least ``min_star_fraction`` of the
+    star's (column ``star_fraction``; tables without it are not cut).
     """
     provisional = (
         cands.provisional.fillna(False).astype(bool)
@@ -180,7 +186,12 @@ def passes_threshold(
         else pd.Series(False, index=cands.index)
     )
     needed = np.where(provisional, provisional_min_real, min_real)
-    return (cands.p_real >= needed) & (cands.snr >= min_snr)
+    small = (
+        cands.star_fraction.fillna(np.inf) < min_star_fraction
+        if "star_fraction" in cands
+        else False
+    )
+    return (cands.p_real >= needed) & (cands.snr >= min_snr) & ~small
 
 
 def score(net, stamps: np.ndarray, classes: tuple[str, ...]) -> np.ndarray:

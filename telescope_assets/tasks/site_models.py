@@ -25,6 +25,7 @@ __all__ = [
     "ALERT_THRESHOLD",
     "GATE_FALSE_PER_FRAME",
     "GATE_FNR",
+    "GATE_NETWORK_FPR",
     "MIN_EVAL_FRAMES",
     "MIN_EVAL_REAL",
     "enough_examples",
@@ -43,6 +44,8 @@ ALERT_THRESHOLD = 0.5
 #: S/N >= 10, and bogus candidates passed per frame.
 GATE_FNR = 0.05
 GATE_FALSE_PER_FRAME = 0.1
+#: ... and on the network's own evaluation set (simulated bogus of every kind).
+GATE_NETWORK_FPR = 0.01
 #: Held-out fakes and frames a site needs before it is judged (fewer: it stays
 #: provisional). Bogus candidates need no minimum: a site that makes few is a good one.
 MIN_EVAL_REAL = 60
@@ -110,9 +113,17 @@ def enough_examples(figures: dict) -> bool:
 
 
 def passes_gate(figures: dict) -> bool:
-    """The gate every site's champion passes on that site's held-out frames."""
+    """The gate every site's champion passes on that site's held-out frames.
+
+    And, where the network's evaluation set is at hand (``network_fpr``), at most
+    :data:`GATE_NETWORK_FPR` of its simulated bogus examples passed: a site with few
+    candidates cannot show a model that calls everything real, this can.
+    """
+    forgets = figures.get("network_fpr", 0.0) > GATE_NETWORK_FPR
     return bool(
-        figures["fnr_snr10"] <= GATE_FNR and figures["false_per_frame"] <= GATE_FALSE_PER_FRAME
+        figures["fnr_snr10"] <= GATE_FNR
+        and figures["false_per_frame"] <= GATE_FALSE_PER_FRAME
+        and not forgets
     )
 
 
@@ -121,15 +132,41 @@ def loss(figures: dict) -> float:
     return figures["fnr_snr10"] / GATE_FNR + figures["false_per_frame"] / GATE_FALSE_PER_FRAME
 
 
+#: Fine-tuning set: this many examples, real ones in the network training set's share.
+FINE_TUNE_SIZE = 3000
+REAL_SHARE = 0.2
+#: A site's bogus examples fill at most this share of the bogus part (the rest: the
+#: network's simulated bogus, so that a site with few candidates is not taught that
+#: everything is real).
+SITE_BOGUS_SHARE = 0.5
+
+
 def _mix(train: dict, network: dict | None, rng) -> dict[str, np.ndarray]:
-    """The site's examples (repeated to at least 2000) and as many of the network's."""
-    n = len(train["y"])
-    reps = max(1, int(np.ceil(2000 / max(n, 1))))
-    site = {k: np.concatenate([train[k]] * reps) for k in ("x", "y")}
-    if network is None or not len(network["y"]):
-        return site
-    pick = rng.choice(len(network["y"]), min(len(site["y"]), len(network["y"])), replace=False)
-    return {k: np.concatenate([site[k], network[k][pick]]) for k in ("x", "y")}
+    """The fine-tuning set: the site's real examples, its bogus ones and the network's.
+
+    Real examples (``REAL_SHARE`` of the set: the prior the network was trained with) are
+    half the site's fakes, half the network's simulated real sources; the bogus part is
+    the site's candidates repeated up to ``SITE_BOGUS_SHARE`` of it, and the network's
+    simulated bogus examples for the rest.
+    Without the network's set, the site's examples as they are.
+    """
+    real = np.flatnonzero(train["y"] == 0)
+    bogus = np.flatnonzero(train["y"] != 0)
+    if network is None or not len(network["y"]) or not len(real):
+        return {k: train[k] for k in ("x", "y")}
+    n_real = round(REAL_SHARE * FINE_TUNE_SIZE)
+    n_bogus = FINE_TUNE_SIZE - n_real
+    # Each site candidate at most ten times, together at most SITE_BOGUS_SHARE of the bogus.
+    site_bogus = np.resize(bogus, min(round(SITE_BOGUS_SHARE * n_bogus), 10 * len(bogus)))
+    net_bogus = np.flatnonzero(network["y"] != 0)
+    pick = rng.choice(net_bogus, min(n_bogus - len(site_bogus), len(net_bogus)), replace=False)
+    # Half the real examples stay the network's (on stars, on galaxies, of every kind):
+    # what it knew about real sources is kept, the site's PSF is added to it.
+    net_real = rng.choice(np.flatnonzero(network["y"] == 0), n_real // 2, replace=False)
+    site_real = rng.choice(real, n_real - n_real // 2)
+    site_pick = np.concatenate([site_real, site_bogus]).astype(int)
+    pick = np.concatenate([pick, net_real])
+    return {k: np.concatenate([train[k][site_pick], network[k][pick]]) for k in ("x", "y")}
 
 
 def fine_tune(net, train: dict, network: dict | None, seed: int = 0):
@@ -156,6 +193,7 @@ def learn_site(
     mlflow_resource,
     tags: dict[str, str],
     seed: int = 0,
+    network_eval: dict[str, np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """Judge the network champion and its fine-tuned copy on a site; register the better.
 
@@ -186,6 +224,7 @@ def learn_site(
         "promoted": False,
     }
     report["network"] = site_figures(report["scores"]["network"], evaluation)
+    report["network"] |= _forgetting(network, network_eval)
     if not enough_examples(report["network"]):
         fig = report["network"]
         return report | {
@@ -199,6 +238,7 @@ def learn_site(
     report["fine_tune_seconds"] = time.perf_counter() - start
     report["scores"]["fine_tuned"] = p_real(tuned, evaluation)
     report["fine_tuned"] = site_figures(report["scores"]["fine_tuned"], evaluation)
+    report["fine_tuned"] |= _forgetting(tuned, network_eval)
     contenders = [
         ("fine_tuned", tuned, report["fine_tuned"]),
         ("network", network, report["network"]),
@@ -212,10 +252,23 @@ def learn_site(
     return report | decision | {"site_champion": _champion_version(mlflow_resource, name)}
 
 
+def _forgetting(net, network_eval: dict | None) -> dict[str, float]:
+    """``network_fpr``: the share of the network's simulated bogus a model passes."""
+    if network_eval is None:
+        return {}
+    bogus = {"x": network_eval["x"][network_eval["y"] != 0]}
+    return {"network_fpr": float(np.mean(p_real(net, bogus) >= ALERT_THRESHOLD))}
+
+
 def _summary(figures: dict) -> str:
+    extra = (
+        f", {figures['network_fpr']:.3f} of the network's bogus passed"
+        if "network_fpr" in figures
+        else ""
+    )
     return (
         f"FNR at S/N >= 10 {figures['fnr_snr10']:.3f}, "
-        f"{figures['false_per_frame']:.2f} false per frame"
+        f"{figures['false_per_frame']:.2f} false per frame{extra}"
     )
 
 
@@ -275,7 +328,8 @@ def _promote(name, version, label, figures, evaluation, mlflow_resource) -> dict
     if not passes_gate(figures):
         reason = (
             f"{label} misses the site gate ({summary}; FNR at S/N >= 10 <= {GATE_FNR}, "
-            f"false per frame <= {GATE_FALSE_PER_FRAME}): the site stays provisional"
+            f"false per frame <= {GATE_FALSE_PER_FRAME}, network bogus passed <= "
+            f"{GATE_NETWORK_FPR}): the site stays provisional"
         )
         client.set_model_version_tag(name, version, "gate", reason)
         return {"promoted": False, "reason": reason}

@@ -34,7 +34,7 @@ __all__ = [
 
 REFERENCE_VERSION = "ref-1"
 #: Version of the subtraction and detection code: a change re-subtracts every frame.
-DIFFERENCE_VERSION = "diff-5"
+DIFFERENCE_VERSION = "diff-6"
 #: Frames stacked into a reference (the best by seeing among the usable earlier ones).
 REFERENCE_FRAMES = 3
 #: Most candidates kept per frame (the highest S/N); more means a failed subtraction.
@@ -323,6 +323,7 @@ def difference_one(row: dict, lake: Lake, site: Site, reference: dict) -> dict[s
         zero_point=zp,
         reference_id=reference["reference_id"],
     )
+    cands["star_fraction"] = star_fraction(lake, site, cands, row)
     sky = float(np.median(sci[mask == 0]))
     images = [sci - sky, sub.convolved, sub.diff]
     stamps = (
@@ -354,6 +355,40 @@ def difference_one(row: dict, lake: Lake, site: Site, reference: dict) -> dict[s
         "difference_pull_std": float(1.4826 * np.median(np.abs(pulls - np.median(pulls)))),
         "seconds": time.perf_counter() - start,
     }
+
+
+#: Within this distance of a catalogued star (arcsec), a candidate is that star's.
+STAR_MATCH_ARCSEC = 1.5
+
+
+def star_fraction(lake: Lake, site: Site, cands: pd.DataFrame, row: dict) -> np.ndarray:
+    """Each candidate's difference flux as a fraction of the constant star under it.
+
+    NaN where no catalogued star is within :data:`STAR_MATCH_ARCSEC`, or it is a known
+    variable. A residual of a few per cent on a bright constant star is what a zero point that
+    varies across the frame (thin cloud) or a slightly mismatched PSF leaves, and it is
+    shaped exactly like the frame's PSF; the alerts need a change larger than that
+    (``AlertConfig.min_star_fraction``).
+    """
+    from telescope_assets.tasks.catalogs import load_reference
+
+    out = np.full(len(cands), np.nan)
+    refcat, _ = load_reference(lake, site, row["object"])
+    band = row["filter"]
+    if refcat is None or not len(refcat) or band not in refcat or not len(cands):
+        return out
+    constant = ~refcat.variable.astype(bool) if "variable" in refcat else True
+    stars = refcat[constant & np.isfinite(refcat[band])]
+    if not len(stars):
+        return out
+    cos = np.cos(np.radians(float(np.median(cands.dec))))
+    for i, (ra, dec, flux) in enumerate(zip(cands.ra, cands.dec, cands.flux_ap, strict=True)):
+        sep = np.hypot((stars.ra.to_numpy() - ra) * cos, stars.dec.to_numpy() - dec) * 3600
+        j = int(np.argmin(sep))
+        if sep[j] < STAR_MATCH_ARCSEC:
+            star = 10 ** (-0.4 * (float(stars[band].iloc[j]) - row["zero_point"])) * row["exptime"]
+            out[i] = flux / star
+    return out
 
 
 def difference_pair(pair: tuple[dict, dict], lake: Lake, site: Site) -> dict[str, Any]:

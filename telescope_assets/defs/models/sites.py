@@ -70,17 +70,33 @@ def site_real_bogus_model(
     done = store.list(f"manifests/transient_frames/{site_name}", ".parquet")
     nights = config.nights or sorted(p.rsplit("/", 1)[-1].removesuffix(".parquet") for p in done)
     train, evaluation, counts = site_learning.site_examples(
-        store, site, nights, passes=config.passes, seed=config.seed,
+        store,
+        site,
+        nights,
+        passes=config.passes,
+        seed=config.seed,
         progress=lambda fid: context.log.info(f"fakes through {fid}"),
-    )  # fmt: skip
+    )
     name = site_models.site_model_name(site_name)
     for part, arrays in (("train", train), ("eval", evaluation)):
         save_arrays(store, f"training/{name}/{part}.npz", arrays)
-    network_rel = "training/real_bogus/train.npz"
-    network_train = load_arrays(store, network_rel) if store.exists(network_rel) else None
+    network_sets = {
+        part: load_arrays(store, rel) if store.exists(rel) else None
+        for part, rel in (
+            ("train", "training/real_bogus/train.npz"),
+            ("eval", "training/real_bogus/eval.npz"),
+        )
+    }
     tags = {"dagster_run_id": context.run.run_id, "site": site_name, "nights": ",".join(nights)}
     report = site_models.learn_site(
-        site_name, train, evaluation, network_train, mlflow, tags, seed=config.seed
+        site_name,
+        train,
+        evaluation,
+        network_sets["train"],
+        mlflow,
+        tags,
+        seed=config.seed,
+        network_eval=network_sets["eval"],
     )
     scores = report.pop("scores")
     report["examples"] = counts

@@ -237,6 +237,8 @@ class AlertConfig(dg.Config):
     # ... at a site not yet qualified by its own examples (tasks/site_models.py)
     provisional_min_real_score: float = 0.9
     min_snr: float = 5.0
+    # On a catalogued constant star: at least this fraction of its flux (0.1: 0.1 mag).
+    min_star_fraction: float = 0.1
 
 
 @dg.asset(
@@ -266,7 +268,8 @@ def alerts(
     cands = _read(store, "transient_candidates", site_name, night)
     if len(cands):
         chosen = cands[alert_tasks.passes_threshold(cands, config.min_real_score,
-                       config.provisional_min_real_score, config.min_snr)].copy()  # fmt: skip
+                       config.provisional_min_real_score, config.min_snr,
+                       config.min_star_fraction)].copy()  # fmt: skip
     else:
         chosen = pd.DataFrame()
     objects = (
