@@ -162,7 +162,8 @@ def _mix(train: dict, network: dict | None, rng) -> dict[str, np.ndarray]:
     pick = rng.choice(net_bogus, min(n_bogus - len(site_bogus), len(net_bogus)), replace=False)
     # Half the real examples stay the network's (on stars, on galaxies, of every kind):
     # what it knew about real sources is kept, the site's PSF is added to it.
-    net_real = rng.choice(np.flatnonzero(network["y"] == 0), n_real // 2, replace=False)
+    net_reals = np.flatnonzero(network["y"] == 0)
+    net_real = rng.choice(net_reals, n_real // 2, replace=len(net_reals) < n_real // 2)
     site_real = rng.choice(real, n_real - n_real // 2)
     site_pick = np.concatenate([site_real, site_bogus]).astype(int)
     pick = np.concatenate([pick, net_real])

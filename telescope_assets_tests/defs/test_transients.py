@@ -105,6 +105,7 @@ def test_two_nights_give_references_alerts_and_followups_and_reruns_add_nothing(
     # The site has no champion of its own yet: its candidates and alerts are provisional.
     assert meta["provisional"].value is True
     assert cands.provisional.all()
+    assert "star_fraction" in cands  # residuals of catalogued constant stars are measured
     table = lake.read_parquet(lake.manifest("alerts", SITE, NIGHTS[1]))
     assert len(table) == len(cands[cands.snr >= 5.0])
     if len(table):

@@ -146,3 +146,71 @@ def test_a_site_is_provisional_until_its_own_champion_passes_the_gate(tmp_path, 
     assert got["fnr"] == pytest.approx(report[chosen]["fnr"])
     # Another site is still provisional.
     assert site_models.scoring_model(uri, "tololo") == provisional
+
+
+def test_the_fine_tuning_set_keeps_the_network_prior_and_half_its_real_examples():
+    from telescope_assets.tasks.site_models import FINE_TUNE_SIZE, REAL_SHARE, _mix
+
+    rng = np.random.default_rng(0)
+    # A site with many fakes and only 4 candidates; its examples are 0, the network's 1.
+    site = {"x": np.zeros((345, 1)), "y": np.r_[np.zeros(341, int), np.full(4, 2)]}
+    network = {"x": np.ones((6000, 1)), "y": np.r_[np.zeros(1200, int), np.full(4800, 1)]}
+    mixed = _mix(site, network, rng)
+    real = mixed["y"] == 0
+    assert len(mixed["y"]) == FINE_TUNE_SIZE
+    assert real.mean() == pytest.approx(REAL_SHARE)  # the prior the network learned
+    assert (mixed["x"][real, 0] == 0).sum() == real.sum() // 2  # half the site's fakes
+    assert (mixed["x"][~real, 0] == 0).sum() == 40  # each site candidate ten times at most
+    # A site with many candidates fills at most half of the bogus part.
+    busy = {"x": np.zeros((700, 1)), "y": np.r_[np.zeros(100, int), np.full(600, 3)]}
+    mixed = _mix(busy, network, rng)
+    bogus = mixed["y"] != 0
+    assert (mixed["x"][bogus, 0] == 0).sum() == bogus.sum() // 2
+
+
+def test_a_model_that_passes_the_networks_simulated_bogus_fails_the_gate():
+    good = {"fnr_snr10": 0.0, "false_per_frame": 0.0}
+    assert site_models.passes_gate(good)  # without the network's evaluation set
+    assert site_models.passes_gate(good | {"network_fpr": 0.01})
+    assert not site_models.passes_gate(good | {"network_fpr": 0.02})
+
+
+def test_small_residuals_of_catalogued_constant_stars_are_not_alerted():
+    cands = pd.DataFrame(
+        {"p_real": [0.99] * 4, "snr": [9.0] * 4, "star_fraction": [0.02, 0.3, np.nan, 0.099]}
+    )
+    keep = alerts.passes_threshold(cands, 0.5, 0.9, 5.0, min_star_fraction=0.1)
+    assert keep.tolist() == [False, True, True, False]
+    assert alerts.passes_threshold(cands, 0.5, 0.9, 5.0).all()  # the cut is an option
+
+
+def test_star_fraction_is_the_difference_flux_over_the_constant_star_under_it(tmp_path):
+    from telescope_assets.lake import Lake
+    from telescope_assets.tasks.transients import star_fraction
+    from telescope_assets_tests.conftest import small_registry
+
+    site = small_registry()["tololo"]
+    lake = Lake(str(tmp_path))
+    refcat = pd.DataFrame(
+        {
+            "source_id": ["a", "b"],
+            "ra": [150.0, 150.01],
+            "dec": [2.0, 2.0],
+            "r": [14.0, 15.0],
+            "variable": [False, True],
+        }
+    )
+    lake.write_parquet(site.reference_catalog.format(field="F1"), refcat)
+    row = {"object": "F1", "filter": "r", "zero_point": 24.0, "exptime": 10.0}
+    star_e = 10 ** (-0.4 * (14.0 - 24.0)) * 10.0  # the 14 mag star's electrons
+    cands = pd.DataFrame(
+        {
+            "ra": [150.0 + 0.5 / 3600, 150.01, 150.02],
+            "dec": [2.0] * 3,
+            "flux_ap": [0.03 * star_e, 5000.0, 5000.0],
+        }
+    )
+    got = star_fraction(lake, site, cands, row)
+    assert got[0] == pytest.approx(0.03)  # 0.5" from the constant star
+    assert np.isnan(got[1])  # on a known variable: never cut
+    assert np.isnan(got[2])  # on no star
