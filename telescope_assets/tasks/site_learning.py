@@ -219,27 +219,31 @@ def _real_examples(lake, scratch, site, frames, passes, seed, progress):
     stamps, snrs, fids = [], [], []
     n_injected = 0
     for row, ref in frames:
-        for _ in range(passes):
-            found, snr, n = _one_pass(lake, scratch, site, row, ref, rng)
-            stamps += found
-            snrs += snr
-            fids += [row["frame_id"]] * len(found)
-            n_injected += n
+        found, snr, n = _frame_fakes(lake, scratch, site, row, ref, passes, rng)
+        stamps += found
+        snrs += snr
+        fids += [row["frame_id"]] * len(found)
+        n_injected += n
         if progress is not None:
             progress(row["frame_id"])
     return _arrays(stamps, [0] * len(stamps), snrs, fids), n_injected
 
 
-def _one_pass(lake, scratch, site, row, ref, rng) -> tuple[list, list, int]:
-    """Fakes into one frame, its subtraction again: (cutouts and S/N of the recovered, n)."""
+def _frame_fakes(lake, scratch, site, row, ref, passes, rng) -> tuple[list, list, int]:
+    """``passes`` sets of fakes into one frame, each through its subtraction again.
+
+    The frame is read and its PSF measured once. Returns the cutouts and injected S/N of
+    the recovered fakes, and how many were injected.
+    """
     from telescope_assets.science import injection
-    from telescope_assets.tasks.transients import _kernel_stars, difference_one
+    from telescope_assets.tasks.transients import _kernel_stars
 
     cal = Lake.calibrated(site.name, row["night"], row["frame_id"])
     cat = lake.read_parquet(row["catalog_path"])
     for rel in (row["catalog_path"], ref["path"]):
         if not scratch.exists(rel):
             scratch.write_bytes(rel, lake.read_bytes(rel))
+    found, found_snr, n_injected = [], [], 0
     with lake.read_fits(cal) as hdul:
         sci = hdul["SCI"].data.astype(np.float64)
         err = hdul["ERR"].data.astype(np.float64)
@@ -252,29 +256,45 @@ def _one_pass(lake, scratch, site, row, ref, rng) -> tuple[list, list, int]:
             return [], [], 0  # too few stars for a PSF: no real examples from this frame
         noise = row["background_rms_e"] * np.sqrt(injection.psf_noise_area(psf))
         noise *= np.sqrt(1 + 1 / ref["n_frames"])
-        x, y = _fake_places(row, cat, mask, sci.shape, FAKES_PER_PASS, rng)
-        snr = rng.uniform(*FAKE_SNR, len(x))
-        hdul["SCI"].data, hdul["ERR"].data = (
-            a.astype(np.float32)
-            for a in injection.add_point_sources(sci, err, psf, x, y, snr * noise, rng)
-        )
-        scratch.write_fits(cal, hdul)
+        for _ in range(passes):
+            x, y = _fake_places(row, cat, mask, sci.shape, FAKES_PER_PASS, rng)
+            snr = rng.uniform(*FAKE_SNR, len(x))
+            hdul["SCI"].data, hdul["ERR"].data = (
+                a.astype(np.float32)
+                for a in injection.add_point_sources(sci, err, psf, x, y, snr * noise, rng)
+            )
+            scratch.write_fits(cal, hdul)
+            stamps, recovered = _recovered(scratch, site, row, ref, x, y)
+            found += stamps
+            found_snr += [float(snr[i]) for i in recovered]
+            n_injected += len(x)
+    return found, found_snr, n_injected
+
+
+def _recovered(scratch, site, row, ref, x, y) -> tuple[list, list[int]]:
+    """Run the frame's subtraction and detection on the scratch lake.
+
+    Returns the cutouts of the candidates within max(1.5 px, 0.3 FWHM) of a fake, and
+    which fakes they are.
+    """
+    from telescope_assets.tasks.transients import difference_one
+
     res = difference_one(row, scratch, site, ref)
     if res["status"] != "subtracted":
-        return [], [], len(x)
+        return [], []
     cands = scratch.read_parquet(res["candidates_path"])
     if not len(cands):
-        return [], [], len(x)
+        return [], []
     cutouts = _stamps(scratch, res["cutouts_path"])
     radius = max(1.5, 0.3 * row["fwhm_px"])
-    found, found_snr = [], []
+    stamps, which = [], []
     for i in range(len(x)):
         d = np.hypot(cands.x.to_numpy() - x[i], cands.y.to_numpy() - y[i])
         j = int(np.argmin(d))
         if d[j] < radius:
-            found.append(cutouts[cands.candidate_id.iloc[j]])
-            found_snr.append(float(snr[i]))
-    return found, found_snr, len(x)
+            stamps.append(cutouts[cands.candidate_id.iloc[j]])
+            which.append(i)
+    return stamps, which
 
 
 def site_examples(

@@ -370,6 +370,7 @@ def star_fraction(lake: Lake, site: Site, cands: pd.DataFrame, row: dict) -> np.
     shaped exactly like the frame's PSF; the alerts need a change larger than that
     (``AlertConfig.min_star_fraction``).
     """
+    from telescope_assets.tasks.alerts import _sep_arcsec
     from telescope_assets.tasks.catalogs import load_reference
 
     out = np.full(len(cands), np.nan)
@@ -381,9 +382,8 @@ def star_fraction(lake: Lake, site: Site, cands: pd.DataFrame, row: dict) -> np.
     stars = refcat[constant & np.isfinite(refcat[band])]
     if not len(stars):
         return out
-    cos = np.cos(np.radians(float(np.median(cands.dec))))
     for i, (ra, dec, flux) in enumerate(zip(cands.ra, cands.dec, cands.flux_ap, strict=True)):
-        sep = np.hypot((stars.ra.to_numpy() - ra) * cos, stars.dec.to_numpy() - dec) * 3600
+        sep = _sep_arcsec(ra, dec, stars.ra, stars.dec)
         j = int(np.argmin(sep))
         if sep[j] < STAR_MATCH_ARCSEC:
             star = 10 ** (-0.4 * (float(stars[band].iloc[j]) - row["zero_point"])) * row["exptime"]
