@@ -311,6 +311,22 @@ class Subtraction:
     kernel_kind: str = "fitted"  # or "gaussian": too few stamps, or an implausible scale
 
 
+def _matched_difference(s, r, s_var, r_var, kernel, bkg, swap: bool):
+    """``(difference, variance, reference → science scale, PSF-matched template)``.
+
+    The sharper image is convolved: the reference (``swap`` false), or the science, in
+    which case everything is divided by the kernel's sum to stay in science electrons.
+    """
+    if not swap:
+        conv = _convolve(r, kernel) + bkg
+        var = s_var + _convolve(r_var, kernel**2)
+        return s - conv, var, float(kernel.sum()), conv
+    ksum = float(kernel.sum())
+    conv = (_convolve(s, kernel) + bkg) / ksum
+    var = (_convolve(s_var, kernel**2) + r_var) / ksum**2
+    return conv - r / ksum, var, 1.0 / ksum, r / ksum
+
+
 def _kernel(target, source, fit_var, stars_xy, k, h, sigma_k, expected_scale, swap):
     """The fitted kernel, or the Gaussian one when the fit cannot be trusted (subtract)."""
     try:
@@ -445,17 +461,7 @@ def subtract(
     kernel, bkg, chi2, n, kind = _kernel(
         target, source, fit_var, stars_xy, k, h, sigma_k, expected_scale, swap
     )
-    if not swap:
-        conv = _convolve(r, kernel) + bkg
-        diff = s - conv
-        var = s_var + _convolve(r_var, kernel**2)
-        scale = float(kernel.sum())
-    else:
-        ksum = float(kernel.sum())
-        conv = (_convolve(s, kernel) + bkg) / ksum
-        diff = conv - r / ksum
-        var = (_convolve(s_var, kernel**2) + r_var) / ksum**2
-        scale = 1.0 / ksum
+    diff, var, scale, template = _matched_difference(s, r, s_var, r_var, kernel, bkg, swap)
     mask = (sci_mask | ref_mask).astype(np.uint8)
     spread = _untrusted(kernel, conv_bad, other_bad, mask, k + SATURATION_GROW_FWHM * fwhm)
     mask[spread & (mask == 0)] |= NO_REFERENCE
@@ -463,7 +469,6 @@ def subtract(
     # REGISTRATION_PX leaves a residual of the template's gradient times that error, which
     # photon noise does not describe. It matters where the gradient is steep: the cores of
     # bright stars, above all on undersampled cameras.
-    template = conv if not swap else r / ksum  # the PSF-matched template, science units
     gy, gx = np.gradient(template)
     var = var + REGISTRATION_PX**2 * (gx**2 + gy**2)
     err = np.sqrt(np.clip(var, 0, None))
