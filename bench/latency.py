@@ -102,7 +102,6 @@ def _offline_first_night(env) -> None:
     code = f"""
 import dagster as dg
 from telescope_assets.definitions import defs
-from telescope_assets.defs.ingest.sensors import OFFLINE_CURSOR
 from telescope_assets.ingest import ingest
 res = defs.resources
 lake = res["lake"].get()
@@ -111,7 +110,7 @@ key = dg.MultiPartitionKey({{"site": "{SITE}", "night": "{NIGHTS[0]}"}})
 r = defs.resolve_job_def("frames_job").execute_in_process(
     instance=dg.DagsterInstance.get(), partition_key=key, raise_on_error=False)
 assert r.success, "night one failed"
-lake.write_json(OFFLINE_CURSOR, {{"batch_id": out.batch_id}})
+lake.write_json(lake.offline_cursor(), {{"batch_id": out.batch_id}})
 """
     subprocess.run([sys.executable, "-c", code], env=env, check=True, cwd=REPO)
 

@@ -48,7 +48,6 @@ def main(argv: list[str] | None = None) -> int:
     from tqdm import tqdm
 
     from telescope_assets.definitions import defs
-    from telescope_assets.ingest import LEDGER
     from telescope_assets.simulate.network import SimulationConfig, simulate_network
 
     resources = defs.resources
@@ -59,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # Simulate when nothing was, or when the stores are new (a fresh production stack
     # after an earlier demo): the simulation is deterministic, so redoing it is harmless.
-    fresh = not incoming.list("", recursive=True) and not lake.list(LEDGER, recursive=True)
+    fresh = not incoming.list("", recursive=True) and not lake.list(lake.LEDGER, recursive=True)
     if not args.skip_simulation and (fresh or not (truth / "frames.parquet").exists()):
         # The simulator writes files; a remote drop zone (S3) gets them uploaded after.
         staging = Path(incoming.url) if incoming.is_local else Path("data/simulated")
@@ -81,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     # The simulated network's reference catalogues (its "Gaia") go where the registry
     # says sites find them: refcat/{field}.parquet in the lake.
     for path in sorted((truth / "refcat").glob("*.parquet")):
-        rel = f"refcat/{path.name}"
+        rel = lake.refcat(path.name)
         if not lake.exists(rel):
             lake.write_bytes(rel, path.read_bytes())
 
@@ -102,7 +101,9 @@ def main(argv: list[str] | None = None) -> int:
 def _summary(lake, registry, totals, n_runs, failed, home) -> None:
     from telescope_assets.headless import summary
 
-    every = [(site, night) for site in registry.names for night in lake.list_dirs(f"raw/{site}")]
+    every = [
+        (site, night) for site in registry.names for night in lake.list_dirs(lake.raw_folder(site))
+    ]
     table = summary(lake, every)
     print()
     print("Produced (site x night):")
@@ -114,9 +115,9 @@ def _summary(lake, registry, totals, n_runs, failed, home) -> None:
         + (f", FAILED: {failed}" if failed else "")
     )
     print(f"lake:             {lake.url}/  (raw, masters, calibrated, catalogs, manifests)")
-    reports = lake.list("reports", ".html", recursive=True)
+    reports = lake.list(lake.report(), ".html", recursive=True)
     if reports:
-        print(f"nightly reports:  {', '.join(f'{lake.url}/{r}' for r in reports)}")
+        print(f"nightly reports:  {', '.join(lake.url_of(r) for r in reports)}")
     print("truth tables:     data/truth/")
     if os.environ.get("TELESCOPE_DAGSTER_PG_URL"):
         # The production profile (a stack started by telescope-stack, or a deployment).

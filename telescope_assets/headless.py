@@ -176,7 +176,7 @@ def process(defs, instance, lake, batches: list[str], launched_by: str, learn: b
     """
     from tqdm import tqdm
 
-    from telescope_assets.defs.ingest.sensors import OFFLINE_CURSOR, run_requests_for
+    from telescope_assets.defs.ingest.sensors import run_requests_for
 
     by_partition: dict = {}
     for request in run_requests_for(lake, batches):
@@ -232,7 +232,7 @@ def process(defs, instance, lake, batches: list[str], launched_by: str, learn: b
     if batches:
         # The new_frames sensor, started later with no cursor of its own, begins after
         # these batches instead of asking for their runs again.
-        lake.write_json(OFFLINE_CURSOR, {"batch_id": batches[-1]})
+        lake.write_json(lake.offline_cursor(), {"batch_id": batches[-1]})
     partitions = [
         (r.tags["telescope/site"], r.partition_key.keys_by_dimension["night"]) for r in requests
     ]
@@ -286,7 +286,7 @@ def summary(lake, partitions) -> pd.DataFrame:  # noqa: F821 (pandas is imported
         quality = read(lake.manifest("frame_quality", site, night))
         alerts = read(lake.manifest("alerts", site, night))
         requests = read(lake.manifest("followup_requests", site, night))
-        path = f"masters/{site}/{night}/manifest.json"
+        path = lake.masters_manifest(site, night)
         masters = lake.read_json(path) if lake.exists(path) else {}
         classes = quality.quality_class.value_counts() if len(quality) else pd.Series()
         catalogs = read(lake.manifest("source_catalogs", site, night))

@@ -27,7 +27,7 @@ import posixpath
 import time
 from dataclasses import dataclass, field
 
-from telescope_assets.lake import Entry, Lake, Store
+from telescope_assets.lake import Entry, Lake, Store, rejected
 from telescope_assets.registry import SiteRegistry
 from telescope_assets.science.frames import (
     REASONS,
@@ -46,8 +46,6 @@ __all__ = [
     "size_limit",
     "waiting_files",
 ]
-
-LEDGER = "ingest/batches"
 
 
 @dataclass
@@ -79,8 +77,6 @@ class IngestResult:
 #: Reasons that a file still being written also gives; a young file with one of them is
 #: left in the drop zone for ``truncated_grace_seconds`` instead of quarantined.
 STILL_ARRIVING = frozenset({"empty_file", "truncated_header", "truncated_data"})
-#: Where files too large to read are set aside inside the drop zone (renamed, not copied).
-REJECTED = ".rejected"
 
 
 def _prefix_site(rel: str) -> str | None:
@@ -298,7 +294,7 @@ def _set_aside(
 
     It is renamed into the drop zone's ``.rejected/`` folder unread (nothing is copied).
     """
-    kept = f"{REJECTED}/{record['received_at'][:10]}/{entry.rel}"
+    kept = rejected(record["received_at"][:10], entry.rel)
     if denied is not None:
         reason, detail = "permission_denied", str(denied)
     else:
@@ -336,7 +332,7 @@ def _write_ledger(lake: Lake, result: IngestResult) -> None:
     stamp = _now()
     result.batch_id = f"{stamp:%Y%m%dT%H%M%S%f}Z-{digest}"
     lake.write_json(
-        f"{LEDGER}/{stamp:%Y-%m-%d}/{result.batch_id}.json",
+        lake.ledger(f"{stamp:%Y-%m-%d}", result.batch_id),
         {
             "batch_id": result.batch_id,
             "partitions": [list(p) for p in result.partitions],
@@ -385,13 +381,13 @@ def _all(result: IngestResult):
 
 def batches_after(lake: Lake, cursor: str | None) -> list[str]:
     """Ledger batch ids newer than ``cursor`` (all of them if ``cursor`` is None), oldest first."""
-    days = lake.list_dirs(LEDGER)
+    days = lake.list_dirs(lake.LEDGER)
     if cursor:
         cursor_day = f"{cursor[:4]}-{cursor[4:6]}-{cursor[6:8]}"
         days = [d for d in days if d >= cursor_day]
     ids = []
     for day in days:
-        for rel in lake.list(f"{LEDGER}/{day}", ".json"):
+        for rel in lake.list(lake.ledger(day), ".json"):
             batch = posixpath.basename(rel)[: -len(".json")]
             if cursor is None or batch > cursor:
                 ids.append(batch)
@@ -401,4 +397,4 @@ def batches_after(lake: Lake, cursor: str | None) -> list[str]:
 def read_batch(lake: Lake, batch_id: str) -> dict:
     """The ledger record of one batch."""
     day = f"{batch_id[:4]}-{batch_id[4:6]}-{batch_id[6:8]}"
-    return lake.read_json(f"{LEDGER}/{day}/{batch_id}.json")
+    return lake.read_json(lake.ledger(day, batch_id))

@@ -1,17 +1,38 @@
 """The lake: one root URL (a local folder or ``s3://bucket/prefix``) laid out by kind.
 
-Layout (every path relative to the root)::
+Layout (every path relative to the root). Every path is built by one of :class:`Lake`'s
+builders, named after the product; no other module spells a lake path out::
 
-    raw/{site}/{night}/{frame_id}.fits        raw bytes, exactly as received
-    raw/{site}/{night}/{frame_id}.json        what ingestion learned from the header
-    quarantine/{site}/{night}/{frame_id}.*    rejected bytes + a JSON reason
-    quarantine/_unassigned/_unassigned/...    rejected before a site/night was known
-    ingest/batches/{day}/{batch_id}.json      the ingestion ledger (one file per batch)
-    ingest/pixels/{ab}/{pixel_id}.json        which frame first brought these pixels
-    masters/{site}/{night}/{kind}.fits        bias, dark, flat_{filter}
-    masters/{site}/{night}/manifest.json      which master each kind uses (own or fallback)
-    calibrated/{site}/{night}/{frame_id}.fits SCI/ERR/MASK multi-extension FITS
-    manifests/{asset}/{site}/{night}.parquet  per-partition tables
+    raw/{site}/{night}/{frame_id}.fits          raw bytes, exactly as received
+    raw/{site}/{night}/{frame_id}.json          what ingestion learned from the header
+    quarantine/{site}/{night}/{frame_id}.*      rejected bytes + a JSON reason
+    quarantine/_unassigned/_unassigned/...      rejected before a site/night was known
+    ingest/batches/{day}/{batch_id}.json        the ingestion ledger (one file per batch)
+    ingest/pixels/{ab}/{pixel_id}.json          which frame first brought these pixels
+    ingest/offline_cursor.json                  last batch processed without a daemon
+    masters/{site}/{night}/{kind}.fits          bias, dark, flat_{filter}
+    masters/{site}/{night}/manifest.json        which master each kind uses (own or fallback)
+    calibrated/{site}/{night}/{frame_id}.fits   SCI/ERR/MASK multi-extension FITS
+    catalogs/{site}/{night}/{frame_id}.parquet  a frame's source catalogue
+    thumbnails/{site}/{night}/{frame_id}.npy    the frame-quality model's input (and
+                                                ``.anomaly.npy``, the autoencoder's)
+    references/{site}/{field}/{band}/{id}.fits  reference images for subtraction
+    candidates/{site}/{night}/{frame_id}.*      difference candidates (.parquet) and their
+                                                stamps (.npz)
+    alerts/{site}/{night}/{alert_id}.avro       alert packets
+    alerts/objects.parquet                      every object alerted on
+    queues/{site}/{alert_id}.json               follow-up requests, one queue per site
+    manifests/{asset}/{site}/{night}.parquet    per-partition tables
+    lightcurves/objects/{tile}.parquet          objects of a sky tile
+    lightcurves/points/{tile}/{night}.parquet   their photometry, one file per night
+    lightcurves/fused/{tile}.parquet            light curves fused across sites
+    lightcurves/offsets.parquet                 zero-point offsets between sites
+    variability/{tile}.parquet                  periods and variability statistics
+    anomalies/{night}/{table}.parquet           ranked anomalous objects and frames
+    reports/{night}/report.html                 the nightly report
+    refcat/{field}.parquet                      reference catalogues (Gaia or simulated)
+    training/{name}/{part}.npz                  training and evaluation arrays
+    site_models/{site}/real_bogus.json          a site's real/bogus learning decision
 
 Every write is atomic: data goes to a hidden temporary name beside the target and is
 then moved into place, so a reader never sees half a file (on S3 an object appears
@@ -33,7 +54,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Entry", "Lake", "Store", "StoreAccessError", "StoreFullError"]
+__all__ = ["REJECTED", "Entry", "Lake", "Store", "StoreAccessError", "StoreFullError", "rejected"]
 
 
 #: botocore's settings for every S3 store: a bounded number of attempts, with timeouts, so
@@ -45,6 +66,15 @@ S3_CLIENT_CONFIG = {
 }
 #: s3fs's own retries of one call (on top of botocore's).
 S3_CALL_RETRIES = 2
+
+
+#: Where files too large to read are set aside inside the drop zone (renamed, not copied).
+REJECTED = ".rejected"
+
+
+def rejected(day: str, rel: str) -> str:
+    """Where the drop zone keeps a file it set aside unread on ``day`` (its path ``rel``)."""
+    return f"{REJECTED}/{day}/{rel}"
 
 
 class StoreFullError(OSError):
@@ -138,6 +168,10 @@ class Store:
         if ".." in rel.split("/"):
             raise ValueError(f"path {rel!r} escapes the store")
         return posixpath.join(self.root, rel) if rel else self.root
+
+    def url_of(self, rel: str) -> str:
+        """The URL of ``rel`` (``s3://bucket/prefix/...`` or a folder path), for people to read."""
+        return f"{self.url.rstrip('/')}/{rel}"
 
     def rel(self, full: str) -> str:
         """Relative path of a full path inside this store."""
@@ -368,7 +402,13 @@ class Store:
 
 
 class Lake(Store):
-    """The lake, with its layout."""
+    """The lake, with its layout: one builder per product (see the module's table)."""
+
+    #: The ingestion ledger's folder.
+    LEDGER = "ingest/batches"
+    #: Where a site finds a field's reference catalogue unless its registry entry says
+    #: otherwise (``reference_catalog``).
+    REFCAT_PATTERN = "refcat/{field}.parquet"
 
     @staticmethod
     def raw(site: str, night: str, fid: str, ext: str = "fits") -> str:
@@ -376,9 +416,24 @@ class Lake(Store):
         return f"raw/{site}/{night}/{fid}.{ext}"
 
     @staticmethod
+    def raw_folder(site: str | None = None, night: str | None = None) -> str:
+        """Folder of raw frames: of one site and night, of a site's nights, or of the sites."""
+        return "/".join(["raw", *(p for p in (site, night) if p is not None)])
+
+    @staticmethod
     def quarantine(site: str | None, night: str | None, fid: str, ext: str) -> str:
         """Path of a quarantined file or its reason."""
-        return f"quarantine/{site or '_unassigned'}/{night or '_unassigned'}/{fid}.{ext}"
+        return f"{Lake.quarantine_folder(site, night)}/{fid}.{ext}"
+
+    @staticmethod
+    def quarantine_folder(site: str | None, night: str | None) -> str:
+        """Folder of one site and night's quarantined files."""
+        return f"quarantine/{site or '_unassigned'}/{night or '_unassigned'}"
+
+    @staticmethod
+    def offline_cursor() -> str:
+        """The last ledger batch processed without a daemon (``telescope-ingest``, the demo)."""
+        return "ingest/offline_cursor.json"
 
     @staticmethod
     def pixel_index(pid: str) -> str:
@@ -386,9 +441,25 @@ class Lake(Store):
         return f"ingest/pixels/{pid[:2]}/{pid}.json"
 
     @staticmethod
+    def ledger(day: str, batch_id: str | None = None) -> str:
+        """The ledger's folder of one UTC day, or one batch's record in it."""
+        folder = f"{Lake.LEDGER}/{day}"
+        return folder if batch_id is None else f"{folder}/{batch_id}.json"
+
+    @staticmethod
     def master(site: str, night: str, name: str) -> str:
         """Path of a master calibration frame (``bias``, ``dark``, ``flat_r``...)."""
         return f"masters/{site}/{night}/{name}.fits"
+
+    @staticmethod
+    def masters_manifest(site: str, night: str) -> str:
+        """Which master each kind of a site and night uses (its own or a fallback)."""
+        return f"masters/{site}/{night}/manifest.json"
+
+    @staticmethod
+    def masters_folder(site: str) -> str:
+        """Folder of a site's masters, one subfolder per night."""
+        return f"masters/{site}"
 
     @staticmethod
     def calibrated(site: str, night: str, fid: str) -> str:
@@ -396,9 +467,103 @@ class Lake(Store):
         return f"calibrated/{site}/{night}/{fid}.fits"
 
     @staticmethod
+    def catalog(site: str, night: str, fid: str) -> str:
+        """Path of a frame's source catalogue."""
+        return f"catalogs/{site}/{night}/{fid}.parquet"
+
+    @staticmethod
+    def thumbnail(site: str, night: str, fid: str, model: str = "frame_quality") -> str:
+        """Path of a frame's input to the frame-quality model or (``anomaly``) the autoencoder."""
+        suffix = ".anomaly.npy" if model == "anomaly" else ".npy"
+        return f"thumbnails/{site}/{night}/{fid}{suffix}"
+
+    @staticmethod
+    def reference(site: str, field: str, band: str, ref_id: str) -> str:
+        """Path of a reference image."""
+        return f"references/{site}/{field}/{band}/{ref_id}.fits"
+
+    @staticmethod
+    def candidates(site: str, night: str, fid: str, ext: str = "parquet") -> str:
+        """Path of a frame's difference candidates (``parquet``) or their stamps (``npz``)."""
+        return f"candidates/{site}/{night}/{fid}.{ext}"
+
+    @staticmethod
+    def alert(site: str, night: str, alert_id: str) -> str:
+        """Path of an alert packet."""
+        return f"alerts/{site}/{night}/{alert_id}.avro"
+
+    @staticmethod
+    def alert_objects() -> str:
+        """The table of every object an alert was issued for, across sites and nights."""
+        return "alerts/objects.parquet"
+
+    @staticmethod
+    def queue(site: str, alert_id: str) -> str:
+        """Path of a follow-up request in a site's queue."""
+        return f"queues/{site}/{alert_id}.json"
+
+    @staticmethod
     def manifest(asset: str, site: str, night: str) -> str:
         """Path of an asset's per-partition table."""
-        return f"manifests/{asset}/{site}/{night}.parquet"
+        return f"{Lake.manifests_folder(asset, site)}/{night}.parquet"
+
+    @staticmethod
+    def manifests_folder(asset: str, site: str | None = None) -> str:
+        """Folder of an asset's per-partition tables (of one site, or one per site)."""
+        return f"manifests/{asset}" if site is None else f"manifests/{asset}/{site}"
+
+    @staticmethod
+    def light_curve_objects(tile: int) -> str:
+        """Path of the objects of a sky tile."""
+        return f"lightcurves/objects/{tile}.parquet"
+
+    @staticmethod
+    def light_curve_points(tile: int | None = None, night: str | None = None) -> str:
+        """A tile's photometry of one night; with no night its folder, with no tile theirs."""
+        if tile is None:
+            return "lightcurves/points"
+        folder = f"lightcurves/points/{tile}"
+        return folder if night is None else f"{folder}/{night}.parquet"
+
+    @staticmethod
+    def fused_light_curves(tile: int) -> str:
+        """A tile's light curves fused across sites."""
+        return f"lightcurves/fused/{tile}.parquet"
+
+    @staticmethod
+    def site_offsets() -> str:
+        """Per site x night x filter zero-point offsets between sites."""
+        return "lightcurves/offsets.parquet"
+
+    @staticmethod
+    def variability(tile: int | None = None) -> str:
+        """Path of a tile's variability table (no tile: their folder)."""
+        return "variability" if tile is None else f"variability/{tile}.parquet"
+
+    @staticmethod
+    def anomalies(night: str, table: str) -> str:
+        """Path of a night's ranked anomalies: ``objects`` or ``frames``."""
+        return f"anomalies/{night}/{table}.parquet"
+
+    @staticmethod
+    def report(night: str | None = None) -> str:
+        """Path of a night's report (no night: the reports' folder)."""
+        return "reports" if night is None else f"reports/{night}/report.html"
+
+    @staticmethod
+    def refcat(filename: str | None = None) -> str:
+        """Path of a reference catalogue file (no name: their folder)."""
+        return "refcat" if filename is None else f"refcat/{filename}"
+
+    @staticmethod
+    def training(name: str, part: str) -> str:
+        """Path of a training set's arrays: ``train``, ``eval`` or a site's own parts."""
+        return f"training/{name}/{part}.npz"
+
+    @staticmethod
+    def site_model(site: str) -> str:
+        """Path of a site's real/bogus learning decision."""
+        return f"site_models/{site}/real_bogus.json"
 
     def rows_by_frame(self, rel: str) -> dict[str, dict]:
         """A per-frame Parquet table (a partition manifest) as ``{frame_id: row}``."""
@@ -415,7 +580,7 @@ class Lake(Store):
         import pandas as pd
 
         if sites is None:
-            sites = self.list_dirs(f"manifests/{asset}")
+            sites = self.list_dirs(self.manifests_folder(asset))
         parts = [
             self.read_parquet(self.manifest(asset, site, night)).assign(site=site)
             for site in sites
@@ -425,4 +590,4 @@ class Lake(Store):
 
     def quarantined(self, site: str, night: str) -> list[dict]:
         """Reasons of every file quarantined for one site and night."""
-        return [self.read_json(p) for p in self.list(f"quarantine/{site}/{night}", ".json")]
+        return [self.read_json(p) for p in self.list(self.quarantine_folder(site, night), ".json")]

@@ -97,10 +97,10 @@ def gather(lake: Lake, night: str, sites: list[str], max_packets: int = 6) -> Ni
         )
         fused = lc_tasks.read_fused(lake, sorted(set(new_vars.tile.head(6))))
     anomalies, frames = pd.DataFrame(), pd.DataFrame()
-    if lake.exists(f"anomalies/{night}/objects.parquet"):
-        anomalies = lake.read_parquet(f"anomalies/{night}/objects.parquet")
-    if lake.exists(f"anomalies/{night}/frames.parquet"):
-        frames = lake.read_parquet(f"anomalies/{night}/frames.parquet")
+    if lake.exists(lake.anomalies(night, "objects")):
+        anomalies = lake.read_parquet(lake.anomalies(night, "objects"))
+    if lake.exists(lake.anomalies(night, "frames")):
+        frames = lake.read_parquet(lake.anomalies(night, "frames"))
     if len(anomalies):
         extra = sorted(set(anomalies.tile.head(3)) - set(fused.tile if "tile" in fused else []))
         fused = pd.concat([fused, lc_tasks.read_fused(lake, extra)], ignore_index=True)

@@ -34,7 +34,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from telescope_assets.defs.ingest.sensors import OFFLINE_CURSOR
 from telescope_assets.ingest import ingest
 from telescope_assets.lake import Lake, Store
 from telescope_assets.pools import POOLS
@@ -268,7 +267,7 @@ def backfilled(stack, network, published, registry, tmp_path_factory):
     assert not result.quarantined
     # A command-line import says which batches it ran itself, so that the sensor, once on,
     # does not ask for their runs again (the backfill below runs them).
-    lake.write_json(OFFLINE_CURSOR, {"batch_id": result.batch_id})
+    lake.write_json(lake.offline_cursor(), {"batch_id": result.batch_id})
     # Every site of the registry: the two without frames must come out empty, not failed.
     partitions = [f"{night}|{site}" for night in HISTORY for site in registry.names]
     launched = _graphql(

@@ -245,4 +245,4 @@ def test_followup_requests_plans_each_alert_once_across_runs(tmp_path):
     after = lake.read_parquet(lake.manifest("followup_requests", "lapalma", "2026-03-19"))
     pd.testing.assert_frame_equal(after.iloc[: len(requests)], requests)
     assert set(after.alert_id) == {"a1", "a3"}
-    assert lake.exists(followup.queue_path("tololo", "a3"))
+    assert lake.exists(lake.queue("tololo", "a3"))

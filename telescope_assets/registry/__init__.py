@@ -19,6 +19,8 @@ from typing import Any
 
 import yaml
 
+from telescope_assets.lake import Lake
+
 __all__ = [
     "DEFAULT_EXTINCTION",
     "DEFAULT_FIRST_NIGHT",
@@ -129,7 +131,7 @@ class Site:
     nominal_zero_point: dict[str, float] = field(default_factory=dict)
     dark_sky_mag: dict[str, float] = field(default_factory=dict)
     extinction: dict[str, float] = field(default_factory=lambda: {"g": 0.18, "r": 0.10})
-    reference_catalog: str = "refcat/{field}.parquet"
+    reference_catalog: str = Lake.REFCAT_PATTERN
     #: Other names of the filters, e.g. ``{"R": "r", "Rc": "r", "sloan_r": "r"}``;
     #: matched without regard to case, like the filter names themselves.
     filter_aliases: dict[str, str] = field(default_factory=dict)
@@ -328,7 +330,7 @@ def _site_from_entry(name: str, entry: dict[str, Any], source: str) -> Site:
             nominal_zero_point=dict(entry.get("nominal_zero_point", {})),
             dark_sky_mag=dict(entry.get("dark_sky_mag", {})),
             extinction=_extinction(entry, where),
-            reference_catalog=entry.get("reference_catalog", "refcat/{field}.parquet"),
+            reference_catalog=entry.get("reference_catalog", Lake.REFCAT_PATTERN),
             filter_aliases={str(k): str(v) for k, v in entry.get("filter_aliases", {}).items()},
             default_filter=entry.get("default_filter"),
             first_night=str(entry.get("first_night", DEFAULT_FIRST_NIGHT)),

@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     from telescope_assets.registry import RegistryError, load_registry
     from telescope_assets.science.refcat import GAIA_BANDS, from_gaia, read_tables
 
-    pattern = "refcat/{field}.parquet"
+    pattern = Lake.REFCAT_PATTERN
     bands = [b.strip() for b in args.bands.split(",")] if args.bands else None
     if args.site:
         try:
@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     lake = Lake(args.lake, {"client_kwargs": {"endpoint_url": endpoint}} if endpoint else {})
     rel = pattern.format(field=args.field)
     lake.write_parquet(rel, table)
-    print(f"{len(table)} Gaia sources -> {lake.url}/{rel}")
+    print(f"{len(table)} Gaia sources -> {lake.url_of(rel)}")
     for band in bands:
         mags = table[band].dropna()
         if len(mags):

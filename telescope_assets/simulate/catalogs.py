@@ -135,7 +135,7 @@ def publish_catalogs(lake, detections: pd.DataFrame, bad_suffix: str | None = No
     for (site, night), part in detections.groupby(["site", "night"]):
         frames = []
         for fid, cat in part.groupby("frame_id"):
-            lake.write_parquet(f"catalogs/{site}/{night}/{fid}.parquet", cat)
+            lake.write_parquet(lake.catalog(site, night, fid), cat)
             bad = bad_suffix is not None and fid.endswith(bad_suffix)
             frames.append(
                 {

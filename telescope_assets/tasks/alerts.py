@@ -24,7 +24,6 @@ from telescope_assets.science.thumbnails import normalise
 __all__ = [
     "ALERT_SCHEMA",
     "MATCH_RADIUS_ARCSEC",
-    "OBJECTS_PATH",
     "associate",
     "packet",
     "passes_threshold",
@@ -34,7 +33,6 @@ __all__ = [
 ]
 
 MATCH_RADIUS_ARCSEC = 2.0
-OBJECTS_PATH = "alerts/objects.parquet"
 SCHEMA_VERSION = "ta-1.1"  # 1.1: provisional
 
 _CANDIDATE_FIELDS = [
@@ -336,7 +334,7 @@ def packet(row: dict, stamps: np.ndarray, previous: list[dict], scores: dict[str
 
 def packet_path(row: dict) -> str:
     """Where an alert's packet lives in the lake."""
-    return f"alerts/{row['site']}/{row['night']}/{row['alert_id']}.avro"
+    return Lake.alert(row["site"], row["night"], row["alert_id"])
 
 
 def write_packet(lake: Lake, record: dict, path: str) -> bool:

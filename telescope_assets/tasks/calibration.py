@@ -59,7 +59,7 @@ def _hash(*parts: object) -> str:
 
 def raw_manifest(lake: Lake, site: str, night: str) -> pd.DataFrame:
     """Every raw frame of one site and night, from the ingestion sidecars."""
-    rows = [lake.read_json(p) for p in lake.list(f"raw/{site}/{night}", ".json")]
+    rows = [lake.read_json(p) for p in lake.list(lake.raw_folder(site, night), ".json")]
     df = pd.DataFrame(rows, columns=RAW_COLUMNS)
     return df.sort_values(["date_obs", "frame_id"], ignore_index=True)
 
@@ -77,7 +77,7 @@ def _master_names(site: Site) -> list[tuple[str, str, str | None]]:
 
 
 def _own_entry(lake: Lake, site: str, night: str, name: str) -> dict | None:
-    path = f"masters/{site}/{night}/manifest.json"
+    path = lake.masters_manifest(site, night)
     if not lake.exists(path):
         return None
     entry = lake.read_json(path).get(name)
@@ -90,7 +90,7 @@ def _nearest_own(lake: Lake, site: str, night: str, name: str) -> dict | None:
     """The master made from its own frames on the night nearest to ``night``."""
     target = dt.date.fromisoformat(night)
     best, best_key = None, None
-    for other in lake.list_dirs(f"masters/{site}"):
+    for other in lake.list_dirs(lake.masters_folder(site)):
         if other == night:
             continue
         entry = _own_entry(lake, site, other, name)
@@ -177,7 +177,7 @@ def build_masters(lake: Lake, site: Site, night: str, raw: pd.DataFrame) -> dict
             "frame_ids": ids,
             "stats": stats,
         }
-    lake.write_json(f"masters/{site.name}/{night}/manifest.json", manifest)
+    lake.write_json(lake.masters_manifest(site.name, night), manifest)
     return manifest
 
 

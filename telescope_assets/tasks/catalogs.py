@@ -307,8 +307,8 @@ def catalog_one(row: dict, lake: Lake, site: Site) -> dict[str, Any]:
     thumbnail_path = anomaly_input_path = None
     if min(sci.shape) >= thumbnails.REGION:
         good = np.where(mask & 1, np.nan, sci)
-        thumbnail_path = f"thumbnails/{site.name}/{night}/{fid}.npy"
-        anomaly_input_path = f"thumbnails/{site.name}/{night}/{fid}.anomaly.npy"
+        thumbnail_path = lake.thumbnail(site.name, night, fid)
+        anomaly_input_path = lake.thumbnail(site.name, night, fid, "anomaly")
         for rel, array in (
             (thumbnail_path, thumbnails.frame_thumbnail(good)),
             (anomaly_input_path, thumbnails.anomaly_representation(good)),
@@ -317,7 +317,7 @@ def catalog_one(row: dict, lake: Lake, site: Site) -> dict[str, Any]:
             np.save(buf, array, allow_pickle=False)
             lake.write_bytes(rel, buf.getvalue())
     table = sources[[f.name for f in CATALOG_SCHEMA]]
-    path = f"catalogs/{site.name}/{night}/{fid}.parquet"
+    path = lake.catalog(site.name, night, fid)
     lake.write_parquet(path, table, schema=CATALOG_SCHEMA)
     return {
         "frame_id": fid,

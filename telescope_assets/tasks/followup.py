@@ -20,26 +20,21 @@ from telescope_assets.registry import Site, SiteRegistry
 from telescope_assets.science.ephemeris import observability
 from telescope_assets.science.nights import night_of
 
-__all__ = ["exposure_for", "plan_alert", "plan_alerts", "queue_path", "recent_conditions"]
+__all__ = ["exposure_for", "plan_alert", "plan_alerts", "recent_conditions"]
 
 #: S/N a follow-up exposure aims for, and its limits (seconds).
 TARGET_SNR, MIN_EXPTIME, MAX_EXPTIME = 20.0, 30.0, 600.0
-
-
-def queue_path(site: str, alert_id: str) -> str:
-    """Where a follow-up request for ``site`` lives."""
-    return f"queues/{site}/{alert_id}.json"
 
 
 def recent_conditions(lake: Lake, site: str, night: str) -> dict[str, float]:
     """Median transparency and seeing of the site's latest frame-quality night ≤ ``night``."""
     nights = [
         p.rsplit("/", 1)[-1].removesuffix(".parquet")
-        for p in lake.list(f"manifests/frame_quality/{site}", ".parquet")
+        for p in lake.list(lake.manifests_folder("frame_quality", site), ".parquet")
     ]
     nights = [n for n in nights if n <= night]
     for n in sorted(nights, reverse=True):
-        table = lake.read_parquet(f"manifests/frame_quality/{site}/{n}.parquet")
+        table = lake.read_parquet(lake.manifest("frame_quality", site, n))
         if len(table) and table.transparency.notna().any():
             return {
                 "night": n,

@@ -26,7 +26,6 @@ from telescope_assets.science import variability as var
 
 __all__ = [
     "ANOMALY_COLUMNS",
-    "FUSED",
     "LC_VERSION",
     "catalogued_variables",
     "fuse_tile",
@@ -48,7 +47,6 @@ ANOMALY_COLUMNS = (
     "chi2_red",
     "n_epochs",
 )
-FUSED = "lightcurves/fused/{tile}.parquet"
 POINT_COLUMNS = [
     "object_id",
     "source_id",
@@ -68,16 +66,6 @@ POINT_COLUMNS = [
 ]
 #: Catalog flags that keep a detection out of light curves: saturated (1), edge (4).
 EXCLUDED_FLAGS = 1 | 4
-
-
-def objects_path(tile: int) -> str:
-    """The object registry of a tile."""
-    return f"lightcurves/objects/{tile}.parquet"
-
-
-def points_path(tile: int, night: str) -> str:
-    """A night's points in a tile."""
-    return f"lightcurves/points/{tile}/{night}.parquet"
 
 
 def night_detections(lake: Lake, night: str) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -102,7 +90,7 @@ def night_detections(lake: Lake, night: str) -> tuple[pd.DataFrame, pd.DataFrame
             reason = "quality bad"
         elif not np.isfinite(row.get("zero_point", np.nan)):
             reason = "no zero point"
-        path = f"catalogs/{site}/{night}/{fid}.parquet"
+        path = lake.catalog(site, night, fid)
         if not reason and not lake.exists(path):
             reason = "no catalog"
         frames.append(
@@ -145,7 +133,9 @@ def _neighbours(tiles) -> set[int]:
 
 def _read_objects(lake: Lake, tiles) -> pd.DataFrame:
     parts = [
-        lake.read_parquet(objects_path(t)) for t in sorted(tiles) if lake.exists(objects_path(t))
+        lake.read_parquet(lake.light_curve_objects(t))
+        for t in sorted(tiles)
+        if lake.exists(lake.light_curve_objects(t))
     ]
     cols = ["object_id", "ra", "dec", "ref_id", "tile", "first_night"]
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=cols)
@@ -169,7 +159,7 @@ def ingest_night(lake: Lake, night: str) -> dict:
     det, new = lc.assign_objects(det, known)
     new = new.assign(tile=lc.tile_of(new.ra, new.dec) if len(new) else [], first_night=night)
     for tile, rows in new.groupby("tile"):
-        rel = objects_path(int(tile))
+        rel = lake.light_curve_objects(int(tile))
         old = lake.read_parquet(rel) if lake.exists(rel) else pd.DataFrame(columns=rows.columns)
         merged = pd.concat([old, rows], ignore_index=True).drop_duplicates("object_id")
         lake.write_parquet(rel, merged)
@@ -178,11 +168,11 @@ def ingest_night(lake: Lake, night: str) -> dict:
     det["tile"] = tile_of_object.loc[det.object_id].to_numpy() if len(det) else det.tile
     written = set()
     for tile, rows in det.groupby("tile"):
-        lake.write_parquet(points_path(int(tile), night), rows[POINT_COLUMNS])
+        lake.write_parquet(lake.light_curve_points(int(tile), night), rows[POINT_COLUMNS])
         written.add(int(tile))
-    for tile in lake.list_dirs("lightcurves/points"):
+    for tile in lake.list_dirs(lake.light_curve_points()):
         if int(tile) not in written:
-            lake.delete(points_path(int(tile), night))
+            lake.delete(lake.light_curve_points(int(tile), night))
     return {
         "n_points": len(det),
         "n_objects": int(det.object_id.nunique()) if len(det) else 0,
@@ -194,19 +184,19 @@ def ingest_night(lake: Lake, night: str) -> dict:
 
 def all_tiles(lake: Lake) -> list[int]:
     """Tiles that hold points."""
-    return [int(t) for t in lake.list_dirs("lightcurves/points")]
+    return [int(t) for t in lake.list_dirs(lake.light_curve_points())]
 
 
 def read_points(lake: Lake, tile: int) -> pd.DataFrame:
     """Every night's points of a tile."""
-    parts = [lake.read_parquet(p) for p in lake.list(f"lightcurves/points/{tile}", ".parquet")]
+    parts = [lake.read_parquet(p) for p in lake.list(lake.light_curve_points(tile), ".parquet")]
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=POINT_COLUMNS)
 
 
 def catalogued_variables(lake: Lake) -> set[str]:
     """Ids of the stars the reference catalogues (``refcat/*.parquet``) call variable."""
     known = set()
-    for rel in lake.list("refcat", ".parquet"):
+    for rel in lake.list(lake.refcat(), ".parquet"):
         table = lake.read_parquet(rel)
         if "variable" in table and "source_id" in table:
             known |= set(table.source_id[table.variable.astype(bool)])
@@ -239,7 +229,7 @@ def refresh_offsets(lake: Lake, variable_ids: set[str] | None = None) -> tuple[p
     if variable_ids:
         stars = stars[~stars.object_id.isin(variable_ids)]
     offsets = lc.solve_offsets(stars)
-    lake.write_parquet("lightcurves/offsets.parquet", offsets)
+    lake.write_parquet(lake.site_offsets(), offsets)
     summary = {
         "n_groups": len(offsets),
         "offset_rms": float(np.sqrt(np.mean(offsets.offset**2))) if len(offsets) else float("nan"),
@@ -254,7 +244,7 @@ def fuse_tile(tile: int, lake: Lake, offsets: pd.DataFrame) -> int:
     """Apply the offsets to a tile's points and fuse them; returns the fused point count."""
     points = read_points(lake, tile)
     fused = lc.fuse(lc.apply_offsets(points, offsets))
-    lake.write_parquet(FUSED.format(tile=tile), fused)
+    lake.write_parquet(lake.fused_light_curves(tile), fused)
     return len(fused)
 
 
@@ -262,7 +252,9 @@ def read_fused(lake: Lake, tiles=None) -> pd.DataFrame:
     """Fused light curves of the given tiles (default all)."""
     tiles = all_tiles(lake) if tiles is None else tiles
     parts = [
-        lake.read_parquet(FUSED.format(tile=t)) for t in tiles if lake.exists(FUSED.format(tile=t))
+        lake.read_parquet(lake.fused_light_curves(t))
+        for t in tiles
+        if lake.exists(lake.fused_light_curves(t))
     ]
     return pd.concat(parts, ignore_index=True) if parts else lc.fuse(pd.DataFrame())
 
@@ -283,13 +275,13 @@ def variability_tile(tile: int, lake: Lake) -> pd.DataFrame:
             }
         )
     table = pd.DataFrame(rows)
-    lake.write_parquet(f"variability/{tile}.parquet", table)
+    lake.write_parquet(lake.variability(tile), table)
     return table
 
 
 def read_variability(lake: Lake) -> pd.DataFrame:
     """Every tile's variability table."""
-    parts = [lake.read_parquet(p) for p in lake.list("variability", ".parquet")]
+    parts = [lake.read_parquet(p) for p in lake.list(lake.variability(), ".parquet")]
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 

@@ -96,9 +96,9 @@ def unfinished_partitions(
     """
     now = now or dt.datetime.now(dt.UTC)
     out = []
-    for site in lake.list_dirs("raw"):
-        for night in lake.list_dirs(f"raw/{site}"):
-            sidecars = [lake.read_json(p) for p in lake.list(f"raw/{site}/{night}", ".json")]
+    for site in lake.list_dirs(lake.raw_folder()):
+        for night in lake.list_dirs(lake.raw_folder(site)):
+            sidecars = [lake.read_json(p) for p in lake.list(lake.raw_folder(site, night), ".json")]
             settled = [
                 s
                 for s in sidecars

@@ -67,7 +67,7 @@ def learning_nights(lake: Lake, site: str) -> list[str]:
     list (not a count) names a learning run, so a new night asks for a new one.
     """
     nights, n_frames = [], 0
-    for rel in lake.list(f"manifests/transient_frames/{site}", ".parquet"):
+    for rel in lake.list(lake.manifests_folder("transient_frames", site), ".parquet"):
         frames = lake.read_parquet(rel)
         done = int((frames.status == "subtracted").sum()) if "status" in frames else 0
         if done:
@@ -145,7 +145,7 @@ def bogus_examples(lake: Lake, site: Site, nights: list[str]) -> dict[str, np.nd
                     for r in group.itertuples()
                 ]
                 group = group[~np.asarray(near, bool)]
-            stamps = _stamps(lake, f"candidates/{site.name}/{night}/{fid}.npz")
+            stamps = _stamps(lake, lake.candidates(site.name, night, fid, "npz"))
             for row in group.itertuples():
                 xs.append(stamps[row.candidate_id])
                 probs = np.asarray([getattr(row, c, 0.0) for c in bogus_cols], float)

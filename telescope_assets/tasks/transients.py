@@ -57,7 +57,7 @@ def earlier_frames(lake: Lake, site: str, night: str) -> pd.DataFrame:
     not anomalous.
     """
     rows = []
-    for rel in lake.list(f"manifests/frame_quality/{site}", ".parquet"):
+    for rel in lake.list(lake.manifests_folder("frame_quality", site), ".parquet"):
         other = rel.rsplit("/", 1)[-1].removesuffix(".parquet")
         if other >= night:
             continue
@@ -96,11 +96,6 @@ def reference_plan(earlier: pd.DataFrame, field: str, band: str) -> tuple[str, p
     return "ref-" + hashlib.sha256(key.encode()).hexdigest()[:12], pick
 
 
-def reference_path(site: str, field: str, band: str, ref_id: str) -> str:
-    """Where a reference stack lives in the lake."""
-    return f"references/{site}/{field}/{band}/{ref_id}.fits"
-
-
 def build_reference(lake: Lake, site: Site, field: str, band: str, frames: pd.DataFrame) -> dict:
     """Align the frames onto the grid of the sharpest one, scale to its zero point, stack.
 
@@ -111,7 +106,7 @@ def build_reference(lake: Lake, site: Site, field: str, band: str, frames: pd.Da
     from astropy.table import Table
 
     ref_id, pick = reference_plan(frames, field, band)
-    path = reference_path(site.name, field, band, ref_id)
+    path = lake.reference(site.name, field, band, ref_id)
     best = pick.iloc[0]
     seeing = float(np.average(pick.fwhm_px, weights=10 ** (0.4 * pick.zero_point)))
     entry = {
@@ -331,8 +326,8 @@ def difference_one(row: dict, lake: Lake, site: Site, reference: dict) -> dict[s
         if len(det)
         else np.zeros((0, 3, subtraction.STAMP, subtraction.STAMP), np.float32)
     )
-    path = f"candidates/{site.name}/{night}/{fid}.parquet"
-    stamp_path = f"candidates/{site.name}/{night}/{fid}.npz"
+    path = lake.candidates(site.name, night, fid)
+    stamp_path = lake.candidates(site.name, night, fid, "npz")
     lake.write_parquet(path, cands)
     buf = io.BytesIO()
     np.savez_compressed(buf, cutouts=stamps, candidate_id=cands.candidate_id.to_numpy(str))

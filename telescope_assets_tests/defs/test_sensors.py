@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from telescope_assets.defs.ingest.sensors import OFFLINE_CURSOR, new_frames
+from telescope_assets.defs.ingest.sensors import new_frames
 from telescope_assets.ingest import read_batch
 from telescope_assets_tests.conftest import NIGHT
 
@@ -64,5 +64,5 @@ def test_restart_from_cursor_neither_loses_nor_repeats(resources, simulated):
 def test_sensor_without_cursor_starts_after_offline_ingestion(resources):
     first = _tick(resources, None)
     lake = resources["lake"].get()
-    lake.write_json(OFFLINE_CURSOR, {"batch_id": first.cursor})
+    lake.write_json(lake.offline_cursor(), {"batch_id": first.cursor})
     assert _tick(resources, None).run_requests == []

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from telescope_assets.ingest import REJECTED, ingest, size_limit
-from telescope_assets.lake import Lake, Store
+from telescope_assets.ingest import ingest, size_limit
+from telescope_assets.lake import REJECTED, Lake, Store
 from telescope_assets.science.frames import REASONS, read_image
 
 pytestmark = pytest.mark.fast

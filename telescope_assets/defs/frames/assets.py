@@ -154,7 +154,7 @@ def calibrated_frames(
     site = registry.get()[site_name]
     raw = tasks.raw_manifest(store, site_name, night)
     science = raw[raw.frame_type == "science"]
-    masters = store.read_json(f"masters/{site_name}/{night}/manifest.json")
+    masters = store.read_json(store.masters_manifest(site_name, night))
     previous = store.rows_by_frame(store.manifest("calibrated_frames", site_name, night))
 
     def expected(row):

@@ -9,11 +9,10 @@ from telescope_assets.ingest import batches_after, ingest, read_batch, waiting_f
 from telescope_assets.lake import Lake
 from telescope_assets.resources import IncomingResource, LakeResource, RegistryResource
 
-__all__ = ["OFFLINE_CURSOR", "new_frames", "reconciler", "run_requests_for"]
+__all__ = ["new_frames", "reconciler", "run_requests_for"]
 
 #: Where a command-line ingestion (the demo) records the last batch it ran itself, so
 #: that a sensor started afterwards without a cursor does not request those runs again.
-OFFLINE_CURSOR = "ingest/offline_cursor.json"
 
 
 def run_requests_for(lake: Lake, batch_ids: list[str]) -> list[dg.RunRequest]:
@@ -64,8 +63,8 @@ def new_frames(
     """
     store = lake.get()
     cursor = context.cursor
-    if cursor is None and store.exists(OFFLINE_CURSOR):
-        cursor = store.read_json(OFFLINE_CURSOR)["batch_id"]
+    if cursor is None and store.exists(store.offline_cursor()):
+        cursor = store.read_json(store.offline_cursor())["batch_id"]
     drop_zone = incoming.get()
     if not batches_after(store, cursor):
         watch(lambda: waiting_files(drop_zone, incoming.settle_seconds), watch_seconds())

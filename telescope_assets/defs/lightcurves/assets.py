@@ -163,8 +163,8 @@ def anomalies(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Mater
     frames = store.night_table("frame_quality", night)
     if len(frames) and "anomaly_score" in frames:
         frames = frames.sort_values("anomaly_score", ascending=False, na_position="last")
-    store.write_parquet(f"anomalies/{night}/objects.parquet", ranked)
-    store.write_parquet(f"anomalies/{night}/frames.parquet", frames)
+    store.write_parquet(store.anomalies(night, "objects"), ranked)
+    store.write_parquet(store.anomalies(night, "frames"), frames)
     ae_versions = (
         sorted({str(v) for v in frames.anomaly_model.dropna()}) if "anomaly_model" in frames else []
     )
@@ -212,7 +212,7 @@ def nightly_report(
     store = lake.get()
     data = report_mod.gather(store, night, registry.get().names)
     sections = report_mod.render(data)
-    path = f"reports/{night}/report.html"
+    path = store.report(night)
     store.write_bytes(path, report_mod.render_html(night, sections).encode())
     n_images = sum(len(s.images) for s in sections)
     return dg.MaterializeResult(

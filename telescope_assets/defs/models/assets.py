@@ -35,8 +35,8 @@ def _training_set(name, generate, config, lake, describe) -> dg.MaterializeResul
     store = lake.get()
     train = generate(config.n_train, config.seed)
     evaluation = generate(config.n_eval, EVAL_SEEDS[name])
-    version = save_arrays(store, f"training/{name}/train.npz", train)
-    eval_version = save_arrays(store, f"training/{name}/eval.npz", evaluation)
+    version = save_arrays(store, store.training(name, "train"), train)
+    eval_version = save_arrays(store, store.training(name, "eval"), evaluation)
     return dg.MaterializeResult(
         metadata={
             "n_train": config.n_train,
@@ -97,8 +97,8 @@ def _train(context, kind, data_name, config, lake, mlflow) -> dg.MaterializeResu
     from telescope_assets.tasks.models import train_and_register
 
     store = lake.get()
-    train = load_arrays(store, f"training/{data_name}/train.npz")
-    evaluation = load_arrays(store, f"training/{data_name}/eval.npz")
+    train = load_arrays(store, store.training(data_name, "train"))
+    evaluation = load_arrays(store, store.training(data_name, "eval"))
     upstream = context.instance.get_latest_materialization_event(
         dg.AssetKey(f"{data_name}_training_set")
     )

@@ -67,7 +67,7 @@ def site_real_bogus_model(
     site_name = context.partition_key
     store = lake.get()
     site = registry.get()[site_name]
-    done = store.list(f"manifests/transient_frames/{site_name}", ".parquet")
+    done = store.list(store.manifests_folder("transient_frames", site_name), ".parquet")
     nights = config.nights or sorted(p.rsplit("/", 1)[-1].removesuffix(".parquet") for p in done)
     train, evaluation, counts = site_learning.site_examples(
         store,
@@ -79,12 +79,12 @@ def site_real_bogus_model(
     )
     name = site_models.site_model_name(site_name)
     for part, arrays in (("train", train), ("eval", evaluation)):
-        save_arrays(store, f"training/{name}/{part}.npz", arrays)
+        save_arrays(store, store.training(name, part), arrays)
     network_sets = {
         part: load_arrays(store, rel) if store.exists(rel) else None
         for part, rel in (
-            ("train", "training/real_bogus/train.npz"),
-            ("eval", "training/real_bogus/eval.npz"),
+            ("train", store.training("real_bogus", "train")),
+            ("eval", store.training("real_bogus", "eval")),
         )
     }
     tags = {"dagster_run_id": context.run.run_id, "site": site_name, "nights": ",".join(nights)}
@@ -100,7 +100,7 @@ def site_real_bogus_model(
     )
     scores = report.pop("scores")
     report["examples"] = counts
-    store.write_json(f"site_models/{site_name}/real_bogus.json", report)
+    store.write_json(store.site_model(site_name), report)
     figures = [{"model": who, **report[who]} for who in ("network", "fine_tuned") if who in report]
     plot = site_scores(scores, site_models.ALERT_THRESHOLD, f"{site_name}: held-out examples")
     champion = report["site_champion"]

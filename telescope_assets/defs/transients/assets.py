@@ -273,8 +273,8 @@ def alerts(
     else:
         chosen = pd.DataFrame()
     objects = (
-        store.read_parquet(alert_tasks.OBJECTS_PATH)
-        if store.exists(alert_tasks.OBJECTS_PATH)
+        store.read_parquet(store.alert_objects())
+        if store.exists(store.alert_objects())
         else pd.DataFrame()
     )
     # Only objects known before this run can have earlier alerts to look up.
@@ -289,14 +289,14 @@ def alerts(
             assoc, objects = alert_tasks.associate(group, refcat, objects)
             parts.append(assoc)
         table = pd.concat(parts, ignore_index=True).sort_values("alert_id", ignore_index=True)
-        store.write_parquet(alert_tasks.OBJECTS_PATH, objects)
+        store.write_parquet(store.alert_objects(), objects)
         history = _alert_history(store, set(table.object_id) & known_before)
         stamps_by_frame = {}
         paths = []
         for row in table.to_dict("records"):
             fid = row["frame_id"]
             if fid not in stamps_by_frame:
-                rel = f"candidates/{site_name}/{night}/{fid}.npz"
+                rel = store.candidates(site_name, night, fid, "npz")
                 with np.load(io.BytesIO(store.read_bytes(rel)), allow_pickle=False) as z:
                     stamps_by_frame[fid] = dict(zip(z["candidate_id"], z["cutouts"], strict=True))
             previous = [p for p in history.get(row["object_id"], []) if p["mjd"] < row["mjd"]]
@@ -342,7 +342,7 @@ def _alert_history(store, object_ids) -> dict[str, list[dict]]:
     out: dict[str, list[dict]] = {}
     if not wanted:  # new objects only: no manifest to read
         return out
-    for rel in store.list("manifests/alerts", ".parquet", recursive=True):
+    for rel in store.list(store.manifests_folder("alerts"), ".parquet", recursive=True):
         table = store.read_parquet(rel)
         if not len(table) or "object_id" not in table:
             continue
@@ -400,7 +400,7 @@ def followup_requests(
     requests, refusals, written = [], [], 0
     for alert, (reqs, refused) in zip(records, plans, strict=True):
         for req in reqs:
-            path = followup_tasks.queue_path(req["site"], alert["alert_id"])
+            path = store.queue(req["site"], alert["alert_id"])
             if not store.exists(path):
                 store.write_json(path, req)
                 written += 1
