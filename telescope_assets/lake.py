@@ -432,7 +432,11 @@ class Lake(Store):
 
     @staticmethod
     def offline_cursor() -> str:
-        """The last ledger batch processed without a daemon (``telescope-ingest``, the demo)."""
+        """The last ledger batch processed without a daemon (``telescope-ingest``, the demo).
+
+        A ``new_frames`` sensor started afterwards without a cursor starts from it, so it
+        does not request those runs again.
+        """
         return "ingest/offline_cursor.json"
 
     @staticmethod
@@ -564,6 +568,16 @@ class Lake(Store):
     def site_model(site: str) -> str:
         """Path of a site's real/bogus learning decision."""
         return f"site_models/{site}/real_bogus.json"
+
+    def read_table(self, rel: str):
+        """A Parquet table, or an empty DataFrame when there is none (yet)."""
+        import pandas as pd
+
+        return self.read_parquet(rel) if self.exists(rel) else pd.DataFrame()
+
+    def read_manifest(self, asset: str, site: str, night: str):
+        """An asset's per-partition table, or an empty DataFrame when it has none (yet)."""
+        return self.read_table(self.manifest(asset, site, night))
 
     def rows_by_frame(self, rel: str) -> dict[str, dict]:
         """A per-frame Parquet table (a partition manifest) as ``{frame_id: row}``."""

@@ -83,7 +83,7 @@ def snapshot(defs: dg.Definitions) -> dict:
         }
     sensors = {
         s.name: {
-            "jobs": sorted(target.job_def.name for target in s.targets),
+            "jobs": sorted(target.job_name for target in s.targets),
             "default_status": s.default_status.value,
             "minimum_interval_seconds": s.minimum_interval_seconds,
         }

@@ -194,7 +194,7 @@ def test_followup_requests_plans_each_alert_once_across_runs(tmp_path):
     """The asset, invoked for one partition as the follow-up job runs it, three times."""
     import dagster as dg
 
-    from telescope_assets.defs.transients.assets import followup_requests
+    from telescope_assets.defs.followup.assets import followup_requests
     from telescope_assets.resources import DaskResource, LakeResource, RegistryResource
 
     lake = Lake(str(tmp_path / "lake"))

@@ -7,7 +7,8 @@ from pathlib import Path
 import dagster as dg
 
 import telescope_assets
-from telescope_assets.definitions import defs
+from telescope_assets.definitions import defs, domain_definitions
+from telescope_assets.defs import DOMAINS
 from telescope_assets_tests import graph_snapshot
 
 PACKAGE = Path(telescope_assets.__file__).parent
@@ -38,6 +39,27 @@ def test_the_snapshot_would_see_a_new_dependency():
 
     changed = graph_snapshot.snapshot(dg.Definitions.merge(defs, dg.Definitions(assets=[extra])))
     assert set(changed["assets"]) - set(stored["assets"]) == {"extra"}
+
+
+def test_every_domain_package_is_merged_into_the_code_location():
+    packages = {p.parent.name for p in (PACKAGE / "defs").glob("*/__init__.py")}
+    assert packages == set(DOMAINS)
+    merged = {a.key for d in domain_definitions() for a in d.assets or ()}
+    assert merged == set(defs.resolve_all_asset_keys())
+
+
+def test_domains_refer_to_each_other_by_key_not_by_import():
+    for domain in DOMAINS:
+        for path in (PACKAGE / "defs" / domain).glob("*.py"):
+            tree = ast.parse(path.read_text())
+            for node in ast.walk(tree):
+                if isinstance(node, ast.ImportFrom) and node.module:
+                    parts = node.module.split(".")
+                    if parts[:2] == ["telescope_assets", "defs"] and len(parts) > 2:
+                        other = parts[2]
+                        assert other not in DOMAINS or other == domain, (
+                            f"{path.relative_to(PACKAGE)} imports the {other} domain"
+                        )
 
 
 def test_every_alert_reaches_back_to_its_frame_reference_and_model():

@@ -10,6 +10,8 @@ median transparency and seeing). Each gets a request in its queue,
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -20,7 +22,14 @@ from telescope_assets.registry import Site, SiteRegistry
 from telescope_assets.science.ephemeris import observability
 from telescope_assets.science.nights import night_of
 
-__all__ = ["exposure_for", "plan_alert", "plan_alerts", "recent_conditions"]
+__all__ = [
+    "NightPlan",
+    "exposure_for",
+    "plan_alert",
+    "plan_alerts",
+    "plan_night",
+    "recent_conditions",
+]
 
 #: S/N a follow-up exposure aims for, and its limits (seconds).
 TARGET_SNR, MIN_EXPTIME, MAX_EXPTIME = 20.0, 30.0, 600.0
@@ -129,3 +138,74 @@ def as_table(requests: list[dict]) -> pd.DataFrame:
     df["filters"] = df.filters.map(",".join)
     df["exptime"] = df.exptime.map(lambda d: ",".join(f"{k}:{v:g}" for k, v in d.items()))
     return df
+
+
+def _stack(*tables: pd.DataFrame) -> pd.DataFrame:
+    """The non-empty tables one after the other (the last table when all are empty)."""
+    parts = [t for t in tables if len(t)]
+    return pd.concat(parts, ignore_index=True) if parts else tables[-1]
+
+
+@dataclass
+class NightPlan:
+    """What :func:`plan_night` did for one site x night."""
+
+    requests: pd.DataFrame  # every request of the partition, earlier runs' included
+    refusals: pd.DataFrame  # every (alert, site) that got none, and why
+    n_alerts_followed: int  # transient alerts of the partition
+    n_alerts_planned_now: int  # of those, planned by this call (the others were before)
+    n_written_now: int  # queue files written by this call
+
+
+def plan_night(
+    lake: Lake,
+    registry: SiteRegistry,
+    site: str,
+    night: str,
+    run: Callable[..., Any] | None = None,
+) -> NightPlan:
+    """Follow-up of one site x night's transient alerts at every other site.
+
+    Known variable stars get no follow-up. Each request is written to its site's queue
+    once (idempotent per alert and site). Incremental: an alert planned by an earlier
+    call (its requests or refusals are in the partition's manifests) is not planned
+    again, so a run late in the night plans its own alerts, not the whole night's. The
+    manifests ``followup_requests`` and ``followup_refusals`` are rewritten whole.
+
+    ``run(plan_alerts, records, registry, conditions)`` computes the plans: the asset
+    passes its dask cluster, whose workers keep their ephemerides warm; by default here.
+    """
+    run = run or (lambda fn, *args: fn(*args))
+    table = lake.read_manifest("alerts", site, night)
+    wanted = table[table.object_kind == "transient"] if len(table) else table
+    ids = set(wanted.alert_id) if len(wanted) else set()
+    earlier = lake.read_manifest("followup_requests", site, night)
+    earlier_refused = lake.read_manifest("followup_refusals", site, night)
+    # Plans of alerts that are still alerts (a rerun with another threshold drops some).
+    earlier = earlier[earlier.alert_id.isin(ids)] if len(earlier) else earlier
+    if len(earlier_refused):
+        earlier_refused = earlier_refused[earlier_refused.alert_id.isin(ids)]
+    planned = set(earlier.get("alert_id", [])) | set(earlier_refused.get("alert_id", []))
+    records = [r for r in wanted.to_dict("records") if r["alert_id"] not in planned]
+    plans = []
+    if records:  # the other sites' recent conditions are read only when they rank something
+        conditions = {
+            name: recent_conditions(lake, name, night) for name in registry.names if name != site
+        }
+        plans = run(plan_alerts, records, registry, conditions)
+    requests, refusals, written = [], [], 0
+    for alert, (reqs, refused) in zip(records, plans, strict=True):
+        for req in reqs:
+            path = lake.queue(req["site"], alert["alert_id"])
+            if not lake.exists(path):
+                lake.write_json(path, req)
+                written += 1
+        requests += reqs
+        refusals += [r | {"alert_id": alert["alert_id"]} for r in refused]
+    out = _stack(earlier, as_table(requests))
+    refused_all = _stack(
+        earlier_refused, pd.DataFrame(refusals, columns=["site", "night", "reason", "alert_id"])
+    )
+    lake.write_parquet(lake.manifest("followup_requests", site, night), out)
+    lake.write_parquet(lake.manifest("followup_refusals", site, night), refused_all)
+    return NightPlan(out, refused_all, len(wanted), len(records), written)

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from telescope_assets.defs.transients.sensors import new_alerts
+from telescope_assets.defs.followup.sensors import new_alerts
 
 
 def _report(instance, site, night, n_alerts):

@@ -5,9 +5,7 @@ import numpy as np
 import pandas as pd
 
 from telescope_assets import tasks
-from telescope_assets.defs.frames.assets import calibrated_frames
 from telescope_assets.defs.metadata import md_table
-from telescope_assets.defs.models.assets import anomaly_model, frame_quality_model
 from telescope_assets.defs.partitions import site_night, site_nights
 from telescope_assets.plots import markdown_image, night_quality_plot
 from telescope_assets.resources import DaskResource, LakeResource, MlflowResource, RegistryResource
@@ -32,7 +30,7 @@ class CatalogConfig(dg.Config):
     partitions_def=site_nights,
     group_name="catalogs",
     kinds={"parquet", "dask"},
-    deps=[calibrated_frames],
+    deps=["calibrated_frames"],
     check_specs=[
         dg.AssetCheckSpec("astrometric_rms", asset="source_catalogs"),
         dg.AssetCheckSpec("zero_point_scatter", asset="source_catalogs"),
@@ -208,7 +206,7 @@ def classify_frame(row: dict) -> str:
     partitions_def=site_nights,
     group_name="catalogs",
     kinds={"parquet", "pytorch", "dask"},
-    deps=[source_catalogs, frame_quality_model, anomaly_model],
+    deps=[source_catalogs, "frame_quality_model", "anomaly_model"],
     check_specs=[dg.AssetCheckSpec("cnn_flags_agree_with_measurements", asset="frame_quality")],
 )
 def frame_quality(

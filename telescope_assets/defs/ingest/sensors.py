@@ -2,17 +2,25 @@
 
 import dagster as dg
 
-from telescope_assets.defs.jobs import frames_job
 from telescope_assets.defs.partitions import night_range, site_night_key
 from telescope_assets.defs.watch import watch, watch_seconds
 from telescope_assets.ingest import batches_after, ingest, read_batch, waiting_files
 from telescope_assets.lake import Lake
 from telescope_assets.resources import IncomingResource, LakeResource, RegistryResource
 
-__all__ = ["new_frames", "reconciler", "run_requests_for"]
+__all__ = ["frames_job", "new_frames", "reconciler", "run_requests_for"]
 
-#: Where a command-line ingestion (the demo) records the last batch it ran itself, so
-#: that a sensor started afterwards without a cursor does not request those runs again.
+#: Everything per site × night that follows from new frames. In-process: one process
+#: per run instead of one per step, which matters for a frame's latency to an alert.
+frames_job = dg.define_asset_job(
+    "frames_job",
+    selection=dg.AssetSelection.groups("frames", "catalogs", "transients"),
+    executor_def=dg.in_process_executor,
+    # Run monitoring (production instance) fails a run that outlives this, in seconds.
+    tags={"dagster/max_runtime": "3600"},
+    description="Ingested frames of one site × night to calibrated frames, catalogs, quality, "
+    "references, transient candidates and alerts.",
+)
 
 
 def run_requests_for(lake: Lake, batch_ids: list[str]) -> list[dg.RunRequest]:

@@ -10,16 +10,13 @@ import pandas as pd
 
 from telescope_assets import plots
 from telescope_assets import report as report_mod
-from telescope_assets.defs.catalogs.assets import frame_quality, source_catalogs
 from telescope_assets.defs.metadata import md_table
-from telescope_assets.defs.models.assets import anomaly_model
 from telescope_assets.defs.partitions import nights
-from telescope_assets.defs.transients.assets import alerts, followup_requests
 from telescope_assets.pools import LIGHT_CURVE_STORE
 from telescope_assets.resources import DaskResource, LakeResource, RegistryResource
 from telescope_assets.tasks import lightcurves as lc_tasks
 
-__all__ = ["anomalies", "light_curves", "nightly_report", "variability"]
+__all__ = ["anomalies", "light_curves", "nightly_job", "nightly_report", "variability"]
 
 # A night's partition depends on every site × night partition of that night: Dagster's
 # default mapping from a multi-partitioned asset to one of its dimensions.
@@ -38,8 +35,8 @@ def _known_variables(store) -> set[str]:
     group_name="lightcurves",
     kinds={"parquet", "dask"},
     deps=[
-        source_catalogs,
-        frame_quality,
+        "source_catalogs",
+        "frame_quality",
     ],
     pool=LIGHT_CURVE_STORE,
 )
@@ -145,8 +142,8 @@ def variability(
     kinds={"parquet", "scikitlearn"},
     deps=[
         variability,
-        frame_quality,
-        anomaly_model,
+        "frame_quality",
+        "anomaly_model",
     ],
 )
 def anomalies(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
@@ -192,9 +189,9 @@ def anomalies(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Mater
     kinds={"html"},
     deps=[
         anomalies,
-        frame_quality,
-        alerts,
-        followup_requests,
+        "frame_quality",
+        "alerts",
+        "followup_requests",
     ],
 )
 def nightly_report(
@@ -228,3 +225,15 @@ def nightly_report(
             ),
         }
     )
+
+
+#: One night, every site: light curves, variability, anomalies and the report. Launched
+#: by the ``nightly_reports`` sensor, by the demo, or as a backfill from the UI.
+nightly_job = dg.define_asset_job(
+    "nightly_job",
+    selection=dg.AssetSelection.groups("lightcurves"),
+    executor_def=dg.in_process_executor,
+    tags={"dagster/max_runtime": "3600"},
+    description="One night across all sites: light curves fused across sites, variability, "
+    "anomalies and the nightly report.",
+)

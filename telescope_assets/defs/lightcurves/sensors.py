@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 import dagster as dg
 
-from telescope_assets.defs.jobs import nightly_job
+from telescope_assets.defs.lightcurves.assets import nightly_job
 from telescope_assets.defs.partitions import site_night_key, site_nights
 from telescope_assets.registry import Site
 from telescope_assets.resources import RegistryResource

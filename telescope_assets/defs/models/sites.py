@@ -16,7 +16,6 @@ from pydantic import Field
 from telescope_assets.defs.metadata import md_table
 from telescope_assets.defs.models.assets import real_bogus_model
 from telescope_assets.defs.partitions import sites
-from telescope_assets.defs.transients.assets import transient_candidates
 from telescope_assets.plots import markdown_image, site_scores
 from telescope_assets.resources import LakeResource, MlflowResource, RegistryResource
 from telescope_assets.tasks.models import load_arrays, save_arrays
@@ -45,7 +44,7 @@ class SiteModelConfig(dg.Config):
     kinds={"pytorch", "mlflow"},
     # Every night of the site: Dagster maps the site × night partitions onto the site's
     # partition by their shared "site" dimension.
-    deps=[transient_candidates, real_bogus_model],
+    deps=["transient_candidates", real_bogus_model],
     check_specs=[dg.AssetCheckSpec("site_qualified", asset="site_real_bogus_model")],
 )
 def site_real_bogus_model(

@@ -7,19 +7,15 @@ import numpy as np
 import pandas as pd
 
 from telescope_assets import tasks
-from telescope_assets.defs.catalogs.assets import frame_quality, source_catalogs
-from telescope_assets.defs.frames.assets import calibrated_frames
 from telescope_assets.defs.metadata import md_table
-from telescope_assets.defs.models.assets import real_bogus_model
 from telescope_assets.defs.partitions import site_night, site_nights
 from telescope_assets.pools import ALERT_OBJECTS
 from telescope_assets.resources import DaskResource, LakeResource, MlflowResource, RegistryResource
 from telescope_assets.tasks import alerts as alert_tasks
-from telescope_assets.tasks import followup as followup_tasks
 from telescope_assets.tasks import site_models
 from telescope_assets.tasks import transients as tr
 
-__all__ = ["AlertConfig", "alerts", "followup_requests", "reference_images", "transient_candidates"]
+__all__ = ["AlertConfig", "alerts", "reference_images", "transient_candidates"]
 
 
 def _read(store, asset: str, site: str, night: str) -> pd.DataFrame:
@@ -59,7 +55,7 @@ def _earlier_runs_in_flight(instance: dg.DagsterInstance, site: str, night: str)
     partitions_def=site_nights,
     group_name="transients",
     kinds={"fits"},
-    deps=[calibrated_frames, source_catalogs, frame_quality],
+    deps=["calibrated_frames", "source_catalogs", "frame_quality"],
 )
 def reference_images(
     context: dg.AssetExecutionContext, lake: LakeResource, registry: RegistryResource
@@ -142,7 +138,7 @@ def reference_images(
     partitions_def=site_nights,
     group_name="transients",
     kinds={"parquet", "pytorch", "dask"},
-    deps=[reference_images, source_catalogs, frame_quality, real_bogus_model],
+    deps=[reference_images, "source_catalogs", "frame_quality", "real_bogus_model"],
     check_specs=[dg.AssetCheckSpec("no_failed_frames", asset="transient_candidates")],
 )
 def transient_candidates(
@@ -349,94 +345,3 @@ def _alert_history(store, object_ids) -> dict[str, list[dict]]:
         for row in table[table.object_id.isin(wanted)].to_dict("records"):
             out.setdefault(row["object_id"], []).append(row)
     return out
-
-
-@dg.asset(
-    partitions_def=site_nights,
-    group_name="followup",
-    kinds={"json"},
-    deps=[alerts],
-)
-def followup_requests(
-    context: dg.AssetExecutionContext,
-    lake: LakeResource,
-    registry: RegistryResource,
-    dask: DaskResource,
-) -> dg.MaterializeResult:
-    """Observation requests at every other site that can see each new transient tonight.
-
-    Known variable stars get no follow-up. Requests are written to
-    ``queues/<site>/<alert_id>.json`` once (idempotent per alert and site), ranked by the
-    earliest good window and the site's recent conditions. Incremental: an alert planned
-    by an earlier run (requests or refusals in the partition's manifests) is not planned
-    again, so a run late in the night plans its own alerts, not the whole night's.
-    """
-    site_name, night = site_night(context)
-    store = lake.get()
-    reg = registry.get()
-    table = _read(store, "alerts", site_name, night)
-    wanted = table[table.object_kind == "transient"] if len(table) else table
-    ids = set(wanted.alert_id) if len(wanted) else set()
-    earlier = _read(store, "followup_requests", site_name, night)
-    earlier_refused = _read(store, "followup_refusals", site_name, night)
-    # Plans of alerts that are still alerts (a rerun with another threshold drops some).
-    earlier = earlier[earlier.alert_id.isin(ids)] if len(earlier) else earlier
-    if len(earlier_refused):
-        earlier_refused = earlier_refused[earlier_refused.alert_id.isin(ids)]
-    planned = set(earlier.get("alert_id", [])) | set(earlier_refused.get("alert_id", []))
-    records = [r for r in wanted.to_dict("records") if r["alert_id"] not in planned]
-    plans = []
-    if records:  # the other sites' recent conditions are read only when they rank something
-        conditions = {
-            name: followup_tasks.recent_conditions(store, name, night)
-            for name in reg.names
-            if name != site_name
-        }
-        # Planned on a worker of a standing cluster, which has its ephemerides warm (1.7 s
-        # for the first alert of a process, 35 ms after); here when no cluster stands.
-        plans = dask.run(
-            followup_tasks.plan_alerts, records, reg, conditions, in_process_without_cluster=True
-        )
-    requests, refusals, written = [], [], 0
-    for alert, (reqs, refused) in zip(records, plans, strict=True):
-        for req in reqs:
-            path = store.queue(req["site"], alert["alert_id"])
-            if not store.exists(path):
-                store.write_json(path, req)
-                written += 1
-        requests += reqs
-        refusals += [r | {"alert_id": alert["alert_id"]} for r in refused]
-    out = _stack(earlier, followup_tasks.as_table(requests))
-    refused_all = _stack(
-        earlier_refused, pd.DataFrame(refusals, columns=["site", "night", "reason", "alert_id"])
-    )
-    store.write_parquet(store.manifest("followup_requests", site_name, night), out)
-    store.write_parquet(store.manifest("followup_refusals", site_name, night), refused_all)
-    by_site = out.site.value_counts().to_dict() if len(out) else {}
-    return dg.MaterializeResult(
-        metadata={
-            "n_alerts_followed": len(wanted),
-            "n_alerts_planned_now": len(records),
-            "n_requests": len(out),
-            "n_written_now": written,
-            "requests_by_site": dg.MetadataValue.json(by_site),
-            "refused": md_table(refused_all),
-            "requests": md_table(
-                out[
-                    [
-                        c
-                        for c in (
-                            "request_id",
-                            "site",
-                            "priority",
-                            "window_start",
-                            "window_end",
-                            "filters",
-                            "exptime",
-                        )
-                        if c in out
-                    ]
-                ]
-            ),
-        }
-    )

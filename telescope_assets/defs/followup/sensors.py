@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from telescope_assets.defs.jobs import followup_job
+from telescope_assets.defs.followup.assets import followup_job
 from telescope_assets.defs.partitions import site_nights
 from telescope_assets.defs.watch import watch, watch_seconds
 
