@@ -33,10 +33,11 @@ import pandas as pd
 
 from telescope_assets.lake import Lake
 from telescope_assets.simulate.sky import transient_mag
+from telescope_assets.tasks.alerts import AlertThresholds
 
 RADIUS = 2.0 / 3600
-#: The alerts asset's default (AlertConfig.min_star_fraction), applied here too.
-MIN_STAR_FRACTION = 0.1
+#: The alerts asset's default, applied here too.
+MIN_STAR_FRACTION = AlertThresholds.min_star_fraction
 
 
 def _near(ra, dec, ras, decs):

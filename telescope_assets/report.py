@@ -164,12 +164,9 @@ def _cutout_png(packet: dict) -> bytes:
     return plots.cutout_triplet(images, packet.get("objectId", ""))
 
 
-def render(data: NightData) -> list[Section]:
-    """The report's sections, in :data:`SECTIONS` order."""
+def _frames_section(data: NightData) -> Section:
+    """Frames and quality per site; the sites that sent nothing."""
     q = data.quality
-    sections = []
-
-    # 1. Frames and quality per site.
     rows = []
     for site in data.sites:
         sq = q[q.site == site] if len(q) else q
@@ -193,108 +190,111 @@ def render(data: NightData) -> list[Section]:
         f"; no frames from {', '.join(dark)}." if dark else "."
     )
     images = [("quality per site", plots.quality_bars(per_site))] if len(q) else []
-    sections.append(Section(SECTIONS[0], text, per_site, images))
+    return Section(SECTIONS[0], text, per_site, images)
 
-    # 2. Seeing and transparency.
-    if len(q) and "mjd" in q:
-        sections.append(
-            Section(
-                SECTIONS[1],
-                "Median seeing "
-                + ", ".join(f"{s}: {g.seeing_arcsec.median():.2f}″" for s, g in q.groupby("site"))
-                + ".",
-                None,
-                [("seeing and transparency", plots.conditions_plot(q))],
-            )
-        )
-    else:
-        sections.append(Section(SECTIONS[1], "No science frames tonight."))
 
-    # 3. Sky coverage.
-    if len(q) and "object" in q:
-        fields = q.groupby(["site", "object"]).size().rename("frames").reset_index()
-        sections.append(
-            Section(
-                SECTIONS[2],
-                f"{q.object.nunique()} field(s) observed.",
-                fields,
-                [("sky coverage", plots.sky_coverage(data.quality))],
-            )
-        )
-    else:
-        sections.append(Section(SECTIONS[2], "No field observed tonight."))
+def _conditions_section(data: NightData) -> Section:
+    """Seeing and transparency through the night."""
+    q = data.quality
+    if not (len(q) and "mjd" in q):
+        return Section(SECTIONS[1], "No science frames tonight.")
+    medians = ", ".join(f"{s}: {g.seeing_arcsec.median():.2f}″" for s, g in q.groupby("site"))
+    return Section(
+        SECTIONS[1],
+        f"Median seeing {medians}.",
+        None,
+        [("seeing and transparency", plots.conditions_plot(q))],
+    )
 
-    # 4. Alerts, cutouts and follow-up status.
+
+def _coverage_section(data: NightData) -> Section:
+    """The fields each site observed."""
+    q = data.quality
+    if not (len(q) and "object" in q):
+        return Section(SECTIONS[2], "No field observed tonight.")
+    fields = q.groupby(["site", "object"]).size().rename("frames").reset_index()
+    return Section(
+        SECTIONS[2],
+        f"{q.object.nunique()} field(s) observed.",
+        fields,
+        [("sky coverage", plots.sky_coverage(q))],
+    )
+
+
+def _alerts_section(data: NightData) -> Section:
+    """Alerts, their cutouts and follow-up status."""
     a = data.alerts
-    if len(a):
-        f = data.followup
-        by_alert = (
-            f.groupby("alert_id").site.agg(lambda s: ", ".join(sorted(set(s))))
-            if (len(f) and "alert_id" in f)
-            else pd.Series(dtype=str)
-        )
-        table = a[
-            [c for c in ("alert_id", "site", "object_kind", "mag", "snr", "p_real") if c in a]
-        ].copy()
-        table["followup_sites"] = table.alert_id.map(by_alert).fillna("")
-        table["followup"] = np.where(
-            table.followup_sites != "",
-            "requested",
-            np.where(table.object_kind == "transient", "no site can observe", "not needed"),
-        )
-        images = [(aid, _cutout_png(p)) for aid, p in data.packets.items()]
-        kinds = a.object_kind.value_counts().to_dict()
-        text = f"{len(a)} alert(s): " + ", ".join(f"{v} {k}" for k, v in kinds.items()) + "."
-        sections.append(Section(SECTIONS[3], text, table, images))
-    else:
-        sections.append(Section(SECTIONS[3], "No alerts tonight."))
+    if not len(a):
+        return Section(SECTIONS[3], "No alerts tonight.")
+    f = data.followup
+    by_alert = (
+        f.groupby("alert_id").site.agg(lambda s: ", ".join(sorted(set(s))))
+        if (len(f) and "alert_id" in f)
+        else pd.Series(dtype=str)
+    )
+    columns = ("alert_id", "site", "object_kind", "mag", "snr", "p_real")
+    table = a[[c for c in columns if c in a]].copy()
+    table["followup_sites"] = table.alert_id.map(by_alert).fillna("")
+    table["followup"] = np.where(
+        table.followup_sites != "",
+        "requested",
+        np.where(table.object_kind == "transient", "no site can observe", "not needed"),
+    )
+    images = [(aid, _cutout_png(p)) for aid, p in data.packets.items()]
+    kinds = a.object_kind.value_counts().to_dict()
+    text = f"{len(a)} alert(s): " + ", ".join(f"{v} {k}" for k, v in kinds.items()) + "."
+    return Section(SECTIONS[3], text, table, images)
 
-    # 5. New variables with phased light curves.
+
+def _variables_section(data: NightData) -> Section:
+    """New variables, with phased light curves of the first six."""
     v = data.variables
-    if len(v):
-        top = v.head(6)
-        images = [
-            (
-                oid,
-                plots.phased_light_curve(
-                    data.fused[data.fused.object_id == oid], float(per), f"{oid} ({cls})"
-                ),
-            )
-            for oid, per, cls in zip(top.object_id, top.period, top.var_class, strict=True)
-        ]
-        cols = ["object_id", "var_class", "period", "fap", "amplitude", "n_epochs", "alias_risk"]
-        sections.append(
-            Section(
-                SECTIONS[4],
-                f"{len(v)} variable object(s) that the reference catalogue does not know.",
-                v[cols].head(20),
-                images,
-            )
+    if not len(v):
+        return Section(SECTIONS[4], "No new variables.")
+    top = v.head(6)
+    images = [
+        (
+            oid,
+            plots.phased_light_curve(
+                data.fused[data.fused.object_id == oid], float(per), f"{oid} ({cls})"
+            ),
         )
-    else:
-        sections.append(Section(SECTIONS[4], "No new variables."))
+        for oid, per, cls in zip(top.object_id, top.period, top.var_class, strict=True)
+    ]
+    cols = ["object_id", "var_class", "period", "fap", "amplitude", "n_epochs", "alias_risk"]
+    return Section(
+        SECTIONS[4],
+        f"{len(v)} variable object(s) that the reference catalogue does not know.",
+        v[cols].head(20),
+        images,
+    )
 
-    # 6. Top anomalies.
+
+def _anomalies_section(data: NightData) -> Section:
+    """The most anomalous objects (with light curves) and frames."""
     an, fr = data.anomalies, data.anomalous_frames
-    if len(an) or len(fr):
-        images = []
-        for oid in an.object_id.head(3) if len(an) else []:
-            curve = data.fused[data.fused.object_id == oid]
-            images.append((oid, plots.light_curve(curve, f"anomaly: {oid}")))
-        table = an[[c for c in lc_tasks.ANOMALY_COLUMNS if c in an]].head(10) if len(an) else None
-        text = f"{len(an)} objects ranked by the isolation forest"
-        # Frames smaller than the anomaly model's input have no score: not ranked.
-        scored = fr[fr.anomaly_score.notna()] if len(fr) else fr
-        if len(scored):
-            top = scored.head(5)
-            text += "; strangest frames: " + ", ".join(
-                f"{r.site}/{str(r.frame_id)[:12]} ({r.anomaly_score:.3g})" for r in top.itertuples()
-            )
-        sections.append(Section(SECTIONS[5], text + ".", table, images))
-    else:
-        sections.append(Section(SECTIONS[5], "Nothing to rank tonight."))
+    if not (len(an) or len(fr)):
+        return Section(SECTIONS[5], "Nothing to rank tonight.")
+    images = []
+    for oid in an.object_id.head(3) if len(an) else []:
+        curve = data.fused[data.fused.object_id == oid]
+        images.append((oid, plots.light_curve(curve, f"anomaly: {oid}")))
+    table = an[[c for c in lc_tasks.ANOMALY_COLUMNS if c in an]].head(10) if len(an) else None
+    text = f"{len(an)} objects ranked by the isolation forest"
+    # Frames smaller than the anomaly model's input have no score: not ranked.
+    scored = fr[fr.anomaly_score.notna()] if len(fr) else fr
+    if len(scored):
+        top = scored.head(5)
+        text += "; strangest frames: " + ", ".join(
+            f"{r.site}/{str(r.frame_id)[:12]} ({r.anomaly_score:.3g})" for r in top.itertuples()
+        )
+    return Section(SECTIONS[5], text + ".", table, images)
 
-    # 7. Model versions.
+
+def _models_section(data: NightData) -> Section:
+    """The model versions whose outputs the report shows."""
+    q, a, an = data.quality, data.alerts, data.anomalies
+
     def names(table, col):
         return ", ".join(sorted({str(x) for x in table[col].dropna().unique()}))
 
@@ -306,23 +306,37 @@ def render(data: NightData) -> list[Section]:
         versions["real_bogus"] = names(a, "rb_model")
     if len(an) and "forest" in an:
         versions["isolation forest (objects)"] = str(an.forest.iloc[0])
+    if not versions:
+        return Section(SECTIONS[6], "No model ran tonight.", None)
     table = pd.DataFrame({"model": list(versions), "version": list(versions.values())})
-    sections.append(
-        Section(
-            SECTIONS[6],
-            "Models whose outputs this report shows." if versions else "No model ran tonight.",
-            table if versions else None,
-        )
-    )
+    return Section(SECTIONS[6], "Models whose outputs this report shows.", table)
 
-    # 8. Quarantined files.
+
+def _quarantine_section(data: NightData) -> Section:
+    """Files quarantined, with their reasons."""
     qu = data.quarantined
-    if len(qu):
-        cols = [c for c in ("site", "filename", "reason", "frame_id") if c in qu]
-        sections.append(Section(SECTIONS[7], f"{len(qu)} file(s) quarantined.", qu[cols]))
-    else:
-        sections.append(Section(SECTIONS[7], "No file quarantined."))
-    return sections
+    if not len(qu):
+        return Section(SECTIONS[7], "No file quarantined.")
+    cols = [c for c in ("site", "filename", "reason", "frame_id") if c in qu]
+    return Section(SECTIONS[7], f"{len(qu)} file(s) quarantined.", qu[cols])
+
+
+#: One builder per section, in :data:`SECTIONS` order.
+SECTION_BUILDERS = (
+    _frames_section,
+    _conditions_section,
+    _coverage_section,
+    _alerts_section,
+    _variables_section,
+    _anomalies_section,
+    _models_section,
+    _quarantine_section,
+)
+
+
+def render(data: NightData) -> list[Section]:
+    """The report's sections, in :data:`SECTIONS` order."""
+    return [build(data) for build in SECTION_BUILDERS]
 
 
 def _table_html(df: pd.DataFrame) -> str:

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from telescope_assets.registry import Site, SiteRegistry
+from telescope_assets.science import quality
 from telescope_assets.science.ephemeris import airmass, night_window
 from telescope_assets.science.frames import frame_id
 from telescope_assets.simulate.optics import PSF, STANDARD_PSF
@@ -163,7 +164,7 @@ def _conditions(site, night, exp: Exposure, index, cfg, moon_illum, rng) -> Cond
     # Delivered image quality: atmosphere plus optics, focus and guiding (~2 px), so
     # that a small telescope's images are sampled as real ones are.
     cond.seeing_arcsec = float(np.hypot(seeing, cond.psf.optics_fwhm_px * site.camera.pixel_scale))
-    if cond.seeing_arcsec > 3.5:
+    if cond.seeing_arcsec > quality.BAD_SEEING_ARCSEC:
         cond.flags.append("poor_seeing")
     moon = {"g": 10.0, "r": 6.0}[exp.band] * moon_illum**2
     cond.sky_mag = site.dark_sky_mag[exp.band] - 2.5 * np.log10(1 + moon) - 0.2 * (exp.airmass - 1)
@@ -190,22 +191,10 @@ def _conditions(site, night, exp: Exposure, index, cfg, moon_illum, rng) -> Cond
 
 
 def quality_class(cond: Conditions) -> str:
-    """Truth quality class of a science frame: ``good``, ``medium`` or ``bad``."""
-    if (
-        cond.transparency < 0.5
-        or cond.seeing_arcsec > 3.5
-        or "tracking" in cond.flags
-        or "focus" in cond.flags
-    ):
-        return "bad"
-    if (
-        cond.transparency < 0.85
-        or cond.seeing_arcsec > 2.5
-        or "satellite_trail" in cond.flags
-        or "hot_pixels" in cond.flags
-    ):
-        return "medium"
-    return "good"
+    """Truth quality class of a science frame, by the pipeline's cuts (science/quality.py)."""
+    ruined = bool({"tracking", "focus"} & set(cond.flags))
+    spoiled = bool({"satellite_trail", "hot_pixels"} & set(cond.flags))
+    return quality.classify(cond.transparency, cond.seeing_arcsec, ruined, spoiled)
 
 
 def _wcs(site: Site, ra: float, dec: float, rotation_deg: float = 0.0):

@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from telescope_assets.ml.labels import FLAG_NAMES, QUALITY_CLASSES, RB_CLASSES
+from telescope_assets.science import quality
 from telescope_assets.science.thumbnails import (
     ANOMALY_SIDE,
     REGION,
@@ -86,9 +87,9 @@ def _quality_conditions(rng, pixel_scale: float, psf=None) -> Conditions:
         elif defect == "hot_column":
             cond.new_hot_column = int(rng.integers(40, 216))
             cond.flags.append("hot_pixels")
-    if cond.transparency < 0.5:
+    if cond.transparency < quality.BAD_TRANSPARENCY:
         cond.flags.append("clouds")
-    if cond.seeing_arcsec > 3.5:
+    if cond.seeing_arcsec > quality.BAD_SEEING_ARCSEC:
         cond.flags.append("poor_seeing")
     return cond
 

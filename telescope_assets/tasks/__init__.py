@@ -45,24 +45,29 @@ def guarded(step, item, **kwargs) -> dict:
     manifest row (or a tuple whose first element is). The error is not swallowed: the
     row (status ``failed``) goes into the asset's table of failures, its asset check
     fails, and the frame is tried again by the next run (it is not in the table of
-    frames done). A full or read-only disk still fails the whole step (the ``OSError``
-    is raised again): that is the machine, not the frame.
+    frames done). A step run as stages (:mod:`telescope_assets.tasks.stages`) names the
+    stage that failed in ``step``. A full or read-only disk still fails the whole step
+    (the ``OSError`` is raised again): that is the machine, not the frame.
     """
-    import errno
     import traceback
+
+    from telescope_assets.tasks.stages import StageError, is_machine_error
 
     try:
         return step(item, **kwargs)
     except Exception as exc:
-        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+        if is_machine_error(exc):
             raise
         row = item[0] if isinstance(item, tuple) else item
+        name = getattr(step, "__name__", str(step))
+        # A staged step names the stage that failed: ``catalog_one.astrometry``.
+        cause = exc.cause if isinstance(exc, StageError) else exc
         return {
             "frame_id": row["frame_id"],
             "night": row.get("night"),
             "status": "failed",
-            "step": getattr(step, "__name__", str(step)),
-            "reason": f"{type(exc).__name__}: {exc}"[:500],
+            "step": f"{name}.{exc.stage}" if isinstance(exc, StageError) else name,
+            "reason": f"{type(cause).__name__}: {cause}"[:500],
             "traceback": "".join(traceback.format_exception(exc)[-6:])[-4000:],
         }
 

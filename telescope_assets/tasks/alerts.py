@@ -13,18 +13,22 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from telescope_assets.lake import Lake
+from telescope_assets.registry import Site
 from telescope_assets.science.thumbnails import normalise
 
 __all__ = [
     "ALERT_SCHEMA",
     "MATCH_RADIUS_ARCSEC",
+    "AlertThresholds",
     "associate",
+    "issue_alerts",
     "packet",
     "passes_threshold",
     "read_packet",
@@ -354,3 +358,93 @@ def read_packet(data: bytes) -> dict:
     import fastavro
 
     return next(iter(fastavro.reader(io.BytesIO(data))))
+
+
+@dataclass(frozen=True)
+class AlertThresholds:
+    """What a candidate needs to become an alert (:func:`passes_threshold`)."""
+
+    min_real_score: float = 0.5
+    #: ... at a site not yet qualified by its own examples (tasks/site_models.py)
+    provisional_min_real_score: float = 0.9
+    min_snr: float = 5.0
+    #: On a catalogued constant star: at least this fraction of its flux (0.1: 0.1 mag).
+    min_star_fraction: float = 0.1
+
+
+def alert_history(lake: Lake, object_ids) -> dict[str, list[dict]]:
+    """Earlier alerts of these objects, at every site and night (for ``prv_candidates``)."""
+    wanted = set(object_ids)
+    out: dict[str, list[dict]] = {}
+    if not wanted:  # new objects only: no manifest to read
+        return out
+    for rel in lake.list(lake.manifests_folder("alerts"), ".parquet", recursive=True):
+        table = lake.read_parquet(rel)
+        if not len(table) or "object_id" not in table:
+            continue
+        for row in table[table.object_id.isin(wanted)].to_dict("records"):
+            out.setdefault(row["object_id"], []).append(row)
+    return out
+
+
+def _stamps(lake: Lake, site: str, night: str, fid: str) -> dict[str, np.ndarray]:
+    """A frame's candidate cutouts by candidate id."""
+    rel = lake.candidates(site, night, fid, "npz")
+    with np.load(io.BytesIO(lake.read_bytes(rel)), allow_pickle=False) as z:
+        return dict(zip(z["candidate_id"], z["cutouts"], strict=True))
+
+
+def _associated(lake: Lake, site: Site, chosen: pd.DataFrame) -> pd.DataFrame:
+    """The chosen candidates with their objects; the lake's object table updated."""
+    from telescope_assets.tasks.catalogs import load_reference
+
+    objects = lake.read_table(lake.alert_objects())
+    parts = []
+    for field, group in chosen.groupby("field"):
+        refcat, _ = load_reference(lake, site, field)
+        assoc, objects = associate(group, refcat, objects)
+        parts.append(assoc)
+    lake.write_parquet(lake.alert_objects(), objects)
+    return pd.concat(parts, ignore_index=True).sort_values("alert_id", ignore_index=True)
+
+
+def issue_alerts(
+    lake: Lake, site: Site, night: str, thresholds: AlertThresholds
+) -> tuple[pd.DataFrame, int]:
+    """One site x night's alerts: the candidates that pass, with objects and packets.
+
+    Ids are the candidates' (stable across reruns and backfills); a known variable or an
+    already-alerted object is recognised by position. One packet per alert is written
+    once, at :meth:`Lake.alert`. Writes the partition's ``alerts`` manifest.
+
+    Returns the alerts table and how many packets this call wrote.
+    """
+    cands = lake.read_manifest("transient_candidates", site.name, night)
+    table, n_written = pd.DataFrame(), 0
+    if len(cands):
+        t = thresholds
+        chosen = cands[passes_threshold(cands, t.min_real_score, t.provisional_min_real_score,
+                                        t.min_snr, t.min_star_fraction)].copy()  # fmt: skip
+    else:
+        chosen = pd.DataFrame()
+    if len(chosen):
+        # Only objects known before this call can have earlier alerts to look up.
+        objects = lake.read_table(lake.alert_objects())
+        known_before = set(objects.object_id) if len(objects) else set()
+        chosen["alert_id"] = chosen.candidate_id
+        table = _associated(lake, site, chosen)
+        history = alert_history(lake, set(table.object_id) & known_before)
+        stamps: dict[str, dict] = {}
+        paths = []
+        for row in table.to_dict("records"):
+            fid = row["frame_id"]
+            if fid not in stamps:
+                stamps[fid] = _stamps(lake, site.name, night, fid)
+            previous = [p for p in history.get(row["object_id"], []) if p["mjd"] < row["mjd"]]
+            scores = {k: row[k] for k in row if k.startswith("p_")}
+            record = packet(row, stamps[fid][row["candidate_id"]], previous, scores)
+            paths.append(packet_path(row))
+            n_written += write_packet(lake, record, paths[-1])
+        table["packet_path"] = paths
+    lake.write_parquet(lake.manifest("alerts", site.name, night), table)
+    return table, n_written

@@ -8,6 +8,7 @@ import hashlib
 import io
 import time
 import warnings
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -16,10 +17,18 @@ import pandas as pd
 from telescope_assets import __version__
 from telescope_assets.lake import Lake
 from telescope_assets.registry import Site
-from telescope_assets.science import astrometry, detection, photcal, thumbnails
+from telescope_assets.science import astrometry, detection, photcal, quality, thumbnails
 from telescope_assets.science.ephemeris import airmass
+from telescope_assets.tasks.stages import run_stages
 
-__all__ = ["CATALOG_SCHEMA", "CATALOG_VERSION", "catalog_one", "load_reference"]
+__all__ = [
+    "CATALOG_SCHEMA",
+    "CATALOG_STAGES",
+    "CATALOG_VERSION",
+    "FrameWork",
+    "catalog_one",
+    "load_reference",
+]
 
 #: Bump when catalogs change: every frame's catalog becomes stale and is redone.
 #: cat-6: aperture correction from a fitted curve of growth; frames without a header WCS
@@ -142,84 +151,150 @@ def catalog_provenance(cal_provkey: str, site: Site) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
-def catalog_one(row: dict, lake: Lake, site: Site) -> dict[str, Any]:
-    """Detect, measure and calibrate every source of one calibrated frame.
+@dataclass
+class FrameWork:
+    """One calibrated frame on its way to a catalogue: what each stage reads and adds."""
 
-    Writes ``catalogs/{site}/{night}/{frame_id}.parquet`` and returns one row of frame
-    quality (with ``status`` ``catalogued``). A frame with no stars, no reference
-    catalogue or a failed WCS still gets its row, with ``quality_flags`` saying why.
-    """
-    start = time.perf_counter()
-    fid, night = row["frame_id"], row["night"]
-    with lake.read_fits(row["path"]) as hdul:
-        sci = hdul["SCI"].data.astype(np.float64)
-        err = hdul["ERR"].data.astype(np.float64)
-        mask = hdul["MASK"].data.astype(np.uint8)
-        header = hdul[0].header
-        sci_header = hdul["SCI"].header
+    row: dict
+    lake: Lake
+    site: Site
+    start: float = field(default_factory=time.perf_counter)
+    flags: list[str] = field(default_factory=list)
+    # read: the pixels and what the header says
+    sci: np.ndarray = None
+    err: np.ndarray = None
+    mask: np.ndarray = None
+    header: Any = None
+    wcs0: Any = None  # the header's WCS
+    band: str = ""
+    exptime: float = float("nan")
+    when: Any = None  # astropy Time of DATE-OBS
+    field_name: str | None = None  # OBJECT
+    pointing: tuple[float, float] | None = None
+    # detection, seeing, apertures
+    bkg: Any = None
+    sources: pd.DataFrame = None
+    fwhm: float = float("nan")
+    ellip: float = float("nan")
+    radius: float = 5.0
+    clean: pd.Series = None
+    growth: Any = None
+    # astrometry, photometric calibration, conditions
+    ref: pd.DataFrame | None = None
+    ref_path: str = ""
+    solution: Any = None
+    wcs: Any = None
+    zp: Any = None
+    airmass: float = float("nan")
+    transparency: float = float("nan")
+    trail: int = 0
+    hot_columns: int = 0
+    sky_mag: float = float("nan")
+    # outputs
+    thumbnail_path: str | None = None
+    anomaly_input_path: str | None = None
+    catalog_path: str = ""
+
+    @property
+    def solved(self) -> bool:
+        """Whether the astrometry stage found a WCS that fits the catalogue."""
+        return bool(self.solution is not None and self.solution.ok)
+
+
+def read_frame(w: FrameWork) -> None:
+    """The calibrated pixels (SCI, ERR, MASK), filter, exposure, time, field and pointing."""
     from astropy.time import Time
     from astropy.wcs import WCS, FITSFixedWarning
 
+    with w.lake.read_fits(w.row["path"]) as hdul:
+        w.sci = hdul["SCI"].data.astype(np.float64)
+        w.err = hdul["ERR"].data.astype(np.float64)
+        w.mask = hdul["MASK"].data.astype(np.uint8)
+        w.header = hdul[0].header
+        sci_header = hdul["SCI"].header
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FITSFixedWarning)
-        wcs0 = WCS(sci_header)
-    band = header["FILTER"]
-    exptime = float(header["EXPTIME"])
-    when = Time(dt.datetime.fromisoformat(header["DATE-OBS"]).replace(tzinfo=None), scale="utc")
-    field = header.get("OBJECT")
-    scale = site.camera.pixel_scale
-    pointing = (float(header["RA_PNT"]), float(header["DEC_PNT"])) if "RA_PNT" in header else None
-    flags: list[str] = []
+        w.wcs0 = WCS(sci_header)
+    header = w.header
+    w.band = header["FILTER"]
+    w.exptime = float(header["EXPTIME"])
+    when = dt.datetime.fromisoformat(header["DATE-OBS"]).replace(tzinfo=None)
+    w.when = Time(when, scale="utc")
+    w.field_name = header.get("OBJECT")
+    if "RA_PNT" in header:
+        w.pointing = (float(header["RA_PNT"]), float(header["DEC_PNT"]))
 
-    guess = detection_fwhm(site)
-    # Two passes, as SExtractor users do: the sky again with the sources masked.
-    first = detection.measure_background(sci, mask)
-    nsigma = site.detection_nsigma
-    footprint = detection.source_footprint(sci, mask, first, fwhm_px=guess, nsigma=nsigma)
-    bkg = detection.measure_background(sci, mask, sources=footprint)
-    sources = detection.detect_sources(sci, mask, bkg, fwhm_px=guess, nsigma=nsigma)
+
+def detect(w: FrameWork) -> None:
+    """Sky and sources, then photometry in the fixed apertures.
+
+    In two passes, as SExtractor users do: the sky again with the sources masked.
+    """
+    guess, nsigma = detection_fwhm(w.site), w.site.detection_nsigma
+    first = detection.measure_background(w.sci, w.mask)
+    footprint = detection.source_footprint(w.sci, w.mask, first, fwhm_px=guess, nsigma=nsigma)
+    w.bkg = detection.measure_background(w.sci, w.mask, sources=footprint)
+    sources = detection.detect_sources(w.sci, w.mask, w.bkg, fwhm_px=guess, nsigma=nsigma)
     phot = detection.aperture_photometry(
-        sci, err, mask, bkg, sources.x.to_numpy(), sources.y.to_numpy()
+        w.sci, w.err, w.mask, w.bkg, sources.x.to_numpy(), sources.y.to_numpy()
     )
-    sources = pd.concat([sources, phot], axis=1)
-    good_shape = (sources["flags"] == 0) & ~sources.blended & (sources.fwhm > 0)
-    if good_shape.sum() >= 5:
-        bright = good_shape & (sources.peak > 20 * bkg.median_rms)
-        pick = bright if bright.sum() >= 5 else good_shape
-        # The seeing is the median of the FWHM of the brightest clean stars: 50 give it
-        # to about 1 %, and each is a 2-D fit (a quarter of a second per 100).
-        pick = pick & sources.peak.where(pick).rank(ascending=False, method="first").le(FWHM_STARS)
-        fits = detection.measure_fwhm(
-            sci, bkg, sources.x[pick].to_numpy(), sources.y[pick].to_numpy(), guess
-        )
-        fwhm = float(np.nanmedian(fits)) if np.isfinite(fits).any() else float("nan")
-        ellip = float(np.median(sources.ellipticity[pick]))
-    else:
-        fwhm, ellip = float("nan"), float("nan")
-        flags.append("no_stars")
-    radius = max(3.0, 1.5 * fwhm) if np.isfinite(fwhm) else 5.0
-    phot2 = detection.aperture_photometry(
-        sci, err, mask, bkg, sources.x.to_numpy(), sources.y.to_numpy(), radii=(radius,)
-    )
-    sources["flux_ap"] = phot2[f"flux_r{radius:g}"].to_numpy()
-    sources["fluxerr_ap"] = phot2[f"fluxerr_r{radius:g}"].to_numpy()
-    snr = sources.flux_ap / sources.fluxerr_ap
-    sources["snr"] = snr
-    clean = (sources["flags"] == 0) & ~sources.blended
-    growth = _aperture_correction(sci, mask, bkg, sources, clean, radius)
-    apcorr, n_apcorr = growth.correction, growth.n_stars
-    sources["flux_total"] = sources.flux_ap * apcorr
+    w.sources = pd.concat([sources, phot], axis=1)
 
-    ref, ref_path = load_reference(lake, site, field)
+
+def seeing(w: FrameWork) -> None:
+    """The frame's FWHM and ellipticity from its brightest clean stars (< 5: ``no_stars``)."""
+    sources = w.sources
+    good_shape = (sources["flags"] == 0) & ~sources.blended & (sources.fwhm > 0)
+    if good_shape.sum() < 5:
+        w.flags.append("no_stars")
+        return
+    bright = good_shape & (sources.peak > 20 * w.bkg.median_rms)
+    pick = bright if bright.sum() >= 5 else good_shape
+    # The seeing is the median of the FWHM of the brightest clean stars: 50 give it to
+    # about 1 %, and each is a 2-D fit (a quarter of a second per 100).
+    pick = pick & sources.peak.where(pick).rank(ascending=False, method="first").le(FWHM_STARS)
+    fits = detection.measure_fwhm(
+        w.sci, w.bkg, sources.x[pick].to_numpy(), sources.y[pick].to_numpy(), detection_fwhm(w.site)
+    )
+    w.fwhm = float(np.nanmedian(fits)) if np.isfinite(fits).any() else float("nan")
+    w.ellip = float(np.median(sources.ellipticity[pick]))
+
+
+def apertures(w: FrameWork) -> None:
+    """Photometry in 1.5 FWHM, corrected to total flux by the curve of growth.
+
+    The aperture's radius is at least 3 px; 5 px when the frame has no seeing.
+    """
+    sources = w.sources
+    w.radius = max(3.0, 1.5 * w.fwhm) if np.isfinite(w.fwhm) else 5.0
+    phot = detection.aperture_photometry(
+        w.sci, w.err, w.mask, w.bkg, sources.x.to_numpy(), sources.y.to_numpy(), radii=(w.radius,)
+    )
+    sources["flux_ap"] = phot[f"flux_r{w.radius:g}"].to_numpy()
+    sources["fluxerr_ap"] = phot[f"fluxerr_r{w.radius:g}"].to_numpy()
+    sources["snr"] = sources.flux_ap / sources.fluxerr_ap
+    w.clean = (sources["flags"] == 0) & ~sources.blended
+    w.growth = _aperture_correction(w.sci, w.mask, w.bkg, sources, w.clean, w.radius)
+    sources["flux_total"] = sources.flux_ap * w.growth.correction
+
+
+def solve_astrometry(w: FrameWork) -> None:
+    """The WCS against the field's reference catalogue; sky positions from it.
+
+    The header's WCS refined, else one solved from the pointing, else blind from the
+    catalogue's centre.
+    """
+    sources = w.sources
+    w.ref, w.ref_path = load_reference(w.lake, w.site, w.field_name)
     sources["ra"] = np.nan
     sources["dec"] = np.nan
     sources["ref_id"] = ""
     sources["ref_mag"] = np.nan
-    solution = None
+    ref, band = w.ref, w.band
     if ref is None:
-        flags.append("no_reference_catalog")
+        w.flags.append("no_reference_catalog")
     elif band not in ref:
-        flags.append("reference_lacks_band")
+        w.flags.append("reference_lacks_band")
     else:
         args = (
             sources.x.to_numpy(),
@@ -229,31 +304,39 @@ def catalog_one(row: dict, lake: Lake, site: Site) -> dict[str, Any]:
             ref.dec.to_numpy(),
             ref[band].to_numpy(),
         )
-        if wcs0.has_celestial:
-            solution = astrometry.refine_wcs(*args, wcs0, sci.shape)
+        if w.wcs0.has_celestial:
+            w.solution = astrometry.refine_wcs(*args, w.wcs0, w.sci.shape)
         else:
             # No WCS in the header: from the pointing, else the catalogue's own centre.
-            guess = pointing if pointing is not None else _catalogue_centre(ref)
-            solution = astrometry.solve_from_pointing(*args, guess, scale, sci.shape)
-            flags.append("wcs_from_pointing" if pointing is not None else "wcs_blind")
-        if not solution.ok:
-            flags.append("wcs_failed")
-        elif not solution.refitted:
-            flags.append("wcs_verified")  # the header's, confirmed by a few stars
-    wcs = solution.wcs if solution is not None and solution.ok else wcs0
+            guess = w.pointing if w.pointing is not None else _catalogue_centre(ref)
+            scale = w.site.camera.pixel_scale
+            w.solution = astrometry.solve_from_pointing(*args, guess, scale, w.sci.shape)
+            w.flags.append("wcs_from_pointing" if w.pointing is not None else "wcs_blind")
+        if not w.solution.ok:
+            w.flags.append("wcs_failed")
+        elif not w.solution.refitted:
+            w.flags.append("wcs_verified")  # the header's, confirmed by a few stars
+    w.wcs = w.solution.wcs if w.solved else w.wcs0
     if len(sources):
-        ra, dec = wcs.all_pix2world(sources.x.to_numpy(), sources.y.to_numpy(), 0)
+        ra, dec = w.wcs.all_pix2world(sources.x.to_numpy(), sources.y.to_numpy(), 0)
         sources["ra"], sources["dec"] = ra, dec
 
-    zp = photcal.ZeroPoint(np.nan, np.nan, 0.0, 0, np.nan, False, "not attempted")
+
+def calibrate_photometry(w: FrameWork) -> None:
+    """The zero point from matched, clean, non-variable stars; every source's magnitude.
+
+    With a colour term when the catalogue has g and r.
+    """
+    sources, ref, band = w.sources, w.ref, w.band
+    w.zp = photcal.ZeroPoint(np.nan, np.nan, 0.0, 0, np.nan, False, "not attempted")
     with np.errstate(divide="ignore", invalid="ignore"):
-        m_inst = -2.5 * np.log10(sources.flux_total.to_numpy() / exptime)
+        m_inst = -2.5 * np.log10(sources.flux_total.to_numpy() / w.exptime)
         m_inst_err = 1.0857 * sources.fluxerr_ap.to_numpy() / sources.flux_ap.to_numpy()
-    if solution is not None and solution.ok:
-        det, refi = solution.det_index, solution.ref_index
+    if w.solved:
+        det, refi = w.solution.det_index, w.solution.ref_index
         sources.loc[sources.index[det], "ref_id"] = ref.source_id.to_numpy()[refi]
         sources.loc[sources.index[det], "ref_mag"] = ref[band].to_numpy()[refi]
-        usable = clean.to_numpy()[det] & ~ref.variable.to_numpy()[refi].astype(bool)
+        usable = w.clean.to_numpy()[det] & ~ref.variable.to_numpy()[refi].astype(bool)
         colour = None
         if {"g", "r"} <= set(ref.columns):
             colour = (ref.g - ref.r).to_numpy()[refi][usable]
@@ -262,110 +345,159 @@ def catalog_one(row: dict, lake: Lake, site: Site) -> dict[str, Any]:
             if f"{band}_err" in ref
             else np.full(len(refi), 0.01)
         )
-        zp = photcal.fit_zero_point(
+        w.zp = photcal.fit_zero_point(
             m_inst[det][usable],
             m_inst_err[det][usable],
             ref[band].to_numpy()[refi][usable],
             ref_err[usable],
             colour=colour,
         )
-        if not zp.ok:
-            flags.append("zp_failed")
+        if not w.zp.ok:
+            w.flags.append("zp_failed")
+    zp = w.zp
     sources["mag"] = m_inst + zp.zp
     sources["mag_err"] = np.hypot(m_inst_err, zp.zp_err if np.isfinite(zp.zp_err) else 0.0)
 
+
+def conditions(w: FrameWork) -> None:
+    """Airmass, transparency and sky brightness; flags of clouds, elongation, trails.
+
+    Also counts trail candidates and hot columns.
+    """
     # Airmass from the site, the time and where the telescope pointed: the solved WCS's
     # centre, else the header's pointing, else its WCS; NaN when nothing says where.
-    ny, nx = sci.shape
-    if wcs.has_celestial:
-        centre = wcs.all_pix2world((nx - 1) / 2, (ny - 1) / 2, 0)
-        pointing = (float(centre[0]), float(centre[1]))
-    x_am = (
-        float(airmass(site, pointing[0], pointing[1], when.datetime))
-        if pointing is not None
-        else float("nan")
-    )
-    if pointing is None:
-        flags.append("no_pointing")
+    ny, nx = w.sci.shape
+    if w.wcs.has_celestial:
+        centre = w.wcs.all_pix2world((nx - 1) / 2, (ny - 1) / 2, 0)
+        w.pointing = (float(centre[0]), float(centre[1]))
+    if w.pointing is None:
+        w.flags.append("no_pointing")
+    else:
+        w.airmass = float(airmass(w.site, w.pointing[0], w.pointing[1], w.when.datetime))
+    site, band, zp = w.site, w.band, w.zp
     expected = site.nominal_zero_point.get(band, np.nan) - site.extinction.get(band, 0.0) * (
-        x_am - 1
+        w.airmass - 1
     )
-    transparency = float(10 ** (0.4 * (zp.zp - expected))) if zp.ok else float("nan")
-    if np.isfinite(transparency) and transparency < 0.5:
-        flags.append("clouds")
-    if np.isfinite(ellip) and ellip > 0.3:
-        flags.append("elongated")
-    trail = int(((sources.ellipticity > 0.8) & (sources.area > 20 * max(fwhm, 2.0) ** 2)).sum())
-    hot_cols = _hot_columns(sci, mask, bkg)
-    sky_mag = (
-        zp.zp - 2.5 * np.log10(max(bkg.median, 1e-3) / exptime / scale**2) if zp.ok else np.nan
-    )
+    w.transparency = float(10 ** (0.4 * (zp.zp - expected))) if zp.ok else float("nan")
+    if np.isfinite(w.transparency) and w.transparency < quality.BAD_TRANSPARENCY:
+        w.flags.append("clouds")
+    if np.isfinite(w.ellip) and w.ellip > quality.ELONGATED_ELLIPTICITY:
+        w.flags.append("elongated")
+    sources = w.sources
+    long = (sources.ellipticity > 0.8) & (sources.area > 20 * max(w.fwhm, 2.0) ** 2)
+    w.trail = int(long.sum())
+    w.hot_columns = _hot_columns(w.sci, w.mask, w.bkg)
+    sky_per_arcsec2 = max(w.bkg.median, 1e-3) / w.exptime / site.camera.pixel_scale**2
+    w.sky_mag = float(zp.zp - 2.5 * np.log10(sky_per_arcsec2) if zp.ok else np.nan)
 
+
+def write_thumbnails(w: FrameWork) -> None:
+    """The frame-quality model's and the autoencoder's inputs (frames large enough)."""
+    if min(w.sci.shape) < thumbnails.REGION:
+        return
+    good = np.where(w.mask & 1, np.nan, w.sci)
+    site, night, fid = w.site.name, w.row["night"], w.row["frame_id"]
+    w.thumbnail_path = w.lake.thumbnail(site, night, fid)
+    w.anomaly_input_path = w.lake.thumbnail(site, night, fid, "anomaly")
+    for rel, array in (
+        (w.thumbnail_path, thumbnails.frame_thumbnail(good)),
+        (w.anomaly_input_path, thumbnails.anomaly_representation(good)),
+    ):
+        buf = io.BytesIO()
+        np.save(buf, array, allow_pickle=False)
+        w.lake.write_bytes(rel, buf.getvalue())
+
+
+def write_catalog(w: FrameWork) -> None:
+    """The catalogue, in its declared schema, at ``catalogs/{site}/{night}/{frame_id}``."""
+    sources, fid = w.sources, w.row["frame_id"]
     sources.insert(0, "source_id", [f"{fid}-{i:05d}" for i in range(len(sources))])
-    sources["frame_id"], sources["site"], sources["night"] = fid, site.name, night
-    sources["filter"], sources["mjd"] = band, float(when.mjd)
-    thumbnail_path = anomaly_input_path = None
-    if min(sci.shape) >= thumbnails.REGION:
-        good = np.where(mask & 1, np.nan, sci)
-        thumbnail_path = lake.thumbnail(site.name, night, fid)
-        anomaly_input_path = lake.thumbnail(site.name, night, fid, "anomaly")
-        for rel, array in (
-            (thumbnail_path, thumbnails.frame_thumbnail(good)),
-            (anomaly_input_path, thumbnails.anomaly_representation(good)),
-        ):
-            buf = io.BytesIO()
-            np.save(buf, array, allow_pickle=False)
-            lake.write_bytes(rel, buf.getvalue())
+    sources["frame_id"], sources["site"], sources["night"] = fid, w.site.name, w.row["night"]
+    sources["filter"], sources["mjd"] = w.band, float(w.when.mjd)
+    w.catalog_path = w.lake.catalog(w.site.name, w.row["night"], fid)
     table = sources[[f.name for f in CATALOG_SCHEMA]]
-    path = lake.catalog(site.name, night, fid)
-    lake.write_parquet(path, table, schema=CATALOG_SCHEMA)
+    w.lake.write_parquet(w.catalog_path, table, schema=CATALOG_SCHEMA)
+
+
+#: The stages of :func:`catalog_one`, in order.
+CATALOG_STAGES = (
+    read_frame,
+    detect,
+    seeing,
+    apertures,
+    solve_astrometry,
+    calibrate_photometry,
+    conditions,
+    write_thumbnails,
+    write_catalog,
+)
+
+
+def catalog_one(row: dict, lake: Lake, site: Site) -> dict[str, Any]:
+    """Detect, measure and calibrate every source of one calibrated frame.
+
+    Runs :data:`CATALOG_STAGES`; writes ``catalogs/{site}/{night}/{frame_id}.parquet``
+    and returns one row of frame quality (with ``status`` ``catalogued``). A frame with no
+    stars, no reference catalogue or a failed WCS still gets its row, with
+    ``quality_flags`` saying why; a stage that fails raises
+    :class:`~telescope_assets.tasks.stages.StageError` naming it.
+    """
+    return quality_row(run_stages(CATALOG_STAGES, FrameWork(row, lake, site)))
+
+
+def quality_row(w: FrameWork) -> dict[str, Any]:
+    """The ``frame_quality`` row of a catalogued frame."""
+    scale, zp, growth, solution = w.site.camera.pixel_scale, w.zp, w.growth, w.solution
+    limit = photcal.limiting_magnitude(
+        zp.zp, w.exptime, w.bkg.median_rms, w.radius, growth.correction
+    )
     return {
-        "frame_id": fid,
-        "site": site.name,
-        "night": night,
+        "frame_id": w.row["frame_id"],
+        "site": w.site.name,
+        "night": w.row["night"],
         "status": "catalogued",
-        "catalog_path": path,
-        "provkey": catalog_provenance(row["provkey"], site),
-        "date_obs": header["DATE-OBS"],
-        "mjd": float(when.mjd),
-        "filter": band,
-        "object": field,
-        "exptime": exptime,
-        "airmass": x_am,
-        "n_sources": len(sources),
-        "seeing_arcsec": fwhm * scale,
-        "fwhm_px": fwhm,
-        "ellipticity": ellip,
-        "background_e": bkg.median,
-        "background_rms_e": bkg.median_rms,
-        "sky_mag": float(sky_mag),
+        "catalog_path": w.catalog_path,
+        "provkey": catalog_provenance(w.row["provkey"], w.site),
+        "date_obs": w.header["DATE-OBS"],
+        "mjd": float(w.when.mjd),
+        "filter": w.band,
+        "object": w.field_name,
+        "exptime": w.exptime,
+        "airmass": w.airmass,
+        "n_sources": len(w.sources),
+        "seeing_arcsec": w.fwhm * scale,
+        "fwhm_px": w.fwhm,
+        "ellipticity": w.ellip,
+        "background_e": w.bkg.median,
+        "background_rms_e": w.bkg.median_rms,
+        "sky_mag": w.sky_mag,
         "zero_point": zp.zp,
         "zero_point_err": zp.zp_err,
         "zp_n_stars": zp.n_used,
         "zp_scatter": zp.scatter,
         "colour_term": zp.colour_term,
-        "transparency": transparency,
-        "aperture_radius_px": radius,
-        "aperture_correction": apcorr,
-        "n_apcorr_stars": n_apcorr,
+        "transparency": w.transparency,
+        "aperture_radius_px": w.radius,
+        "aperture_correction": growth.correction,
+        "n_apcorr_stars": growth.n_stars,
         "aperture_correction_measured": growth.measured,
         "psf_moffat_beta": growth.beta,
         "psf_alpha": growth.alpha,
-        "limiting_mag": photcal.limiting_magnitude(zp.zp, exptime, bkg.median_rms, radius, apcorr),
+        "limiting_mag": limit,
         "astrometric_rms_px": solution.rms_px if solution is not None else np.nan,
         "astrometric_rms_arcsec": (solution.rms_px * scale) if solution is not None else np.nan,
         "n_astrometric_stars": solution.n_matched if solution is not None else 0,
-        "wcs_ok": bool(solution is not None and solution.ok),
+        "wcs_ok": w.solved,
         "sip_degree": solution.sip_degree if solution else 0,
-        "wcs_header": wcs.to_header(relax=True).tostring(sep="\n"),
-        "reference_catalog": ref_path,
-        "thumbnail_path": thumbnail_path,
-        "anomaly_input_path": anomaly_input_path,
-        "trail_candidates": trail,
-        "hot_columns": hot_cols,
-        "quality_flags": ",".join(flags),
+        "wcs_header": w.wcs.to_header(relax=True).tostring(sep="\n"),
+        "reference_catalog": w.ref_path,
+        "thumbnail_path": w.thumbnail_path,
+        "anomaly_input_path": w.anomaly_input_path,
+        "trail_candidates": w.trail,
+        "hot_columns": w.hot_columns,
+        "quality_flags": ",".join(w.flags),
         "pipeline_version": __version__,
-        "seconds": time.perf_counter() - start,
+        "seconds": time.perf_counter() - w.start,
     }
 
 

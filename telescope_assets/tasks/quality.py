@@ -18,16 +18,19 @@ from telescope_assets.ml import registry
 
 __all__ = [
     "CLASSICAL_INDICATORS",
+    "QUALITY_COLUMNS",
     "apply_models",
     "classical_flags",
+    "classify_frames",
     "compare_flags",
     "flag_agreement",
+    "quality_table",
     "score_frames",
 ]
 
 #: The CNN's flags that a classical measurement also indicates, and how (``focus`` has no
 #: classical indicator apart from seeing, so it is not compared). The thresholds are
-#: those of the classical quality class (``defs.catalogs.assets.classify_frame``).
+#: those of the classical quality class (``science/quality.py``).
 CLASSICAL_INDICATORS = {
     "clouds": "transparency < 0.5",
     "poor_seeing": 'seeing > 2.5"',
@@ -112,6 +115,15 @@ def flag_agreement(table: pd.DataFrame) -> tuple[dict, list[dict]]:
     return agreement, disagreeing
 
 
+def classify_frames(table: pd.DataFrame) -> pd.DataFrame:
+    """The catalogued frames with their classical ``quality_class`` (science/quality.py)."""
+    from telescope_assets.science.quality import classify_measured
+
+    if len(table):
+        table["quality_class"] = [classify_measured(r) for r in table.to_dict("records")]
+    return table
+
+
 def score_frames(table: pd.DataFrame, lake: Lake, tracking_uri: str) -> dict[str, Any]:
     """Classify and score every catalogued frame with the champions of the registry.
 
@@ -187,3 +199,59 @@ def apply_models(lake: Lake, table: pd.DataFrame, cnn, ae, threshold: float) -> 
         table.loc[has, "anomaly_score"] = score
         table.loc[has, "anomalous"] = score > threshold
     return table
+
+
+#: The ``frame_quality`` table's main columns (those the UI shows), in order.
+QUALITY_COLUMNS = [
+    "frame_id",
+    "filter",
+    "quality_class",
+    "cnn_class",
+    "p_good",
+    "p_medium",
+    "p_bad",
+    "anomaly_score",
+    "anomalous",
+    "seeing_arcsec",
+    "transparency",
+    "ellipticity",
+    "background_e",
+    "limiting_mag",
+    "n_sources",
+    "trail_candidates",
+    "hot_columns",
+    "quality_flags",
+    "classical_flags",
+    "cnn_flags",
+    "flag_disagreements",
+]
+#: Its other columns; then the CNN's probability of each flag (``p_flag_*``).
+MORE_QUALITY_COLUMNS = [
+    "date_obs",
+    "mjd",
+    "object",
+    "airmass",
+    "sky_mag",
+    "zero_point",
+    "astrometric_rms_arcsec",
+    "cnn_model",
+    "anomaly_model",
+]
+
+
+def quality_table(scored: dict[str, Any]) -> pd.DataFrame:
+    """The ``frame_quality`` table from :func:`score_frames`' result.
+
+    Names the models that scored each frame and compares the CNN's flags with the
+    classical measurements; keeps the columns of :data:`QUALITY_COLUMNS` and
+    :data:`MORE_QUALITY_COLUMNS`, then the flag probabilities.
+    """
+    table = scored["table"]
+    if not len(table):
+        return table
+    table["cnn_model"] = f"frame_quality/{scored['cnn_version']}"
+    table["anomaly_model"] = f"anomaly/{scored['ae_version']}"
+    table = compare_flags(table)
+    flag_columns = [c for c in table.columns if c.startswith("p_flag_")]
+    wanted = [*QUALITY_COLUMNS, *MORE_QUALITY_COLUMNS, *flag_columns]
+    return table[[c for c in wanted if c in table]]

@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from telescope_assets.tasks.alerts import AlertThresholds
+
 __all__ = [
     "ALERT_THRESHOLD",
     "GATE_FALSE_PER_FRAME",
@@ -38,8 +40,8 @@ __all__ = [
     "site_model_name",
 ]
 
-#: p(real) at which a qualified site's candidate becomes an alert (``AlertConfig``'s default).
-ALERT_THRESHOLD = 0.5
+#: p(real) at which a qualified site's candidate becomes an alert (the alerts' default).
+ALERT_THRESHOLD = AlertThresholds.min_real_score
 #: The gate on a site's held-out frames at :data:`ALERT_THRESHOLD`: missed fakes of
 #: S/N >= 10, and bogus candidates passed per frame.
 GATE_FNR = 0.05

@@ -13,6 +13,7 @@ import hashlib
 import io
 import time
 import warnings
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -21,6 +22,7 @@ import pandas as pd
 from telescope_assets.lake import Lake
 from telescope_assets.registry import Site
 from telescope_assets.science import subtraction
+from telescope_assets.tasks.stages import STOP, run_stages
 
 __all__ = [
     "REFERENCE_VERSION",
@@ -232,81 +234,108 @@ def plan_subtractions(
     return todo, kept, skipped
 
 
-def difference_one(row: dict, lake: Lake, site: Site, reference: dict) -> dict[str, Any]:
-    """Subtract the reference from one catalogued frame and detect candidates.
+@dataclass
+class DifferenceWork:
+    """One catalogued frame and its reference on the way to candidates."""
 
-    Writes ``candidates/{site}/{night}/{frame}.parquet`` (one row per ≥ 5σ detection) and
-    ``.npz`` (raw science / reference / difference cutouts) and returns a per-frame row.
-    """
-    start = time.perf_counter()
-    fid, night = row["frame_id"], row["night"]
-    base = {
-        "frame_id": fid,
-        "site": site.name,
-        "night": night,
-        "reference_id": reference["reference_id"],
-        "provkey": difference_provenance(row, reference),
-        "mjd": row["mjd"],
-        "filter": row["filter"],
-        "object": row["object"],
-    }
-    with lake.read_fits(Lake.calibrated(site.name, night, fid)) as hdul:
-        sci = hdul["SCI"].data.astype(np.float64)
-        err = hdul["ERR"].data.astype(np.float64)
-        mask = hdul["MASK"].data.astype(np.uint8)
-    with lake.read_fits(reference["path"]) as hdul:
+    row: dict
+    lake: Lake
+    site: Site
+    reference: dict
+    start: float = field(default_factory=time.perf_counter)
+    status: str = "subtracted"
+    reason: str = ""
+    # read_pair
+    sci: np.ndarray = None
+    err: np.ndarray = None
+    mask: np.ndarray = None
+    wcs: Any = None
+    aligned: tuple = ()  # the reference on this frame's grid and counts: sci, err, mask
+    # subtract
+    sub: Any = None
+    # find_candidates
+    n_detections: int = 0
+    n_on_trails: int = 0
+    candidates: pd.DataFrame = None
+    stamps: np.ndarray = None
+    # write_candidates
+    candidates_path: str = ""
+    cutouts_path: str = ""
+
+
+def read_pair(w: DifferenceWork) -> None:
+    """The calibrated frame, and its reference aligned onto it in its counts."""
+    row, ref_info = w.row, w.reference
+    with w.lake.read_fits(Lake.calibrated(w.site.name, row["night"], row["frame_id"])) as hdul:
+        w.sci = hdul["SCI"].data.astype(np.float64)
+        w.err = hdul["ERR"].data.astype(np.float64)
+        w.mask = hdul["MASK"].data.astype(np.uint8)
+    with w.lake.read_fits(ref_info["path"]) as hdul:
         ref = hdul["SCI"].data.astype(np.float64)
         ref_err = hdul["ERR"].data.astype(np.float64)
         ref_mask = hdul["MASK"].data.astype(np.uint8)
         ref_zp = float(hdul["SCI"].header["ZP"])
         ref_exptime = float(hdul["SCI"].header["EXPTIME"])
         ref_wcs = _wcs(hdul["SCI"].header.tostring(sep="\n"))
-    wcs = _wcs(row["wcs_header"])
+    w.wcs = _wcs(row["wcs_header"])
     # The reference in this frame's counts: same zero point and exposure time.
     scale = 10 ** (0.4 * (row["zero_point"] - ref_zp)) * row["exptime"] / ref_exptime
-    ref_a, ref_err_a, ref_mask_a = subtraction.align(
-        ref * scale, ref_err * scale, ref_mask, ref_wcs, wcs, sci.shape
+    w.aligned = subtraction.align(
+        ref * scale, ref_err * scale, ref_mask, ref_wcs, w.wcs, w.sci.shape
     )
-    cat = lake.read_parquet(row["catalog_path"])
-    stars = _kernel_stars(cat, sci.shape)
+
+
+def subtract(w: DifferenceWork) -> str | None:
+    """The difference image, the sharper image convolved to the other's PSF.
+
+    A frame without a usable kernel is finished here (status ``subtraction_failed``).
+    """
+    stars = _kernel_stars(w.lake.read_parquet(w.row["catalog_path"]), w.sci.shape)
     try:
-        sub = subtraction.subtract(
-            sci,
-            err,
-            mask,
-            ref_a,
-            ref_err_a,
-            ref_mask_a,
-            row["fwhm_px"],
-            reference["fwhm_px"],
+        w.sub = subtraction.subtract(
+            w.sci,
+            w.err,
+            w.mask,
+            *w.aligned,
+            w.row["fwhm_px"],
+            w.reference["fwhm_px"],
             stars,
             expected_scale=1.0,  # the reference is on this frame's zero point
         )
     except ValueError as exc:
-        return base | {"status": "subtraction_failed", "reason": str(exc), "n_candidates": 0}
+        w.status, w.reason = "subtraction_failed", str(exc)
+        return STOP
+    return None
+
+
+def find_candidates(w: DifferenceWork) -> None:
+    """Detections on the difference, with positions, magnitudes and cutouts.
+
+    Detections on satellite trails are set aside and the rest capped; each candidate
+    also gets the fraction of a catalogued star's flux it amounts to.
+    """
+    row, fid = w.row, w.row["frame_id"]
     # The difference has the blurrier image's PSF (the sharper one was convolved to it).
-    det = subtraction.detect_difference(sub, max(row["fwhm_px"], reference["fwhm_px"]))
-    n_all = len(det)
+    det = subtraction.detect_difference(w.sub, max(row["fwhm_px"], w.reference["fwhm_px"]))
+    w.n_detections = len(det)
     # A satellite trail breaks into dozens of bright detections that would fill the
     # candidate cap and hide real transients: set them aside first.
     trail = subtraction.on_trails(det.x.to_numpy(), det.y.to_numpy())
-    n_trail = int(trail.sum())
-    det = det[~trail]
-    det = det.head(MAX_CANDIDATES).reset_index(drop=True)
-    ra, dec = wcs.all_pix2world(det.x.to_numpy(), det.y.to_numpy(), 0) if len(det) else ([], [])
+    w.n_on_trails = int(trail.sum())
+    det = det[~trail].head(MAX_CANDIDATES).reset_index(drop=True)
+    xy = (det.x.to_numpy(), det.y.to_numpy())
+    ra, dec = w.wcs.all_pix2world(*xy, 0) if len(det) else ([], [])
     zp, exptime = row["zero_point"], row["exptime"]
     with np.errstate(divide="ignore", invalid="ignore"):
         mag = zp - 2.5 * np.log10(det.flux_ap.to_numpy() / exptime)
         mag_err = 1.0857 * det.fluxerr_ap.to_numpy() / det.flux_ap.to_numpy()
-    cands = det.assign(
+    w.candidates = det.assign(
         # Named by its pixel, not its rank: a rerun (even of changed code) that finds the
         # same source gives it the same id, and a different source never takes it.
-        candidate_id=[
-            f"{fid}-x{round(x):04d}y{round(y):04d}" for x, y in zip(det.x, det.y, strict=True)
-        ],
+        candidate_id=[f"{fid}-x{round(x):04d}y{round(y):04d}" for x, y in zip(*xy, strict=True)],
         frame_id=fid,
-        site=site.name,
-        night=night,
+        site=w.site.name,
+        night=row["night"],
         mjd=row["mjd"],
         filter=row["filter"],
         field=row["object"],
@@ -316,39 +345,72 @@ def difference_one(row: dict, lake: Lake, site: Site, reference: dict) -> dict[s
         mag_err=mag_err,
         fwhm_px=row["fwhm_px"],
         zero_point=zp,
-        reference_id=reference["reference_id"],
+        reference_id=w.reference["reference_id"],
     )
-    cands["star_fraction"] = star_fraction(lake, site, cands, row)
-    sky = float(np.median(sci[mask == 0]))
-    images = [sci - sky, sub.convolved, sub.diff]
-    stamps = (
-        np.stack([subtraction.cutouts(images, x, y) for x, y in zip(det.x, det.y, strict=True)])
+    w.candidates["star_fraction"] = star_fraction(w.lake, w.site, w.candidates, row)
+    sky = float(np.median(w.sci[w.mask == 0]))
+    images = [w.sci - sky, w.sub.convolved, w.sub.diff]
+    w.stamps = (
+        np.stack([subtraction.cutouts(images, x, y) for x, y in zip(*xy, strict=True)])
         if len(det)
         else np.zeros((0, 3, subtraction.STAMP, subtraction.STAMP), np.float32)
     )
-    path = lake.candidates(site.name, night, fid)
-    stamp_path = lake.candidates(site.name, night, fid, "npz")
-    lake.write_parquet(path, cands)
+
+
+def write_candidates(w: DifferenceWork) -> None:
+    """The candidates (Parquet) and their science/reference/difference cutouts (npz)."""
+    site, night, fid = w.site.name, w.row["night"], w.row["frame_id"]
+    w.candidates_path = w.lake.candidates(site, night, fid)
+    w.cutouts_path = w.lake.candidates(site, night, fid, "npz")
+    w.lake.write_parquet(w.candidates_path, w.candidates)
     buf = io.BytesIO()
-    np.savez_compressed(buf, cutouts=stamps, candidate_id=cands.candidate_id.to_numpy(str))
-    lake.write_bytes(stamp_path, buf.getvalue())
+    ids = w.candidates.candidate_id.to_numpy(str)
+    np.savez_compressed(buf, cutouts=w.stamps, candidate_id=ids)
+    w.lake.write_bytes(w.cutouts_path, buf.getvalue())
+
+
+#: The stages of :func:`difference_one`, in order.
+DIFFERENCE_STAGES = (read_pair, subtract, find_candidates, write_candidates)
+
+
+def difference_one(row: dict, lake: Lake, site: Site, reference: dict) -> dict[str, Any]:
+    """Subtract the reference from one catalogued frame and detect candidates.
+
+    Runs :data:`DIFFERENCE_STAGES`: writes ``candidates/{site}/{night}/{frame}.parquet``
+    (one row per ≥ 5σ detection) and ``.npz`` (raw science / reference / difference
+    cutouts) and returns a per-frame row.
+    """
+    w = run_stages(DIFFERENCE_STAGES, DifferenceWork(row, lake, site, reference))
+    base = {
+        "frame_id": row["frame_id"],
+        "site": site.name,
+        "night": row["night"],
+        "reference_id": reference["reference_id"],
+        "provkey": difference_provenance(row, reference),
+        "mjd": row["mjd"],
+        "filter": row["filter"],
+        "object": row["object"],
+    }
+    if w.status != "subtracted":
+        return base | {"status": w.status, "reason": w.reason, "n_candidates": 0}
+    sub = w.sub
     good = np.isfinite(sub.err) & (sub.err > 0)
     pulls = sub.diff[good] / sub.err[good]
     return base | {
         "status": "subtracted",
         "reason": "",
-        "candidates_path": path,
-        "cutouts_path": stamp_path,
-        "n_candidates": len(det),
-        "n_detections": n_all,
-        "n_on_trails": n_trail,
+        "candidates_path": w.candidates_path,
+        "cutouts_path": w.cutouts_path,
+        "n_candidates": len(w.candidates),
+        "n_detections": w.n_detections,
+        "n_on_trails": w.n_on_trails,
         "kernel_chi2": sub.chi2,
         "kernel_stamps": sub.n_stamps,
         "kernel_kind": sub.kernel_kind,
         "convolved": sub.convolved_image,
         "photometric_scale": sub.scale,
         "difference_pull_std": float(1.4826 * np.median(np.abs(pulls - np.median(pulls)))),
-        "seconds": time.perf_counter() - start,
+        "seconds": time.perf_counter() - w.start,
     }
 
 
@@ -363,7 +425,7 @@ def star_fraction(lake: Lake, site: Site, cands: pd.DataFrame, row: dict) -> np.
     variable. A residual of a few per cent on a bright constant star is what a zero point that
     varies across the frame (thin cloud) or a slightly mismatched PSF leaves, and it is
     shaped exactly like the frame's PSF; the alerts need a change larger than that
-    (``AlertConfig.min_star_fraction``).
+    (``AlertThresholds.min_star_fraction``).
     """
     from telescope_assets.tasks.alerts import _sep_arcsec
     from telescope_assets.tasks.catalogs import load_reference

@@ -62,7 +62,7 @@ def test_a_frame_that_fails_its_cataloguing_is_reported_and_the_others_go_on(
 ):
     """A calibrated frame damaged in the lake after calibration (here: its pixels
     replaced by bytes that are no FITS): that frame's cataloguing raises; the night's
-    other frames are catalogued, the failure is a row naming the step and the error,
+    other frames are catalogued, the failure is a row naming the step, its stage and the error,
     and the check fails. Before, the whole step failed on the one frame."""
     instance = ephemeral_instance(tmp_path)
     first = _materialize(resources, registry, instance)
@@ -82,7 +82,7 @@ def test_a_frame_that_fails_its_cataloguing_is_reported_and_the_others_go_on(
     assert again.success
     failures = lake.read_parquet(lake.manifest("source_catalogs_failed", "tololo", NIGHT))
     assert failures.frame_id.tolist() == [victim]
-    assert failures.step.iloc[0] == "catalog_one"
+    assert failures.step.iloc[0] == "catalog_one.read_frame"  # the stage that failed
     assert failures.reason.iloc[0].startswith("OSError: No SIMPLE card found")
     catalogs = lake.read_parquet(lake.manifest("source_catalogs", "tololo", NIGHT))
     assert sorted(catalogs.frame_id) == sorted(set(calibrated.frame_id) - {victim})

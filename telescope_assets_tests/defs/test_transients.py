@@ -8,15 +8,11 @@ import numpy as np
 import pandas as pd
 
 from telescope_assets.defs.catalogs.assets import frame_quality, source_catalogs
+from telescope_assets.defs.followup.assets import followup_requests
 from telescope_assets.defs.frames.assets import calibrated_frames, calibration_masters, raw_frames
 from telescope_assets.defs.models.assets import anomaly_model, frame_quality_model, real_bogus_model
 from telescope_assets.defs.models.sites import site_real_bogus_model
-from telescope_assets.defs.transients.assets import (
-    alerts,
-    followup_requests,
-    reference_images,
-    transient_candidates,
-)
+from telescope_assets.defs.transients.assets import alerts, reference_images, transient_candidates
 from telescope_assets.ingest import ingest
 from telescope_assets.lake import Store
 from telescope_assets.resources import IncomingResource

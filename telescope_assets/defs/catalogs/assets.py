@@ -184,24 +184,6 @@ def _max(table: pd.DataFrame, column: str) -> float:
     return float(values.max()) if values.notna().any() else float("nan")
 
 
-def classify_frame(row: dict) -> str:
-    """Classical quality class from the metrics: ``good``, ``medium`` or ``bad``."""
-    flags = str(row.get("quality_flags") or "")
-    transp = row.get("transparency", np.nan)
-    seeing = row.get("seeing_arcsec", np.nan)
-    if (
-        "no_stars" in flags
-        or "wcs_failed" in flags
-        or "elongated" in flags
-        or not transp >= 0.5
-        or not seeing <= 3.5
-    ):
-        return "bad"
-    if transp < 0.85 or seeing > 2.5 or row.get("trail_candidates", 0) or row.get("hot_columns", 0):
-        return "medium"
-    return "good"
-
-
 @dg.asset(
     partitions_def=site_nights,
     group_name="catalogs",
@@ -218,10 +200,7 @@ def frame_quality(
     """Seeing, transparency, depth, defects, CNN class and anomaly score of every frame."""
     site_name, night = site_night(context)
     store = lake.get()
-    path = store.manifest("source_catalogs", site_name, night)
-    table = store.read_parquet(path) if store.exists(path) else pd.DataFrame()
-    if len(table):
-        table["quality_class"] = [classify_frame(r) for r in table.to_dict("records")]
+    table = tasks.quality.classify_frames(store.read_manifest("source_catalogs", site_name, night))
     # On a dask worker: a standing cluster keeps the models loaded between runs.
     scored = dask.run(tasks.quality.score_frames, table, store, mlflow.tracking_uri)
     if scored["cnn_version"] is None:
@@ -231,48 +210,8 @@ def frame_quality(
     # its target yet) frames are still classified, and the metadata says so.
     if ae_version == "none":
         context.log.warning("model 'anomaly' has no champion: frames get no anomaly score")
-    table = scored["table"]
-    if len(table):
-        table["cnn_model"] = f"frame_quality/{cnn_version}"
-        table["anomaly_model"] = f"anomaly/{ae_version}"
-        table = tasks.quality.compare_flags(table)
-    columns = [
-        "frame_id",
-        "filter",
-        "quality_class",
-        "cnn_class",
-        "p_good",
-        "p_medium",
-        "p_bad",
-        "anomaly_score",
-        "anomalous",
-        "seeing_arcsec",
-        "transparency",
-        "ellipticity",
-        "background_e",
-        "limiting_mag",
-        "n_sources",
-        "trail_candidates",
-        "hot_columns",
-        "quality_flags",
-        "classical_flags",
-        "cnn_flags",
-        "flag_disagreements",
-    ]
-    flag_columns = [c for c in table.columns if c.startswith("p_flag_")]
-    extra = [
-        "date_obs",
-        "mjd",
-        "object",
-        "airmass",
-        "sky_mag",
-        "zero_point",
-        "astrometric_rms_arcsec",
-        "cnn_model",
-        "anomaly_model",
-        *flag_columns,
-    ]
-    out = table[[c for c in [*columns, *extra] if c in table]] if len(table) else table
+    out = tasks.quality.quality_table(scored)
+    shown = tasks.quality.QUALITY_COLUMNS
     store.write_parquet(store.manifest("frame_quality", site_name, night), out)
     counts = out.quality_class.value_counts().to_dict() if len(out) else {}
     cnn_counts = out.cnn_class.value_counts().to_dict() if "cnn_class" in out else {}
@@ -304,6 +243,6 @@ def frame_quality(
             "anomaly_model": f"anomaly/{ae_version}",
             "median_seeing_arcsec": _median(out, "seeing_arcsec"),
             "median_transparency": _median(out, "transparency"),
-            "frames": md_table(out[[c for c in columns if c in out]] if len(out) else out, 40),
+            "frames": md_table(out[[c for c in shown if c in out]] if len(out) else out, 40),
         },
     )

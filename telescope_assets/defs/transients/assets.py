@@ -1,9 +1,6 @@
 """References, transient candidates, alerts and cross-site follow-up requests."""
 
-import io
-
 import dagster as dg
-import numpy as np
 import pandas as pd
 
 from telescope_assets import tasks
@@ -16,17 +13,6 @@ from telescope_assets.tasks import site_models
 from telescope_assets.tasks import transients as tr
 
 __all__ = ["AlertConfig", "alerts", "reference_images", "transient_candidates"]
-
-
-def _read(store, asset: str, site: str, night: str) -> pd.DataFrame:
-    path = store.manifest(asset, site, night)
-    return store.read_parquet(path) if store.exists(path) else pd.DataFrame()
-
-
-def _stack(*tables: pd.DataFrame) -> pd.DataFrame:
-    """The non-empty tables one after the other (the last table when all are empty)."""
-    parts = [t for t in tables if len(t)]
-    return pd.concat(parts, ignore_index=True) if parts else tables[-1]
 
 
 #: How long ``reference_images`` waits for earlier nights of its site that are queued or
@@ -82,7 +68,7 @@ def reference_images(
         raise dg.RetryRequested(
             max_retries=REFERENCE_WAIT["retries"], seconds_to_wait=REFERENCE_WAIT["seconds"]
         )
-    tonight = _read(store, "source_catalogs", site_name, night)
+    tonight = store.read_manifest("source_catalogs", site_name, night)
     earlier = tr.earlier_frames(store, site_name, night)
     rows = []
     # Tonight's fields and filters, and every one observed usably before: a field's
@@ -165,9 +151,9 @@ def transient_candidates(
     model = dask.run(site_models.scoring_model, mlflow.tracking_uri, site_name)
     if model is None:
         raise dg.Failure(description=str(mlflow.no_champion("real_bogus")))
-    catalogs = _read(store, "source_catalogs", site_name, night)
-    quality = _read(store, "frame_quality", site_name, night)
-    refs = _read(store, "reference_images", site_name, night)
+    catalogs = store.read_manifest("source_catalogs", site_name, night)
+    quality = store.read_manifest("frame_quality", site_name, night)
+    refs = store.read_manifest("reference_images", site_name, night)
     # Incremental: a frame whose catalogue and reference are unchanged keeps its
     # difference and, when the champion is the same version, its scores.
     previous = store.rows_by_frame(store.manifest("transient_frames", site_name, night))
@@ -227,14 +213,28 @@ def failed_frames_check(frames: pd.DataFrame) -> dg.AssetCheckResult:
 
 
 class AlertConfig(dg.Config):
-    """Run configuration of ``alerts``."""
+    """Run configuration of ``alerts`` (meaning and defaults: ``AlertThresholds``)."""
 
-    min_real_score: float = 0.5  # p(real) a candidate needs to become an alert
-    # ... at a site not yet qualified by its own examples (tasks/site_models.py)
-    provisional_min_real_score: float = 0.9
-    min_snr: float = 5.0
-    # On a catalogued constant star: at least this fraction of its flux (0.1: 0.1 mag).
-    min_star_fraction: float = 0.1
+    min_real_score: float = alert_tasks.AlertThresholds.min_real_score
+    provisional_min_real_score: float = alert_tasks.AlertThresholds.provisional_min_real_score
+    min_snr: float = alert_tasks.AlertThresholds.min_snr
+    min_star_fraction: float = alert_tasks.AlertThresholds.min_star_fraction
+
+
+#: Columns of the alerts shown in the UI.
+SHOWN_ALERT_COLUMNS = [
+    "alert_id",
+    "object_id",
+    "object_kind",
+    "ra",
+    "dec",
+    "mag",
+    "snr",
+    "p_real",
+    "rb_model",
+    "provisional",
+    "reference_id",
+]
 
 
 @dg.asset(
@@ -259,66 +259,12 @@ def alerts(
     runs one ``alerts`` step at a time, so two sites never create one object twice.
     """
     site_name, night = site_night(context)
-    store = lake.get()
-    site = registry.get()[site_name]
-    cands = _read(store, "transient_candidates", site_name, night)
-    if len(cands):
-        chosen = cands[alert_tasks.passes_threshold(cands, config.min_real_score,
-                       config.provisional_min_real_score, config.min_snr,
-                       config.min_star_fraction)].copy()  # fmt: skip
-    else:
-        chosen = pd.DataFrame()
-    objects = (
-        store.read_parquet(store.alert_objects())
-        if store.exists(store.alert_objects())
-        else pd.DataFrame()
+    thresholds = alert_tasks.AlertThresholds(**config.model_dump())
+    table, n_written = alert_tasks.issue_alerts(
+        lake.get(), registry.get()[site_name], night, thresholds
     )
-    # Only objects known before this run can have earlier alerts to look up.
-    known_before = set(objects.object_id) if len(objects) else set()
-    table = pd.DataFrame()
-    n_written = 0
-    if len(chosen):
-        chosen["alert_id"] = chosen.candidate_id
-        parts = []
-        for field, group in chosen.groupby("field"):
-            refcat, _ = tasks.catalogs.load_reference(store, site, field)
-            assoc, objects = alert_tasks.associate(group, refcat, objects)
-            parts.append(assoc)
-        table = pd.concat(parts, ignore_index=True).sort_values("alert_id", ignore_index=True)
-        store.write_parquet(store.alert_objects(), objects)
-        history = _alert_history(store, set(table.object_id) & known_before)
-        stamps_by_frame = {}
-        paths = []
-        for row in table.to_dict("records"):
-            fid = row["frame_id"]
-            if fid not in stamps_by_frame:
-                rel = store.candidates(site_name, night, fid, "npz")
-                with np.load(io.BytesIO(store.read_bytes(rel)), allow_pickle=False) as z:
-                    stamps_by_frame[fid] = dict(zip(z["candidate_id"], z["cutouts"], strict=True))
-            previous = [p for p in history.get(row["object_id"], []) if p["mjd"] < row["mjd"]]
-            scores = {k: row[k] for k in row if k.startswith("p_")}
-            record = alert_tasks.packet(
-                row, stamps_by_frame[fid][row["candidate_id"]], previous, scores
-            )
-            path = alert_tasks.packet_path(row)
-            n_written += alert_tasks.write_packet(store, record, path)
-            paths.append(path)
-        table["packet_path"] = paths
-    store.write_parquet(store.manifest("alerts", site_name, night), table)
     kinds = table.object_kind.value_counts().to_dict() if len(table) else {}
-    show = [
-        "alert_id",
-        "object_id",
-        "object_kind",
-        "ra",
-        "dec",
-        "mag",
-        "snr",
-        "p_real",
-        "rb_model",
-        "provisional",
-        "reference_id",
-    ]
+    show = SHOWN_ALERT_COLUMNS
     return dg.MaterializeResult(
         metadata={
             "n_alerts": len(table),
@@ -330,18 +276,3 @@ def alerts(
             "alerts": md_table(table[show] if len(table) else table),
         }
     )
-
-
-def _alert_history(store, object_ids) -> dict[str, list[dict]]:
-    """Earlier alerts of these objects, at every site and night (for ``prv_candidates``)."""
-    wanted = set(object_ids)
-    out: dict[str, list[dict]] = {}
-    if not wanted:  # new objects only: no manifest to read
-        return out
-    for rel in store.list(store.manifests_folder("alerts"), ".parquet", recursive=True):
-        table = store.read_parquet(rel)
-        if not len(table) or "object_id" not in table:
-            continue
-        for row in table[table.object_id.isin(wanted)].to_dict("records"):
-            out.setdefault(row["object_id"], []).append(row)
-    return out
