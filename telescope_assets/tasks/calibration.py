@@ -6,6 +6,7 @@ import datetime as dt
 import functools
 import hashlib
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -20,9 +21,12 @@ from telescope_assets.science.frames import REASONS, FrameError, has_sky_wcs, re
 __all__ = [
     "CALIBRATION_VERSION",
     "MIN_FRAMES",
+    "CalibrationPlan",
     "build_masters",
     "calibrate_one",
+    "calibrated_table",
     "calibration_provenance",
+    "plan_calibration",
     "raw_manifest",
 ]
 
@@ -339,6 +343,58 @@ def calibrate_one(
         "n_nan_unmasked": int((~np.isfinite(cal.sci) & unmasked).sum()),
         "seconds": time.perf_counter() - start,
     }
+
+
+@dataclass
+class CalibrationPlan:
+    """What a run of ``calibrated_frames`` has to do for one site x night."""
+
+    science: pd.DataFrame  # every science frame of the night
+    masters: dict  # the night's masters manifest
+    todo: list[dict]  # frames to (re)calibrate
+    kept: list[dict]  # manifest rows of frames already up to date
+
+
+def plan_calibration(
+    lake: Lake, site: Site, night: str, detect_cosmics: bool, force: bool = False
+) -> CalibrationPlan:
+    """The night's science frames, split by provenance into to-do and up to date."""
+    from telescope_assets.tasks import split_up_to_date
+
+    raw = raw_manifest(lake, site.name, night)
+    science = raw[raw.frame_type == "science"]
+    masters = lake.read_json(lake.masters_manifest(site.name, night))
+    previous = lake.rows_by_frame(lake.manifest("calibrated_frames", site.name, night))
+
+    def expected(row):
+        prov = calibration_provenance(
+            row["frame_id"],
+            masters,
+            row["filter"],
+            detect_cosmics,
+            site.precalibrated,
+            site.camera.biassec is not None,
+        )
+        return prov["PROVKEY"] if prov else None
+
+    todo, kept = split_up_to_date(
+        science.to_dict("records"), previous, expected, lake, "path", force=force
+    )
+    return CalibrationPlan(science, masters, todo, kept)
+
+
+def calibrated_table(plan: CalibrationPlan, done: list[dict]) -> tuple[pd.DataFrame, list[str]]:
+    """The ``calibrated_frames`` table, and the science frames it does not account for.
+
+    The table holds the kept and the new rows, by frame id; a frame is accounted for
+    when it is calibrated or quarantined.
+    """
+    table = pd.DataFrame([*plan.kept, *done])
+    if table.empty:
+        table = pd.DataFrame(columns=["frame_id", "status"])
+    table = table.sort_values("frame_id", ignore_index=True)
+    accounted = table.frame_id[table.status.isin(["calibrated", "quarantined"])]
+    return table, sorted(set(plan.science.frame_id) - set(accounted))
 
 
 def _raw_header(data: bytes):

@@ -131,6 +131,10 @@ class CalibrationConfig(dg.Config):
     detect_cosmics: bool = True
 
 
+#: Columns of the calibrated frames shown in the UI.
+SHOWN_CALIBRATED = ("frame_id", "status", "filter", "sky_median_e", "n_cosmic_ray", "n_saturated")
+
+
 @dg.asset(
     partitions_def=site_nights,
     group_name="frames",
@@ -152,25 +156,10 @@ def calibrated_frames(
     site_name, night = site_night(context)
     store = lake.get()
     site = registry.get()[site_name]
-    raw = tasks.raw_manifest(store, site_name, night)
-    science = raw[raw.frame_type == "science"]
-    masters = store.read_json(store.masters_manifest(site_name, night))
-    previous = store.rows_by_frame(store.manifest("calibrated_frames", site_name, night))
-
-    def expected(row):
-        prov = tasks.calibration_provenance(
-            row["frame_id"],
-            masters,
-            row["filter"],
-            config.detect_cosmics,
-            site.precalibrated,
-            site.camera.biassec is not None,
-        )
-        return prov["PROVKEY"] if prov else None
-
-    todo, kept = tasks.split_up_to_date(
-        science.to_dict("records"), previous, expected, store, "path", force=config.force
+    plan = tasks.calibration.plan_calibration(
+        store, site, night, config.detect_cosmics, force=config.force
     )
+    todo, kept, masters = plan.todo, plan.kept, plan.masters
     context.log.info(f"{len(todo)} frames to calibrate, {len(kept)} already up to date")
     done = dask.map(
         tasks.calibrate_one,
@@ -180,21 +169,14 @@ def calibrated_frames(
         masters=masters,
         detect_cosmics=config.detect_cosmics,
     )
-    table = pd.DataFrame([*kept, *done])
-    if table.empty:
-        table = pd.DataFrame(columns=["frame_id", "status"])
-    table = table.sort_values("frame_id", ignore_index=True)
+    table, unaccounted = tasks.calibration.calibrated_table(plan, done)
     store.write_parquet(store.manifest("calibrated_frames", site_name, night), table)
     status = table.status.value_counts().to_dict()
-    unaccounted = sorted(
-        set(science.frame_id)
-        - set(table.frame_id[table.status.isin(["calibrated", "quarantined"])])
-    )
     nan_counts = table["n_nan_unmasked"] if "n_nan_unmasked" in table else 0 * table.index
     nan_frames = table[pd.Series(nan_counts, index=table.index).fillna(0) > 0]
     return dg.MaterializeResult(
         metadata={
-            "n_science_frames": len(science),
+            "n_science_frames": len(plan.science),
             "n_calibrated_now": sum(r["status"] == "calibrated" for r in done),
             "n_up_to_date": len(kept),
             "n_quarantined": status.get("quarantined", 0),
@@ -202,22 +184,7 @@ def calibrated_frames(
             "masters": dg.MetadataValue.json(
                 {k: (v["master_id"] if v else None) for k, v in masters.items()}
             ),
-            "frames": md_table(
-                table[
-                    [
-                        c
-                        for c in (
-                            "frame_id",
-                            "status",
-                            "filter",
-                            "sky_median_e",
-                            "n_cosmic_ray",
-                            "n_saturated",
-                        )
-                        if c in table
-                    ]
-                ]
-            ),
+            "frames": md_table(table[[c for c in SHOWN_CALIBRATED if c in table]]),
         },
         check_results=[
             dg.AssetCheckResult(
