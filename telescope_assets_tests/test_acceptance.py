@@ -1,6 +1,6 @@
 """Acceptance: the production profile end to end, through the clients its users use.
 
-One module-scoped stack (``telescope_assets.stack``: moto S3, an MLflow server on
+One module-scoped stack (``telescope_assets.ops.stack``: moto S3, an MLflow server on
 PostgreSQL with S3 artifacts, a dask scheduler with worker processes, dagster-daemon and
 dagster-webserver on the production instance), on free ports and databases of its own,
 so it runs beside a developer's stack. Two sites, three simulated nights:
@@ -36,9 +36,9 @@ import pytest
 
 from telescope_assets.ingest import ingest
 from telescope_assets.lake import Lake, Store
-from telescope_assets.pools import POOLS
+from telescope_assets.ops.pools import POOLS
+from telescope_assets.ops.stack import LOCAL_S3_KEYS, Stack, StackConfig
 from telescope_assets.simulate.network import SimulationConfig, simulate_network
-from telescope_assets.stack import LOCAL_S3_KEYS, Stack, StackConfig
 from telescope_assets_tests import champions
 from telescope_assets_tests.conftest import ephemeral_instance
 

@@ -12,10 +12,10 @@ import urllib.request
 import pandas as pd
 import psutil
 
-from telescope_assets import warmup
-from telescope_assets.cluster import WORKER_MALLOC, standing_cluster
 from telescope_assets.lake import Lake
 from telescope_assets.ml import registry
+from telescope_assets.ops import warmup
+from telescope_assets.ops.cluster import WORKER_MALLOC, standing_cluster
 from telescope_assets.resources import DaskResource
 from telescope_assets.tasks import quality
 
@@ -110,7 +110,7 @@ def test_telescope_ui_points_dagster_at_its_cluster_and_stops_all_it_started(tmp
     env = {**os.environ, "DAGSTER_HOME": str(tmp_path)}
     with (tmp_path / "ui.log").open("wb") as log:
         ui = subprocess.Popen(
-            [sys.executable, "-m", "telescope_assets.cluster", "--port", str(port),
+            [sys.executable, "-m", "telescope_assets.ops.cluster", "--port", str(port),
              "--workers", "1"],
             env=env, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip

@@ -10,7 +10,7 @@ from dagster._core.definitions.reconstruct import ReconstructableJob
 from dagster._core.launcher import WorkerStatus
 from dagster._core.test_utils import instance_for_test
 
-from telescope_assets.launcher import PID_TAG, PreloadedRunLauncher
+from telescope_assets.ops.launcher import PID_TAG, PreloadedRunLauncher
 
 JOB = """
 import os, time
@@ -33,7 +33,7 @@ job = defs.resolve_job_def("hello_job")
 @pytest.fixture
 def instance(tmp_path):
     overrides = {
-        "run_launcher": {"module": "telescope_assets.launcher", "class": "PreloadedRunLauncher"}
+        "run_launcher": {"module": "telescope_assets.ops.launcher", "class": "PreloadedRunLauncher"}
     }
     (tmp_path / "home").mkdir()
     with instance_for_test(overrides=overrides, temp_dir=str(tmp_path / "home")) as inst:

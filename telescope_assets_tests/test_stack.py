@@ -4,8 +4,8 @@ import socket
 
 import pytest
 
-from telescope_assets import stack as stack_cli
-from telescope_assets.stack import Stack, StackConfig
+from telescope_assets.ops import stack as stack_cli
+from telescope_assets.ops.stack import Stack, StackConfig
 
 
 def test_up_refuses_a_taken_port_and_says_what_to_do(tmp_path):

@@ -51,7 +51,7 @@ class DaskResource(dg.ConfigurableResource):
             else:
                 import dask
 
-                from telescope_assets.cluster import WORKER_MALLOC
+                from telescope_assets.ops.cluster import WORKER_MALLOC
 
                 # Worker processes talk over TCP on loopback only; threads in-process.
                 where = {"host": "127.0.0.1"} if self.processes else {}

@@ -24,7 +24,7 @@ def test_production_instance_runs_on_postgres_with_monitoring_and_retries(
             PostgresScheduleStorage,
         )
 
-        from telescope_assets.pg_storage import (
+        from telescope_assets.ops.pg_storage import (
             RestartTolerantPostgresEventLogStorage,
             RestartTolerantPostgresRunStorage,
         )

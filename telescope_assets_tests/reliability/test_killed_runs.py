@@ -15,7 +15,7 @@ from dagster._core.definitions.reconstruct import ReconstructableJob
 from dagster._daemon.monitoring.concurrency import execute_concurrency_slots_iteration
 from dagster._daemon.monitoring.run_monitoring import monitor_started_run
 
-from telescope_assets.launcher import PID_TAG
+from telescope_assets.ops.launcher import PID_TAG
 
 pytestmark = pytest.mark.services
 

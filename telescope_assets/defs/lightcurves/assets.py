@@ -12,7 +12,7 @@ from telescope_assets import plots
 from telescope_assets import report as report_mod
 from telescope_assets.defs.metadata import md_table
 from telescope_assets.defs.partitions import nights
-from telescope_assets.pools import LIGHT_CURVE_STORE
+from telescope_assets.ops.pools import LIGHT_CURVE_STORE
 from telescope_assets.resources import DaskResource, LakeResource, RegistryResource
 from telescope_assets.tasks import lightcurves as lc_tasks
 

@@ -6,7 +6,7 @@ import pandas as pd
 from telescope_assets import tasks
 from telescope_assets.defs.metadata import md_table
 from telescope_assets.defs.partitions import site_night, site_nights
-from telescope_assets.pools import ALERT_OBJECTS
+from telescope_assets.ops.pools import ALERT_OBJECTS
 from telescope_assets.resources import DaskResource, LakeResource, MlflowResource, RegistryResource
 from telescope_assets.tasks import alerts as alert_tasks
 from telescope_assets.tasks import site_models

@@ -20,7 +20,7 @@ production instance keeps Dagster's default (docs/decisions.md).
 Configured in ``dagster.yaml``::
 
     run_launcher:
-      module: telescope_assets.launcher
+      module: telescope_assets.ops.launcher
       class: PreloadedRunLauncher
 """
 
@@ -100,7 +100,7 @@ class PreloadedRunLauncher(RunLauncher, ConfigurableClass):
             self._stop_server()  # it died: close its pipes, start another
         if self._server is None:
             self._server = subprocess.Popen(
-                [sys.executable, "-m", "telescope_assets.launcher", *self._preload],
+                [sys.executable, "-m", "telescope_assets.ops.launcher", *self._preload],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 text=True,

@@ -46,7 +46,7 @@ import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from telescope_assets.cluster import WORKER_MALLOC, console_script, scheduler_argv, worker_argv
+from telescope_assets.ops.cluster import WORKER_MALLOC, console_script, scheduler_argv, worker_argv
 
 __all__ = ["Stack", "StackConfig", "main"]
 
@@ -54,7 +54,7 @@ __all__ = ["Stack", "StackConfig", "main"]
 #: the environment of the deployment, never from a file of the project.
 LOCAL_S3_KEYS = {"AWS_ACCESS_KEY_ID": "telescope", "AWS_SECRET_ACCESS_KEY": "telescope-local"}
 DEFAULT_PG = "postgresql+psycopg2://postgres@127.0.0.1:5432"
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _env_int(name: str, default: int) -> int:
@@ -287,10 +287,10 @@ class Stack:
                 f"[1/5] PostgreSQL databases {cfg.database('dagster')}, {cfg.database('mlflow')}"
             )
             self._databases()
-            # The pools' limits, before any run can race to create them (telescope_assets.pools).
+            # The pools' limits, before any run can race to create them (ops/pools.py).
             subprocess.run(
-                [sys.executable, "-c", "import dagster as dg; from telescope_assets.pools import "
-                 "set_pool_limits; print(set_pool_limits(dg.DagsterInstance.get()))"],
+                [sys.executable, "-c", "import dagster as dg; from telescope_assets.ops.pools "
+                 "import set_pool_limits; print(set_pool_limits(dg.DagsterInstance.get()))"],
                 env={**os.environ, **env}, check=True, capture_output=True, cwd=REPO,
             )  # fmt: skip
 

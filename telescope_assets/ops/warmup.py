@@ -4,8 +4,8 @@ A worker of a standing cluster (``telescope-ui``, the production stack) imports 
 science stack and loads the champions the first time a run asks for them: the first
 frame of a fresh cluster took 35 s to its alert instead of 12 s (photutils, astroscrappy,
 torch, MLflow and the models, on this project's two-core machine; docs/transients.md).
-Loaded as a dask worker preload (``dask worker --preload telescope_assets.warmup``,
-:func:`telescope_assets.cluster.worker_argv`), this does that work before the worker
+Loaded as a dask worker preload (``dask worker --preload telescope_assets.ops.warmup``,
+:func:`telescope_assets.ops.cluster.worker_argv`), this does that work before the worker
 joins its scheduler, so the first frame is as quick as the next ones.
 
 Nothing here is needed for correctness: a failure is reported with its reason in the

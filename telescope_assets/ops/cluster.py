@@ -35,7 +35,7 @@ __all__ = [
     "worker_argv",
 ]
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 #: glibc malloc thresholds of this project's dask workers. Dask's nanny sets
 #: ``MALLOC_TRIM_THRESHOLD_=65536`` (memory handed back to the system at once), which
@@ -79,7 +79,7 @@ def worker_argv(scheduler: str, n_workers: int, local_directory: Path) -> list[s
         "--local-directory", str(local_directory.resolve()),
         # Imports the science stack and loads the champions as the worker starts, so
         # that the first frame of a new cluster is not the slow one (warmup.py).
-        "--preload", "telescope_assets.warmup",
+        "--preload", "telescope_assets.ops.warmup",
     ]  # fmt: skip
 
 
