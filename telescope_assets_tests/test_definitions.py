@@ -31,14 +31,15 @@ def test_the_graph_is_the_reviewed_snapshot():
 
 def test_the_snapshot_would_see_a_new_dependency():
     """A changed graph differs from the stored snapshot (the check above can fail)."""
-    stored = json.loads(graph_snapshot.SNAPSHOT.read_text())
+    now = graph_snapshot.snapshot(defs)
 
     @dg.asset(deps=["alerts"], group_name="followup")
     def extra():
         """A hypothetical asset."""
 
     changed = graph_snapshot.snapshot(dg.Definitions.merge(defs, dg.Definitions(assets=[extra])))
-    assert set(changed["assets"]) - set(stored["assets"]) == {"extra"}
+    assert set(changed["assets"]) - set(now["assets"]) == {"extra"}
+    assert changed["assets"]["extra"]["deps"] == ["alerts"]
 
 
 def test_every_domain_package_is_merged_into_the_code_location():

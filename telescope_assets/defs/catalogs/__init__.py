@@ -2,6 +2,6 @@
 
 import dagster as dg
 
-from telescope_assets.defs.catalogs.assets import frame_quality, source_catalogs
+from telescope_assets.defs.catalogs import assets
 
-defs = dg.Definitions(assets=[source_catalogs, frame_quality])
+defs = dg.Definitions(assets=dg.load_assets_from_modules([assets]))

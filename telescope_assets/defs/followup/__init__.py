@@ -2,7 +2,9 @@
 
 import dagster as dg
 
-from telescope_assets.defs.followup.assets import followup_job, followup_requests
+from telescope_assets.defs.followup import assets
 from telescope_assets.defs.followup.sensors import new_alerts
 
-defs = dg.Definitions(assets=[followup_requests], jobs=[followup_job], sensors=[new_alerts])
+defs = dg.Definitions(
+    assets=dg.load_assets_from_modules([assets]), jobs=[assets.followup_job], sensors=[new_alerts]
+)

@@ -2,6 +2,6 @@
 
 import dagster as dg
 
-from telescope_assets.defs.frames.assets import calibrated_frames, calibration_masters, raw_frames
+from telescope_assets.defs.frames import assets
 
-defs = dg.Definitions(assets=[raw_frames, calibration_masters, calibrated_frames])
+defs = dg.Definitions(assets=dg.load_assets_from_modules([assets]))

@@ -2,17 +2,11 @@
 
 import dagster as dg
 
-from telescope_assets.defs.lightcurves.assets import (
-    anomalies,
-    light_curves,
-    nightly_job,
-    nightly_report,
-    variability,
-)
+from telescope_assets.defs.lightcurves import assets
 from telescope_assets.defs.lightcurves.sensors import nightly_reports
 
 defs = dg.Definitions(
-    assets=[light_curves, variability, anomalies, nightly_report],
-    jobs=[nightly_job],
+    assets=dg.load_assets_from_modules([assets]),
+    jobs=[assets.nightly_job],
     sensors=[nightly_reports],
 )

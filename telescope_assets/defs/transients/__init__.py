@@ -2,6 +2,6 @@
 
 import dagster as dg
 
-from telescope_assets.defs.transients.assets import alerts, reference_images, transient_candidates
+from telescope_assets.defs.transients import assets
 
-defs = dg.Definitions(assets=[reference_images, transient_candidates, alerts])
+defs = dg.Definitions(assets=dg.load_assets_from_modules([assets]))
