@@ -111,27 +111,12 @@ def fit_wcs(x: np.ndarray, y: np.ndarray, ra: np.ndarray, dec: np.ndarray, sip_d
     sip_degree : int
         0 (plain TAN) or 2.
     """
-    from astropy import units as u
-    from astropy.coordinates import ICRS, SkyCoord
-    from astropy.wcs import WCS, Sip
-    from astropy.wcs.utils import celestial_frame_to_wcs
-
     if sip_degree not in (0, 2):
         raise ValueError(f"sip_degree must be 0 or 2, not {sip_degree}")
     x, y = np.asarray(x, float), np.asarray(y, float)
     ra, dec = np.asarray(ra, float), np.asarray(dec, float)
-    # CRVAL as astropy's proj_point="center": midway between the corners of the sky box.
-    sc1 = SkyCoord(ra.min() * u.deg, dec.max() * u.deg)
-    sc2 = SkyCoord(ra.max() * u.deg, dec.min() * u.deg)
-    mid = sc1.directional_offset_by(sc1.position_angle(sc2), sc1.separation(sc2) / 2)
-    crval = (mid.data.lon.deg, mid.data.lat.deg)
-    plane = WCS(naxis=2)
-    plane.wcs.ctype = ["RA---TAN", "DEC--TAN"]
-    plane.wcs.crval = crval
-    plane.wcs.crpix = [1.0, 1.0]
-    plane.wcs.cd = np.eye(2)
-    xi, eta = plane.wcs_world2pix(ra, dec, 0)  # tangent-plane coordinates, degrees
-
+    crval = _box_centre(ra, dec)
+    xi, eta = _tangent_plane(ra, dec, crval)
     # Centred, scaled pixel coordinates keep the normal equations well conditioned.
     cx, cy, scale = x.mean(), y.mean(), 1000.0
     s, t = (x - cx) / scale, (y - cy) / scale
@@ -144,19 +129,54 @@ def fit_wcs(x: np.ndarray, y: np.ndarray, ra: np.ndarray, dec: np.ndarray, sip_d
             "(too few, or all on one line)"
         )
     c0, lin, quad = coef[0], coef[1:3].T, coef[3:].T  # lin[k] = d(xi_k)/d(s, t)
+    p, jac = _tangent_point_root(c0, lin, quad if sip_degree else None)
+    cd = jac / scale
+    crpix = [cx + scale * p[0] + 1.0, cy + scale * p[1] + 1.0]  # FITS: 1-based
+    extent = tuple(1 if v.max() <= 0.0 else int(np.ceil(v.max())) for v in (x, y))
+    sip = np.linalg.solve(cd, quad / scale**2) if sip_degree else None
+    return _tan_wcs(crval, cd, crpix, extent, sip)
+
+
+def _box_centre(ra: np.ndarray, dec: np.ndarray) -> tuple[float, float]:
+    """CRVAL as astropy's ``proj_point="center"``: midway between the sky box's corners."""
+    from astropy import units as u
+    from astropy.coordinates import SkyCoord
+
+    sc1 = SkyCoord(ra.min() * u.deg, dec.max() * u.deg)
+    sc2 = SkyCoord(ra.max() * u.deg, dec.min() * u.deg)
+    mid = sc1.directional_offset_by(sc1.position_angle(sc2), sc1.separation(sc2) / 2)
+    return (mid.data.lon.deg, mid.data.lat.deg)
+
+
+def _tangent_plane(ra: np.ndarray, dec: np.ndarray, crval) -> tuple[np.ndarray, np.ndarray]:
+    """Gnomonic projection about ``crval``: tangent-plane coordinates, degrees."""
+    from astropy.wcs import WCS
+
+    plane = WCS(naxis=2)
+    plane.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    plane.wcs.crval = crval
+    plane.wcs.crpix = [1.0, 1.0]
+    plane.wcs.cd = np.eye(2)
+    return plane.wcs_world2pix(ra, dec, 0)
+
+
+def _tangent_point_root(c0, lin, quad) -> tuple[np.ndarray, np.ndarray]:
+    """Where the fitted map reaches the tangent point (CRPIX), and its Jacobian there.
+
+    Newton's method from the affine root; ``quad`` (the quadratic terms) None for TAN.
+    """
 
     def value_and_jacobian(p):
         s0, t0 = p
         val = c0 + lin @ p
         jac = lin.copy()
-        if sip_degree:
+        if quad is not None:
             val = val + quad @ np.array([s0 * s0, s0 * t0, t0 * t0])
             jac = jac + np.column_stack(
                 [2 * quad[:, 0] * s0 + quad[:, 1] * t0, quad[:, 1] * s0 + 2 * quad[:, 2] * t0]
             )
         return val, jac
 
-    # CRPIX: where the fitted map reaches the tangent point (Newton, from the affine root).
     p = np.linalg.solve(lin, -c0)
     for _ in range(20):
         val, jac = value_and_jacobian(p)
@@ -165,24 +185,28 @@ def fit_wcs(x: np.ndarray, y: np.ndarray, ra: np.ndarray, dec: np.ndarray, sip_d
         if np.abs(step).max() < 1e-12:
             break
     _, jac = value_and_jacobian(p)
-    cd = jac / scale
+    return p, jac
+
+
+def _tan_wcs(crval, cd, crpix, extent, sip_ab):
+    """An ICRS TAN WCS; TAN-SIP with forward coefficients ``sip_ab`` (A, B in CD's frame)."""
+    from astropy.coordinates import ICRS
+    from astropy.wcs import Sip
+    from astropy.wcs.utils import celestial_frame_to_wcs
+
     wcs = celestial_frame_to_wcs(frame=ICRS(), projection="TAN")
     if wcs.wcs.has_pc():
         del wcs.wcs.pc
-    wcs.pixel_shape = (
-        1 if x.max() <= 0.0 else int(np.ceil(x.max())),
-        1 if y.max() <= 0.0 else int(np.ceil(y.max())),
-    )
+    wcs.pixel_shape = extent
     wcs.wcs.crval = crval
     wcs.wcs.cd = cd
-    wcs.wcs.crpix = [cx + scale * p[0] + 1.0, cy + scale * p[1] + 1.0]  # FITS: 1-based
-    if sip_degree:
+    wcs.wcs.crpix = crpix
+    if sip_ab is not None:
         # Quadratic terms do not change when the origin moves to CRPIX; in pixels they
         # are quad / scale**2, and SIP's A, B are them in CD's frame.
-        a_b = np.linalg.solve(cd, quad / scale**2)
         a, b = np.zeros((3, 3)), np.zeros((3, 3))
         for k, (i, j) in enumerate(_SIP2_TERMS):
-            a[i, j], b[i, j] = a_b[0, k], a_b[1, k]
+            a[i, j], b[i, j] = sip_ab[0, k], sip_ab[1, k]
         wcs.wcs.ctype = [c + "-SIP" for c in wcs.wcs.ctype]
         wcs.sip = Sip(a, b, np.zeros((3, 3)), np.zeros((3, 3)), wcs.wcs.crpix)
     return wcs
@@ -256,27 +280,44 @@ def refine_wcs(
         return failed("no consistent offset between detections and the reference catalogue")
     dx, dy = offset
     det, ref = _match(x, y, xr[ref_idx] + dx, yr[ref_idx] + dy, 3.0)
-    ref = ref_idx[ref]
-    wcs, sip = wcs0, 0
+    radii = (3.0, 2.0, match_radius_px, match_radius_px)
+    fitted = _match_and_fit(x, y, ref_ra, ref_dec, ref_idx, det, ref_idx[ref], radii, min_matches)
+    if isinstance(fitted[0], str):  # too few matches, or matched stars on one line
+        message, n = fitted
+        return failed(message, n, off=offset)
+    wcs, rms, det, ref, sip = fitted
+    ok = len(det) >= min_matches and rms <= max_rms_px
+    msg = "ok" if ok else f"residual {rms:.2f} px with {len(det)} stars"
+    return AstrometricSolution(wcs, ok, len(det), rms, offset, sip, msg, det, ref)
+
+
+def _match_and_fit(x, y, ref_ra, ref_dec, ref_idx, det, ref, radii, min_matches):
+    """Fit a TAN WCS to the matches, and match again, at each of ``radii``; then clip.
+
+    Outliers are clipped and the WCS refitted; a SIP fit is kept when it lowers the
+    residual by a fifth (60 matched stars or more).
+
+    Returns ``(wcs, rms, det, ref, sip_degree)``, or ``(message, n_matched)`` when too few
+    stars match or they lie on one line.
+    """
     try:
-        for radius in (3.0, 2.0, match_radius_px, match_radius_px):
+        for radius in radii:
             if len(det) < min_matches:
-                return failed(f"only {len(det)} matched stars", len(det), off=offset)
+                return f"only {len(det)} matched stars", len(det)
             wcs = fit_wcs(x[det], y[det], ref_ra[ref], ref_dec[ref])
             px, py = wcs.all_world2pix(ref_ra[ref_idx], ref_dec[ref_idx], 0)
             det, ref = _match(x, y, px, py, radius)
             ref = ref_idx[ref]
         wcs, rms, det, ref = _clip_and_refit(x, y, ref_ra, ref_dec, det, ref, wcs)
+        sip = 0
         if len(det) >= 60:
             sip_wcs = fit_wcs(x[det], y[det], ref_ra[ref], ref_dec[ref], sip_degree=2)
             sip_rms = _rms(sip_wcs, x[det], y[det], ref_ra[ref], ref_dec[ref])
             if sip_rms < 0.8 * rms:
                 wcs, rms, sip = sip_wcs, sip_rms, 2
     except ValueError as exc:  # matched stars on one line: no WCS to be had from them
-        return failed(str(exc), len(det), off=offset)
-    ok = len(det) >= min_matches and rms <= max_rms_px
-    msg = "ok" if ok else f"residual {rms:.2f} px with {len(det)} stars"
-    return AstrometricSolution(wcs, ok, len(det), rms, offset, sip, msg, det, ref)
+        return str(exc), len(det)
+    return wcs, rms, det, ref, sip
 
 
 #: Fewest reference stars that confirm a header WCS too sparse to refit (none refitted).
@@ -343,6 +384,32 @@ def tan_wcs(ra: float, dec: float, pixel_scale: float, shape, angle_deg=0.0, par
     return w
 
 
+def _rotation_trials(det_xy, ref_xy, max_offset_px, cell, angle_step_deg) -> list[tuple]:
+    """Every rotation and parity of the reference offsets, voted on by offset histograms.
+
+    Returns ``(votes, angle, parity, dx, dy)`` per trial, most votes first: the peak of
+    the histogram of detection - reference offsets (2 x 2 cells summed) and where it is.
+    """
+    (xd, yd), (xi, eta) = det_xy, ref_xy
+    bins = np.arange(-max_offset_px, max_offset_px + cell, cell)
+    trials = []
+    for parity in (1, -1):
+        for angle in np.arange(0.0, 360.0, angle_step_deg):
+            th = np.radians(angle)
+            u = parity * xi
+            xr = np.cos(th) * u - np.sin(th) * eta
+            yr = np.sin(th) * u + np.cos(th) * eta
+            dx = (xd[:, None] - xr[None, :]).ravel()
+            dy = (yd[:, None] - yr[None, :]).ravel()
+            hist, _, _ = np.histogram2d(dx, dy, bins=[bins, bins])
+            smooth = hist[:-1, :-1] + hist[1:, :-1] + hist[:-1, 1:] + hist[1:, 1:]
+            k = int(np.argmax(smooth))
+            i, j = np.unravel_index(k, smooth.shape)
+            trials.append((smooth[i, j], angle, parity, bins[i] + cell, bins[j] + cell))
+    trials.sort(key=lambda t: -t[0])
+    return trials
+
+
 def solve_from_pointing(
     x: np.ndarray,
     y: np.ndarray,
@@ -406,22 +473,8 @@ def solve_from_pointing(
     bright_d = np.argsort(-np.nan_to_num(flux, nan=-np.inf))[:n_bright]
     xd, yd = x[bright_d] - (nx - 1) / 2, y[bright_d] - (ny - 1) / 2
     cell = max(3.0, 0.006 * max(nx, ny))
-    bins = np.arange(-max_offset_px, max_offset_px + cell, cell)
-    trials = []
-    for parity in (1, -1):
-        for angle in np.arange(0.0, 360.0, angle_step_deg):
-            th = np.radians(angle)
-            u = parity * xi[bright_r]
-            xr = np.cos(th) * u - np.sin(th) * eta[bright_r]
-            yr = np.sin(th) * u + np.cos(th) * eta[bright_r]
-            dx = (xd[:, None] - xr[None, :]).ravel()
-            dy = (yd[:, None] - yr[None, :]).ravel()
-            hist, _, _ = np.histogram2d(dx, dy, bins=[bins, bins])
-            smooth = hist[:-1, :-1] + hist[1:, :-1] + hist[:-1, 1:] + hist[1:, 1:]
-            k = int(np.argmax(smooth))
-            i, j = np.unravel_index(k, smooth.shape)
-            trials.append((smooth[i, j], angle, parity, bins[i] + cell, bins[j] + cell))
-    trials.sort(key=lambda t: -t[0])
+    ref_xy = (xi[bright_r], eta[bright_r])
+    trials = _rotation_trials((xd, yd), ref_xy, max_offset_px, cell, angle_step_deg)
     votes, angle, parity, dx, dy = trials[0]
     runner_up = next((t[0] for t in trials[1:] if t[2] != parity or abs(t[1] - angle) > 3), 0)
     # The winning trial as a WCS: rotate, flip, then move the centre by the offset.

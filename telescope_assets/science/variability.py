@@ -9,6 +9,7 @@ Pure functions on arrays (time in days, magnitudes, errors, band names).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
@@ -171,45 +172,14 @@ def period_search(
         ``alias_margin`` (relative string-length margin over the best unrelated
         candidate) and ``alias_risk`` (margin below :data:`ALIAS_MARGIN`).
     """
-    from astropy.timeseries import LombScargle
-
     t, y, dy = (np.asarray(a, float) for a in (t, y, dy))
     band = np.asarray(band if band is not None else np.zeros(len(t)))
     baseline = t.max() - t.min()
     max_period = min(max_period, max(baseline / 2, min_period * 2))
-    ls = LombScargle(t, y, dy)
-    fmin, fmax = 1 / max_period, 1 / min_period
-    # Peaks are ~1/baseline wide: ten grid points across each.
-    n = int(min(10 * baseline * (fmax - fmin), 2_000_000)) + 1
-    freq = np.linspace(fmin, fmax, max(n, 1000))
-    power = ls.power(freq, method="fast", assume_regular_frequency=True)
-    # Local maxima, highest first.
-    interior = (power[1:-1] > power[:-2]) & (power[1:-1] >= power[2:])
-    peaks = np.flatnonzero(interior) + 1
-    peaks = peaks[np.argsort(power[peaks])[::-1]][:n_peaks]
-    if peaks.size == 0:
-        peaks = np.array([int(np.argmax(power))])
-    best_f = freq[peaks[0]]
-    step = freq[1] - freq[0]
-    half_width = max(2, round(2 / max(baseline, 1e-3) / step))
-
-    def refine(f: float) -> float | None:
-        i = round((f - fmin) / step)
-        if i < 0 or i >= len(freq):
-            return None
-        lo, hi = max(0, i - half_width), min(len(freq), i + half_width + 1)
-        return float(freq[lo + int(np.argmax(power[lo:hi]))])
-
-    frequencies = []
-    for f in freq[peaks]:
-        frequencies.append(float(f))
-        for k in (1, 2):
-            for alias in (f + k, abs(f - k)):
-                g = refine(alias)
-                if g is not None:
-                    frequencies.append(g)
+    gram = _periodogram(t, y, dy, min_period, max_period, n_peaks)
+    frequencies = _alias_frequencies(gram, baseline)
     if eclipses:
-        frequencies += _bls_peaks(t, y, dy, freq, n_peaks)
+        frequencies += _bls_peaks(t, y, dy, gram.freq, n_peaks)
     frequencies = list(dict.fromkeys(frequencies))
     candidates = [1 / f for f in frequencies] + [2 / f for f in frequencies]
     doubled_flags = [False] * len(frequencies) + [True] * len(frequencies)
@@ -217,10 +187,11 @@ def period_search(
     chi2 = np.array([judge(t, y, dy, band, p) for p in candidates])
     best = int(np.argmin(chi2))
     chosen = float(candidates[best])
-    top = float(power[peaks[0]])
+    best_f = gram.freq[gram.peaks[0]]
+    top = float(gram.power[gram.peaks[0]])
     fap = float(
-        ls.false_alarm_probability(
-            top, method="baluev", minimum_frequency=fmin, maximum_frequency=fmax
+        gram.ls.false_alarm_probability(
+            top, method="baluev", minimum_frequency=gram.fmin, maximum_frequency=gram.fmax
         )
     )
     # How clearly the chosen period beats the best unrelated one (not itself, half or
@@ -245,6 +216,61 @@ def period_search(
         "alias_margin": margin,
         "alias_risk": bool(margin < ALIAS_MARGIN),
     }
+
+
+@dataclass
+class _Periodogram:
+    """A Lomb–Scargle periodogram on a regular frequency grid and its highest peaks."""
+
+    ls: Any
+    freq: np.ndarray
+    power: np.ndarray
+    peaks: np.ndarray  # indices of the highest local maxima, highest first
+    fmin: float
+    fmax: float
+
+
+def _periodogram(t, y, dy, min_period, max_period, n_peaks) -> _Periodogram:
+    from astropy.timeseries import LombScargle
+
+    baseline = t.max() - t.min()
+    ls = LombScargle(t, y, dy)
+    fmin, fmax = 1 / max_period, 1 / min_period
+    # Peaks are ~1/baseline wide: ten grid points across each.
+    n = int(min(10 * baseline * (fmax - fmin), 2_000_000)) + 1
+    freq = np.linspace(fmin, fmax, max(n, 1000))
+    power = ls.power(freq, method="fast", assume_regular_frequency=True)
+    # Local maxima, highest first.
+    interior = (power[1:-1] > power[:-2]) & (power[1:-1] >= power[2:])
+    peaks = np.flatnonzero(interior) + 1
+    peaks = peaks[np.argsort(power[peaks])[::-1]][:n_peaks]
+    if peaks.size == 0:
+        peaks = np.array([int(np.argmax(power))])
+    return _Periodogram(ls, freq, power, peaks, fmin, fmax)
+
+
+def _alias_frequencies(gram: _Periodogram, baseline: float) -> list[float]:
+    """Each peak's frequency and its 1- and 2-day aliases (refined to the nearest maximum)."""
+    freq, power, fmin = gram.freq, gram.power, gram.fmin
+    step = freq[1] - freq[0]
+    half_width = max(2, round(2 / max(baseline, 1e-3) / step))
+
+    def refine(f: float) -> float | None:
+        i = round((f - fmin) / step)
+        if i < 0 or i >= len(freq):
+            return None
+        lo, hi = max(0, i - half_width), min(len(freq), i + half_width + 1)
+        return float(freq[lo + int(np.argmax(power[lo:hi]))])
+
+    frequencies = []
+    for f in freq[gram.peaks]:
+        frequencies.append(float(f))
+        for k in (1, 2):
+            for alias in (f + k, abs(f - k)):
+                g = refine(alias)
+                if g is not None:
+                    frequencies.append(g)
+    return frequencies
 
 
 def _second_minimum(t, y, dy, period: float, width: float = 0.05) -> bool:
