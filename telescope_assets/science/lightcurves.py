@@ -91,9 +91,6 @@ def assign_objects(
     new_objects : pandas.DataFrame
         Objects first seen here (same columns as ``objects``).
     """
-    from scipy.cluster.hierarchy import DisjointSet
-    from scipy.spatial import cKDTree
-
     det = detections.reset_index(drop=True).copy()
     det["object_id"] = ""
     det["sep_arcsec"] = np.nan
@@ -104,49 +101,12 @@ def assign_objects(
     has_ref = ref != ""
     if has_ref.any():
         det.loc[has_ref, "object_id"] = ref[has_ref]
-        first = det[has_ref & ~det.object_id.isin(seen)].drop_duplicates("object_id")
-        ra_col = "ref_ra" if "ref_ra" in det else "ra"
-        dec_col = "ref_dec" if "ref_dec" in det else "dec"
-        for r in first.itertuples():
-            new_rows.append(
-                {
-                    "object_id": r.object_id,
-                    "ra": getattr(r, ra_col),
-                    "dec": getattr(r, dec_col),
-                    "ref_id": r.object_id,
-                }
-            )
-
+        new_rows += _catalogued_objects(det[has_ref & ~det.object_id.isin(seen)])
     rest = np.flatnonzero(~has_ref)
     chord = _chord(radius_arcsec)
-    # Known objects and the catalogued stars first seen in this batch, by position.
-    targets = pd.concat(
-        [
-            objects[["object_id", "ra", "dec"]] if len(objects) else None,
-            pd.DataFrame(new_rows, columns=["object_id", "ra", "dec", "ref_id"])[
-                ["object_id", "ra", "dec"]
-            ],
-        ]
-    ).drop_duplicates("object_id")
-    if rest.size and len(targets):
-        tree = cKDTree(_unit(targets.ra, targets.dec))
-        d, j = tree.query(_unit(det.ra.to_numpy()[rest], det.dec.to_numpy()[rest]))
-        hit = d < chord
-        det.loc[rest[hit], "object_id"] = targets.object_id.to_numpy()[j[hit]]
-        rest = rest[~hit]
+    rest = _match_known(det, rest, objects, new_rows, chord)
     if rest.size:
-        xyz = _unit(det.ra.to_numpy()[rest], det.dec.to_numpy()[rest])
-        groups = DisjointSet(range(rest.size))
-        for a, b in cKDTree(xyz).query_pairs(chord):
-            groups.merge(a, b)
-        for members in groups.subsets():
-            idx = rest[sorted(members)]
-            mean = xyz[sorted(members)].mean(axis=0)
-            ra = float(np.degrees(np.arctan2(mean[1], mean[0])) % 360)
-            dec = float(np.degrees(np.arcsin(mean[2] / np.linalg.norm(mean))))
-            oid = iau_name(ra, dec)
-            det.loc[idx, "object_id"] = oid
-            new_rows.append({"object_id": oid, "ra": ra, "dec": dec, "ref_id": ""})
+        new_rows += _group_new(det, rest, chord)
 
     new_objects = pd.DataFrame(new_rows, columns=["object_id", "ra", "dec", "ref_id"])
     new_objects = new_objects.drop_duplicates("object_id")
@@ -159,6 +119,69 @@ def assign_objects(
     det["sep_arcsec"] = sep * 3600
     det = det.sort_values("sep_arcsec").drop_duplicates(["frame_id", "object_id"])
     return det.sort_index(), new_objects
+
+
+def _catalogued_objects(first: pd.DataFrame) -> list[dict]:
+    """New objects for catalogued stars first seen here, at the catalogue's position.
+
+    The catalogue's position is ``ref_ra``/``ref_dec`` when the detections carry them.
+    """
+    first = first.drop_duplicates("object_id")
+    ra_col = "ref_ra" if "ref_ra" in first else "ra"
+    dec_col = "ref_dec" if "ref_dec" in first else "dec"
+    return [
+        {"object_id": r.object_id, "ra": getattr(r, ra_col), "dec": getattr(r, dec_col),
+         "ref_id": r.object_id}
+        for r in first.itertuples()
+    ]  # fmt: skip
+
+
+def _match_known(det, rest, objects, new_rows, chord) -> np.ndarray:
+    """Detections ``rest`` near a known object take its id; returns those left over.
+
+    Known: the objects before this batch and the catalogued stars first seen in it.
+    """
+    from scipy.spatial import cKDTree
+
+    targets = pd.concat(
+        [
+            objects[["object_id", "ra", "dec"]] if len(objects) else None,
+            pd.DataFrame(new_rows, columns=["object_id", "ra", "dec", "ref_id"])[
+                ["object_id", "ra", "dec"]
+            ],
+        ]
+    ).drop_duplicates("object_id")
+    if not (rest.size and len(targets)):
+        return rest
+    tree = cKDTree(_unit(targets.ra, targets.dec))
+    d, j = tree.query(_unit(det.ra.to_numpy()[rest], det.dec.to_numpy()[rest]))
+    hit = d < chord
+    det.loc[rest[hit], "object_id"] = targets.object_id.to_numpy()[j[hit]]
+    return rest[~hit]
+
+
+def _group_new(det, rest, chord) -> list[dict]:
+    """Friends-of-friends groups of the unmatched detections ``rest``, a new object each.
+
+    Each is named by its mean position (:func:`iau_name`).
+    """
+    from scipy.cluster.hierarchy import DisjointSet
+    from scipy.spatial import cKDTree
+
+    xyz = _unit(det.ra.to_numpy()[rest], det.dec.to_numpy()[rest])
+    groups = DisjointSet(range(rest.size))
+    for a, b in cKDTree(xyz).query_pairs(chord):
+        groups.merge(a, b)
+    rows = []
+    for members in groups.subsets():
+        idx = rest[sorted(members)]
+        mean = xyz[sorted(members)].mean(axis=0)
+        ra = float(np.degrees(np.arctan2(mean[1], mean[0])) % 360)
+        dec = float(np.degrees(np.arcsin(mean[2] / np.linalg.norm(mean))))
+        oid = iau_name(ra, dec)
+        det.loc[idx, "object_id"] = oid
+        rows.append({"object_id": oid, "ra": ra, "dec": dec, "ref_id": ""})
+    return rows
 
 
 def solve_offsets(
@@ -194,63 +217,70 @@ def solve_offsets(
     if points.empty:
         return pd.DataFrame(columns=columns)
     for band, p in points.groupby("filter"):
-        p = p.assign(group=p.site + "|" + p.night)
-        # Only stars seen by more than one group tie groups together.
-        n_groups = p.groupby("object_id").group.transform("nunique")
-        p = p[n_groups > 1]
-        if p.empty:
-            continue
-        star = p.object_id.astype("category").cat.codes.to_numpy()
-        grp_cat = p.group.astype("category")
-        grp = grp_cat.cat.codes.to_numpy()
-        m = p.mag.to_numpy()
-        w = 1 / np.maximum(p.mag_err.to_numpy(), 0.003) ** 2
-        ns, ng = star.max() + 1, grp.max() + 1
-        comp = _components(star, grp, ng)
-        n_comp = comp.max() + 1
-        d = np.zeros(ng)
-        keep = np.ones(len(m), bool)
-        for _ in range(iterations):
-            wk = w * keep
-            big_m = np.bincount(star, wk * (m - d[grp]), ns) / np.maximum(
-                np.bincount(star, wk, ns), 1e-30
-            )
-            r = m - big_m[star]
-            new_d = np.bincount(grp, wk * r, ng) / np.maximum(np.bincount(grp, wk, ng), 1e-30)
-            gw = np.bincount(grp, wk, ng) + 1e-30
-            for c in range(n_comp):
-                sel = comp == c
-                new_d[sel] -= np.average(new_d[sel], weights=gw[sel])
-            resid = r - new_d[grp]
-            chi = resid * np.sqrt(w)
-            sigma = 1.4826 * np.median(np.abs(chi[keep])) if keep.any() else 1.0
-            new_keep = np.abs(chi) < clip * max(sigma, 1.0)
-            converged = np.allclose(new_d, d, atol=1e-5) and (new_keep == keep).all()
-            d, keep = new_d, new_keep
-            if converged:
-                break
-        resid = m - big_m[star] - d[grp]
-        for g, name in enumerate(grp_cat.cat.categories):
-            sel = (grp == g) & keep
-            n = len(np.unique(star[sel]))
-            if n < min_stars:
-                continue
-            site, night = name.split("|")
-            scatter = float(np.sqrt(np.average(resid[sel] ** 2, weights=w[sel])))
-            err = float(max(1 / np.sqrt(w[sel].sum()), 1.2533 * scatter / np.sqrt(sel.sum())))
-            rows.append(
-                {
-                    "site": site,
-                    "night": night,
-                    "filter": band,
-                    "component": f"{band}{comp[g]}",
-                    "offset": float(d[g]),
-                    "offset_err": err,
-                    "n_stars": n,
-                    "rms": scatter,
-                }
-            )
+        rows += _offsets_of_band(band, p, min_stars, clip, iterations)
     return pd.DataFrame(rows, columns=columns)
+
+
+def _offsets_of_band(band, p, min_stars, clip, iterations) -> list[dict]:
+    """:func:`solve_offsets` for one filter's points: one row per group it solved."""
+    p = p.assign(group=p.site + "|" + p.night)
+    # Only stars seen by more than one group tie groups together.
+    n_groups = p.groupby("object_id").group.transform("nunique")
+    p = p[n_groups > 1]
+    if p.empty:
+        return []
+    star = p.object_id.astype("category").cat.codes.to_numpy()
+    grp_cat = p.group.astype("category")
+    grp = grp_cat.cat.codes.to_numpy()
+    m = p.mag.to_numpy()
+    w = 1 / np.maximum(p.mag_err.to_numpy(), 0.003) ** 2
+    ns, ng = star.max() + 1, grp.max() + 1
+    comp = _components(star, grp, ng)
+    n_comp = comp.max() + 1
+    d = np.zeros(ng)
+    keep = np.ones(len(m), bool)
+    for _ in range(iterations):
+        wk = w * keep
+        big_m = np.bincount(star, wk * (m - d[grp]), ns) / np.maximum(
+            np.bincount(star, wk, ns), 1e-30
+        )
+        r = m - big_m[star]
+        new_d = np.bincount(grp, wk * r, ng) / np.maximum(np.bincount(grp, wk, ng), 1e-30)
+        gw = np.bincount(grp, wk, ng) + 1e-30
+        for c in range(n_comp):
+            sel = comp == c
+            new_d[sel] -= np.average(new_d[sel], weights=gw[sel])
+        resid = r - new_d[grp]
+        chi = resid * np.sqrt(w)
+        sigma = 1.4826 * np.median(np.abs(chi[keep])) if keep.any() else 1.0
+        new_keep = np.abs(chi) < clip * max(sigma, 1.0)
+        converged = np.allclose(new_d, d, atol=1e-5) and (new_keep == keep).all()
+        d, keep = new_d, new_keep
+        if converged:
+            break
+    resid = m - big_m[star] - d[grp]
+    rows = []
+    for g, name in enumerate(grp_cat.cat.categories):
+        sel = (grp == g) & keep
+        n = len(np.unique(star[sel]))
+        if n < min_stars:
+            continue
+        site, night = name.split("|")
+        scatter = float(np.sqrt(np.average(resid[sel] ** 2, weights=w[sel])))
+        err = float(max(1 / np.sqrt(w[sel].sum()), 1.2533 * scatter / np.sqrt(sel.sum())))
+        rows.append(
+            {
+                "site": site,
+                "night": night,
+                "filter": band,
+                "component": f"{band}{comp[g]}",
+                "offset": float(d[g]),
+                "offset_err": err,
+                "n_stars": n,
+                "rms": scatter,
+            }
+        )
+    return rows
 
 
 def _components(star: np.ndarray, grp: np.ndarray, ng: int) -> np.ndarray:
