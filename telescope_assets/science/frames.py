@@ -492,38 +492,11 @@ def _describe(data: bytes, container: Container, site: Site, geometry, context: 
         raise FrameError("bad_exptime", f"{site.header_map['exptime']} = {exptime_raw!r}")
     when = _observed_at(header, site, date_raw)
     context["night"] = night_of(when, site.timezone)
-    if kind in ("science", "flat"):
-        if flt is None and site.default_filter is None:
-            raise FrameError(
-                "missing_keyword",
-                f"{site.header_map['filter']} (filter); a site whose frames name no filter "
-                "sets default_filter in its registry entry",
-            )
-        if flt is None:
-            flt = site.default_filter
-        band = site.canonical_filter(flt)
-        if band is None:
-            known = list(site.filters) + sorted(site.filter_aliases)
-            raise FrameError(
-                "unknown_filter",
-                f"{flt!r} is none of {known} (case ignored); add it to the site's filters "
-                "or filter_aliases",
-            )
-        flt = band
-    else:
-        flt = None
+    flt = _band(site, flt) if kind in ("science", "flat") else None
     ra_deg, dec_deg = _parse_coordinates(
         _text(header, site, "ra", required=False), _text(header, site, "dec", required=False)
     )
-    pixels = _decode(container)
-    finite = np.isfinite(pixels)
-    if not finite.any():
-        raise FrameError("all_nan", f"{pixels.size} pixels, none finite")
-    if not finite.all():
-        raise FrameError("nan_pixels", f"{int((~finite).sum())} non-finite pixels")
-    lo, hi = float(pixels.min()), float(pixels.max())
-    if lo == hi:
-        raise FrameError("all_zero" if lo == 0 else "constant_data", f"every pixel = {lo}")
+    pixels = _usable_pixels(container)
     return FrameInfo(
         frame_id=frame_id(data),
         site=site.name,
@@ -542,6 +515,41 @@ def _describe(data: bytes, container: Container, site: Site, geometry, context: 
         pixel_id=pixel_id(pixels),
         container=container.packing,
     )
+
+
+def _band(site: Site, flt: str | None) -> str:
+    """The site's canonical filter of a science or flat frame (its default if unnamed)."""
+    if flt is None and site.default_filter is None:
+        raise FrameError(
+            "missing_keyword",
+            f"{site.header_map['filter']} (filter); a site whose frames name no filter "
+            "sets default_filter in its registry entry",
+        )
+    if flt is None:
+        flt = site.default_filter
+    band = site.canonical_filter(flt)
+    if band is None:
+        known = list(site.filters) + sorted(site.filter_aliases)
+        raise FrameError(
+            "unknown_filter",
+            f"{flt!r} is none of {known} (case ignored); add it to the site's filters "
+            "or filter_aliases",
+        )
+    return band
+
+
+def _usable_pixels(container: Container) -> np.ndarray:
+    """The decoded pixels, unless none are finite, some are not, or all are equal."""
+    pixels = _decode(container)
+    finite = np.isfinite(pixels)
+    if not finite.any():
+        raise FrameError("all_nan", f"{pixels.size} pixels, none finite")
+    if not finite.all():
+        raise FrameError("nan_pixels", f"{int((~finite).sum())} non-finite pixels")
+    lo, hi = float(pixels.min()), float(pixels.max())
+    if lo == hi:
+        raise FrameError("all_zero" if lo == 0 else "constant_data", f"every pixel = {lo}")
+    return pixels
 
 
 def _decode(container: Container) -> np.ndarray:

@@ -52,6 +52,23 @@ def example_inputs(kind: str, arrays: dict[str, np.ndarray], n: int = 2):
     return arrays["x"][:n]
 
 
+def _log_run(tracking_uri, run_id, params, metrics, seconds, plots, log_model):
+    """Log a training run's parameters, evaluation metrics and plots, then its model."""
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    with mlflow.start_run(run_id=run_id):
+        mlflow.log_params(params)
+        mlflow.log_metrics({f"eval_{k}": float(v) for k, v in metrics.items()})
+        mlflow.log_metric("train_seconds", seconds)
+        with tempfile.TemporaryDirectory() as tmp:
+            for name, png in plots.items():
+                Path(tmp, name).write_bytes(png)
+                mlflow.log_artifact(str(Path(tmp, name)), artifact_path="evaluation")
+        return log_model()
+
+
 def train_and_register(
     kind: str,
     train: dict[str, np.ndarray],
@@ -68,8 +85,6 @@ def train_and_register(
     current champion on the same fixed evaluation set (the first version needs only
     the target). Returns a report: metrics of both, the decision and why.
     """
-    import mlflow
-    import mlflow.pytorch
     from lightning.pytorch.loggers import MLFlowLogger
 
     spec = MODELS[kind]
@@ -91,26 +106,17 @@ def train_and_register(
     seconds = time.perf_counter() - start
     run_id = logger.run_id
     metrics, plots = evaluate(kind, net, evaluation)
-    mlflow.set_tracking_uri(mlflow_resource.tracking_uri)
-    mlflow.set_registry_uri(mlflow_resource.tracking_uri)
-    with mlflow.start_run(run_id=run_id):
-        mlflow.log_params(
-            {
-                "kind": kind,
-                "seed": seed,
-                "n_train": len(inputs["x"]),
-                "n_eval": len(evaluation["x"]),
-                "epochs": max_epochs or spec.epochs,
-            }
-        )
-        mlflow.log_metrics({f"eval_{k}": float(v) for k, v in metrics.items()})
-        mlflow.log_metric("train_seconds", seconds)
-        with tempfile.TemporaryDirectory() as tmp:
-            for name, png in plots.items():
-                Path(tmp, name).write_bytes(png)
-                mlflow.log_artifact(str(Path(tmp, name)), artifact_path="evaluation")
-        example = example_inputs(kind, evaluation)
-        info = _log_model(net, kind, example)
+    params = {
+        "kind": kind,
+        "seed": seed,
+        "n_train": len(inputs["x"]),
+        "n_eval": len(evaluation["x"]),
+        "epochs": max_epochs or spec.epochs,
+    }
+    info = _log_run(
+        mlflow_resource.tracking_uri, run_id, params, metrics, seconds, plots,
+        lambda: _log_model(net, kind, example_inputs(kind, evaluation)),
+    )  # fmt: skip
     version = str(info.registered_model_version)
     client.set_model_version_tag(kind, version, "training_run", run_id)
     for key, value in tags.items():
