@@ -261,27 +261,8 @@ class Stack:
     def up(self, progress=print) -> dict[str, str]:
         """Start every service; returns the URLs to open."""
         cfg = self.config
-        if any(self.running().values()):
-            raise RuntimeError(
-                f"a stack from {cfg.state} is already running: run `telescope-stack down` first"
-            )
-        for port in (cfg.s3_port, cfg.mlflow_port, cfg.dask_port, cfg.dagster_port):
-            if _port_open(port):
-                raise RuntimeError(
-                    f"port {port} on 127.0.0.1 is taken: stop what uses it or choose other "
-                    "ports (telescope-stack up --help)"
-                )
-        (cfg.state / "logs").mkdir(parents=True, exist_ok=True)
-        self.pids_file.write_text("{}")
-        env = cfg.environment()
-        home = Path(env["DAGSTER_HOME"])
-        home.mkdir(parents=True, exist_ok=True)
-        Path(env["TELESCOPE_DAGSTER_LOGS"]).mkdir(parents=True, exist_ok=True)
-        shutil.copy(REPO / "deploy" / "production" / "dagster.yaml", home / "dagster.yaml")
-        (cfg.state / "env").write_text(
-            "".join(f"export {k}={shlex.quote(v)}\n" for k, v in sorted(env.items()))
-        )
-        (cfg.state / "config.json").write_text(json.dumps(asdict(cfg), default=str, indent=1))
+        self._preflight()
+        env = self._prepare_state()
         try:
             progress(
                 f"[1/5] PostgreSQL databases {cfg.database('dagster')}, {cfg.database('mlflow')}"
@@ -293,72 +274,114 @@ class Stack:
                  "import set_pool_limits; print(set_pool_limits(dg.DagsterInstance.get()))"],
                 env={**os.environ, **env}, check=True, capture_output=True, cwd=REPO,
             )  # fmt: skip
-
             progress(f"[2/5] S3 (moto) on {cfg.s3_url}")
-            proc, log = self._start(
-                "s3",
-                [console_script("moto_server"), "-H", "127.0.0.1", "-p", str(cfg.s3_port)],
-                env,
-            )
-            _wait("moto_server", lambda: _http_ok(cfg.s3_url), 60, proc, log)
-            self._buckets()
-
+            self._start_s3(env)
             progress(f"[3/5] MLflow server on {cfg.mlflow_url}")
-            mlflow_env = {**env, "MLFLOW_S3_ENDPOINT_URL": cfg.s3_url}
-            proc, log = self._start(
-                "mlflow",
-                [
-                    console_script("mlflow"), "server",
-                    "--backend-store-uri", cfg.pg_url("mlflow"),
-                    "--artifacts-destination", f"s3://{cfg.bucket('mlflow')}/artifacts",
-                    "--serve-artifacts",
-                    "--host", "127.0.0.1", "--port", str(cfg.mlflow_port),
-                    "--workers", "1",
-                ],
-                mlflow_env,
-            )  # fmt: skip
-            _wait("mlflow server", lambda: _http_ok(f"{cfg.mlflow_url}/health"), 180, proc, log)
-
+            self._start_mlflow(env)
             progress(f"[4/5] dask scheduler {cfg.dask_address} and {cfg.dask_workers} workers")
-            proc, log = self._start(
-                "dask-scheduler",
-                scheduler_argv(cfg.dask_port, f"127.0.0.1:{cfg.dask_port + 1}"),
-                env,
-            )
-            _wait("dask scheduler", lambda: _port_open(cfg.dask_port), 60, proc, log)
-            proc, log = self._start(
-                "dask-workers",
-                worker_argv(cfg.dask_address, cfg.dask_workers, cfg.state / "dask"),
-                {**env, **WORKER_MALLOC},
-            )
-            _wait("dask workers", lambda: self._dask_workers() >= cfg.dask_workers, 120, proc, log)
-
+            self._start_dask(env)
             progress(f"[5/5] Dagster daemon and webserver on {cfg.dagster_url}")
-            workspace = str(REPO / "workspace.yaml")
-            proc, log = self._start(
-                "dagster-daemon", [console_script("dagster-daemon"), "run", "-w", workspace], env
-            )
-            web, web_log = self._start(
-                "dagster-webserver",
-                [
-                    console_script("dagster-webserver"),
-                    "-h", "127.0.0.1", "-p", str(cfg.dagster_port), "-w", workspace,
-                ],
-                env,
-            )  # fmt: skip
-            _wait(
-                "dagster-webserver",
-                lambda: _http_ok(f"{cfg.dagster_url}/server_info"),
-                240,
-                web,
-                web_log,
-            )
-            # The daemon serves nothing to poll: it must still be running by now.
-            _exited("dagster-daemon", proc, log)
+            self._start_dagster(env)
         except BaseException:
             self.down()
             raise
         return self.urls()
+
+    def _preflight(self) -> None:
+        """Refuse to start over a running stack or on ports that are taken."""
+        cfg = self.config
+        if any(self.running().values()):
+            raise RuntimeError(
+                f"a stack from {cfg.state} is already running: run `telescope-stack down` first"
+            )
+        for port in (cfg.s3_port, cfg.mlflow_port, cfg.dask_port, cfg.dagster_port):
+            if _port_open(port):
+                raise RuntimeError(
+                    f"port {port} on 127.0.0.1 is taken: stop what uses it or choose other "
+                    "ports (telescope-stack up --help)"
+                )
+
+    def _prepare_state(self) -> dict[str, str]:
+        """The state folder, the instance's home and config, the environment file."""
+        cfg = self.config
+        (cfg.state / "logs").mkdir(parents=True, exist_ok=True)
+        self.pids_file.write_text("{}")
+        env = cfg.environment()
+        home = Path(env["DAGSTER_HOME"])
+        home.mkdir(parents=True, exist_ok=True)
+        Path(env["TELESCOPE_DAGSTER_LOGS"]).mkdir(parents=True, exist_ok=True)
+        shutil.copy(REPO / "deploy" / "production" / "dagster.yaml", home / "dagster.yaml")
+        (cfg.state / "env").write_text(
+            "".join(f"export {k}={shlex.quote(v)}\n" for k, v in sorted(env.items()))
+        )
+        (cfg.state / "config.json").write_text(json.dumps(asdict(cfg), default=str, indent=1))
+        return env
+
+    def _start_s3(self, env: dict[str, str]) -> None:
+        cfg = self.config
+        proc, log = self._start(
+            "s3",
+            [console_script("moto_server"), "-H", "127.0.0.1", "-p", str(cfg.s3_port)],
+            env,
+        )
+        _wait("moto_server", lambda: _http_ok(cfg.s3_url), 60, proc, log)
+        self._buckets()
+
+    def _start_mlflow(self, env: dict[str, str]) -> None:
+        cfg = self.config
+        mlflow_env = {**env, "MLFLOW_S3_ENDPOINT_URL": cfg.s3_url}
+        proc, log = self._start(
+            "mlflow",
+            [
+                console_script("mlflow"), "server",
+                "--backend-store-uri", cfg.pg_url("mlflow"),
+                "--artifacts-destination", f"s3://{cfg.bucket('mlflow')}/artifacts",
+                "--serve-artifacts",
+                "--host", "127.0.0.1", "--port", str(cfg.mlflow_port),
+                "--workers", "1",
+            ],
+            mlflow_env,
+        )  # fmt: skip
+        _wait("mlflow server", lambda: _http_ok(f"{cfg.mlflow_url}/health"), 180, proc, log)
+
+    def _start_dask(self, env: dict[str, str]) -> None:
+        cfg = self.config
+        proc, log = self._start(
+            "dask-scheduler",
+            scheduler_argv(cfg.dask_port, f"127.0.0.1:{cfg.dask_port + 1}"),
+            env,
+        )
+        _wait("dask scheduler", lambda: _port_open(cfg.dask_port), 60, proc, log)
+        proc, log = self._start(
+            "dask-workers",
+            worker_argv(cfg.dask_address, cfg.dask_workers, cfg.state / "dask"),
+            {**env, **WORKER_MALLOC},
+        )
+        _wait("dask workers", lambda: self._dask_workers() >= cfg.dask_workers, 120, proc, log)
+
+    def _start_dagster(self, env: dict[str, str]) -> None:
+        cfg = self.config
+        workspace = str(REPO / "workspace.yaml")
+        proc, log = self._start(
+            "dagster-daemon", [console_script("dagster-daemon"), "run", "-w", workspace], env
+        )
+        web, web_log = self._start(
+            "dagster-webserver",
+            [
+                console_script("dagster-webserver"),
+                "-h", "127.0.0.1", "-p", str(cfg.dagster_port), "-w", workspace,
+            ],
+            env,
+        )  # fmt: skip
+        _wait(
+            "dagster-webserver",
+            lambda: _http_ok(f"{cfg.dagster_url}/server_info"),
+            240,
+            web,
+            web_log,
+        )
+        # The daemon serves nothing to poll: it must still be running by now.
+        _exited("dagster-daemon", proc, log)
 
     def _dask_workers(self) -> int:
         from distributed import Client
