@@ -328,57 +328,12 @@ def simulate_network(
                 "airmass": exp.airmass,
             }
             if exp.kind == "science":
-                cond = _conditions(site, night, exp, seq, cfg, window.moon_illumination, rng)
-                err = rng.normal(0, 3.0, 2) / 3600  # a few arcseconds of pointing error
-                rot = float(rng.normal(0, 0.05))
-                true_ra = exp.ra + err[0] / np.cos(np.radians(exp.dec))
-                true_dec = exp.dec + err[1]
-                true_wcs = _wcs(site, true_ra, true_dec, rot)
-                sources, src_truth, zp = _science_sources(sky, site, exp, cond, true_wcs, cfg)
-                raw, extra = render_raw(
-                    site, defects, "science", exp.exptime, exp.band, sources, cond, rng
+                data, science_row, src_truth, extra = _science_frame(
+                    site, night, exp, seq, cfg, sky, defects, window.moon_illumination, rng
                 )
-                header_wcs = dict(_wcs(site, exp.ra, exp.dec).to_header())
-                data = write_fits(
-                    raw,
-                    site,
-                    "science",
-                    exp.when,
-                    exp.exptime,
-                    exp.band,
-                    exp.field,
-                    (exp.ra, exp.dec),
-                    header_wcs,
-                )
-                row |= {
-                    "seeing_arcsec": cond.seeing_arcsec,
-                    "transparency": cond.transparency,
-                    "sky_mag": cond.sky_mag,
-                    "zero_point": zp,
-                    "quality": quality_class(cond),
-                    "flags": ",".join(cond.flags),
-                    "true_crval1": true_ra,
-                    "true_crval2": true_dec,
-                    "true_rotation_deg": rot,
-                    "moon_illumination": window.moon_illumination,
-                }
+                row |= science_row
             else:
-                cond = Conditions()
-                level = 0.45 * site.camera.saturation * site.camera.gain
-                raw, extra = render_raw(
-                    site,
-                    defects,
-                    exp.kind,
-                    exp.exptime,
-                    exp.band,
-                    [],
-                    cond,
-                    rng,
-                    flat_level_e=level * rng.uniform(0.8, 1.1),
-                )
-                data = write_fits(
-                    raw, site, exp.kind, exp.when, exp.exptime, exp.band, None, None, None
-                )
+                data, extra = _calibration_frame(site, exp, defects, rng)
                 src_truth = None
             name = _filename(site, exp, night, seq)
             truncated = bool(
@@ -396,6 +351,60 @@ def simulate_network(
             if progress is not None:
                 progress(1)
     frames = pd.DataFrame(frame_rows)
+    _write_truth(truth, frames, source_tables, sky, cfg.seed)
+    return frames
+
+
+def _science_frame(site, night, exp, seq, cfg, sky, defects, moon_illumination, rng):
+    """One science exposure: its FITS bytes, truth row, source truth and render extras."""
+    cond = _conditions(site, night, exp, seq, cfg, moon_illumination, rng)
+    err = rng.normal(0, 3.0, 2) / 3600  # a few arcseconds of pointing error
+    rot = float(rng.normal(0, 0.05))
+    true_ra = exp.ra + err[0] / np.cos(np.radians(exp.dec))
+    true_dec = exp.dec + err[1]
+    true_wcs = _wcs(site, true_ra, true_dec, rot)
+    sources, src_truth, zp = _science_sources(sky, site, exp, cond, true_wcs, cfg)
+    raw, extra = render_raw(site, defects, "science", exp.exptime, exp.band, sources, cond, rng)
+    header_wcs = dict(_wcs(site, exp.ra, exp.dec).to_header())
+    data = write_fits(
+        raw, site, "science", exp.when, exp.exptime, exp.band, exp.field, (exp.ra, exp.dec),
+        header_wcs,
+    )  # fmt: skip
+    row = {
+        "seeing_arcsec": cond.seeing_arcsec,
+        "transparency": cond.transparency,
+        "sky_mag": cond.sky_mag,
+        "zero_point": zp,
+        "quality": quality_class(cond),
+        "flags": ",".join(cond.flags),
+        "true_crval1": true_ra,
+        "true_crval2": true_dec,
+        "true_rotation_deg": rot,
+        "moon_illumination": moon_illumination,
+    }
+    return data, row, src_truth, extra
+
+
+def _calibration_frame(site, exp, defects, rng):
+    """One bias, dark or flat: its FITS bytes and render extras."""
+    level = 0.45 * site.camera.saturation * site.camera.gain
+    raw, extra = render_raw(
+        site,
+        defects,
+        exp.kind,
+        exp.exptime,
+        exp.band,
+        [],
+        Conditions(),
+        rng,
+        flat_level_e=level * rng.uniform(0.8, 1.1),
+    )
+    data = write_fits(raw, site, exp.kind, exp.when, exp.exptime, exp.band, None, None, None)
+    return data, extra
+
+
+def _write_truth(truth: Path, frames, source_tables, sky: Sky, seed: int) -> None:
+    """The truth tables and the reference catalogues."""
     truth.mkdir(parents=True, exist_ok=True)
     frames.to_parquet(truth / "frames.parquet", index=False)
     if source_tables:
@@ -405,8 +414,7 @@ def simulate_network(
     sky.stars.to_parquet(truth / "stars.parquet", index=False)
     sky.galaxies.to_parquet(truth / "galaxies.parquet", index=False)
     sky.transients.to_parquet(truth / "transients.parquet", index=False)
-    write_reference_catalogs(sky, truth / "refcat", cfg.seed)
-    return frames
+    write_reference_catalogs(sky, truth / "refcat", seed)
 
 
 def write_reference_catalogs(sky: Sky, out: Path, seed: int) -> None:
