@@ -188,6 +188,117 @@ def _stamp_pair(rng, fwhm_sci, fwhm_ref, cond: Conditions):
     return sci, ref
 
 
+def _real_source(rng, sci, ref, cx, cy, snr, fwhm_sci, noise_sci, cond):
+    """A new point source of this S/N; a third of the time on a galaxy in both images.
+
+    Returns the science, the reference and the new source's image.
+    """
+    yy, xx = np.mgrid[0:STAMP, 0:STAMP]
+    # Flux that reaches this S/N in an optimal aperture of the science PSF.
+    flux = snr * noise_sci * np.sqrt(4 * np.pi * (fwhm_sci / 2.355) ** 2)
+    extra = render_sources(
+        (STAMP, STAMP), [Source(np.r_[cx], np.r_[cy], np.r_[flux])], fwhm_sci, cond
+    )
+    if rng.random() < 0.3:  # on a galaxy, present in both images
+        gal = (
+            10 ** rng.uniform(3, 4.5)
+            * np.exp(
+                -0.5 * ((xx - cx - rng.normal(0, 2)) ** 2 + (yy - cy) ** 2) / rng.uniform(3, 6) ** 2
+            )
+            / (2 * np.pi * 16)
+        )
+        sci, ref = sci + gal, ref + gal
+    return sci, ref, extra
+
+
+def _artefact(rng, cls, cx, cy, fwhm_sci, noise_sci) -> np.ndarray:
+    """The image of a cosmic ray, a bad pixel or column, or a satellite trail."""
+    yy, xx = np.mgrid[0:STAMP, 0:STAMP]
+    extra = np.zeros((STAMP, STAMP))
+    if cls == "cosmic_ray":
+        for k in range(rng.integers(1, 4)):
+            extra[int(cy) + k * rng.integers(-1, 2), int(cx) + k * rng.integers(0, 2)] += (
+                rng.uniform(15, 150) * noise_sci
+            )
+    elif cls == "bad_pixel":
+        if rng.random() < 0.5:
+            extra[:, int(cx)] += rng.uniform(3, 30) * noise_sci
+        else:
+            extra[int(cy) - 1 : int(cy) + 1, int(cx) - 1 : int(cx) + 1] += (
+                rng.uniform(10, 100) * noise_sci
+            )
+    else:  # satellite_trail
+        ang = rng.uniform(0, np.pi)
+        dist = np.abs(-(xx - cx) * np.sin(ang) + (yy - cy) * np.cos(ang))
+        extra = rng.uniform(3, 40) * noise_sci * np.exp(-0.5 * (dist / (fwhm_sci / 2.355)) ** 2)
+    return extra
+
+
+def _bad_subtraction(rng, sci, ref, model, extra, cx, cy, fwhms, noise_sci, cond):
+    """A galaxy or a star badly subtracted, or a noise peak on an empty difference."""
+    fwhm_sci, fwhm_ref = fwhms
+    if rng.random() < 0.3:
+        # A galaxy in both images whose PSF matching is imperfect: the kernel is fitted
+        # on stars, and a galaxy's residual is the classic bogus of image subtraction.
+        flux = 10 ** rng.uniform(4.0, 5.5)
+        shape = {
+            "radius_px": np.r_[rng.uniform(1.5, 5.0)],
+            "axis_ratio": np.r_[rng.uniform(0.4, 1.0)],
+            "pa_deg": np.r_[rng.uniform(0, 180)],
+        }
+        gal = Source(np.r_[cx], np.r_[cy], np.r_[flux], **shape)
+        sci = sci + render_sources((STAMP, STAMP), [gal], fwhm_sci, cond)
+        ref = ref + render_sources((STAMP, STAMP), [gal], fwhm_ref, cond)
+        shift = rng.normal(0, 0.3, 2)
+        moved = Source(
+            np.r_[cx + shift[0]],
+            np.r_[cy + shift[1]],
+            np.r_[flux * rng.uniform(0.97, 1.03)],
+            **shape,
+        )
+        model = model + render_sources(
+            (STAMP, STAMP), [moved], fwhm_sci * rng.uniform(0.8, 1.2), cond
+        )
+    elif rng.random() < 0.6:
+        # A star in both images, subtracted with a misalignment or a wrong PSF.
+        flux = 10 ** rng.uniform(3.5, 5.5)
+        star = render_sources(
+            (STAMP, STAMP), [Source(np.r_[cx], np.r_[cy], np.r_[flux])], fwhm_sci, cond
+        )
+        shift = rng.normal(0, 0.8, 2)
+        moved = Source(
+            np.r_[cx + shift[0]], np.r_[cy + shift[1]], np.r_[flux * rng.uniform(0.9, 1.1)]
+        )
+        sci = sci + star
+        ref = ref + render_sources(
+            (STAMP, STAMP), [Source(np.r_[cx], np.r_[cy], np.r_[flux])], fwhm_ref, cond
+        )
+        model = model + render_sources(
+            (STAMP, STAMP), [moved], fwhm_sci * rng.uniform(0.75, 1.25), cond
+        )
+    else:
+        # Pure noise: a >= 5 sigma fluctuation at the centre of an empty difference.
+        extra[int(cy), int(cx)] += rng.uniform(5, 7) * noise_sci
+    return sci, ref, model, extra
+
+
+def _observed_triplet(rng, sci, ref, model, extra, sky_sci, sky_ref, noise_sci) -> np.ndarray:
+    """Science, deep reference and difference as observed (noise added), normalised."""
+    from scipy import ndimage
+
+    sci_img = (
+        rng.poisson(sci + extra + sky_sci).astype(float) + rng.normal(0, 6, sci.shape) - sky_sci
+    )
+    ref_img = rng.poisson((ref + sky_ref) * 4).astype(float) / 4 - sky_ref  # a deep stack
+    ref_noise = rng.normal(0, 0.3 * noise_sci, sci.shape)
+    diff = sci_img - model + ref_noise
+    if rng.random() < 0.4:
+        # The reference had the sharper PSF, so the science was convolved to match it:
+        # the difference's noise is smoothed (correlated), not white.
+        diff = ndimage.gaussian_filter(sci_img - model, rng.uniform(0.5, 1.4)) + ref_noise
+    return np.stack([normalise(sci_img), normalise(ref_img), normalise(diff)])
+
+
 def real_bogus_examples(n: int, seed: int, families: tuple[str, ...] | None = None) -> dict:
     """Real/bogus triplets.
 
@@ -206,13 +317,10 @@ def real_bogus_examples(n: int, seed: int, families: tuple[str, ...] | None = No
         (n,) class index into :data:`RB_CLASSES`; ``snr`` (n,) of the central source in
         the difference (NaN where there is none).
     """
-    from scipy import ndimage
-
     rng = np.random.default_rng(np.random.SeedSequence([seed, 2]))
     xs = np.empty((n, 3, STAMP, STAMP), np.float32)
     y = rng.integers(0, len(RB_CLASSES), n)
     snrs = np.full(n, np.nan, np.float32)
-    yy, xx = np.mgrid[0:STAMP, 0:STAMP]
     optics = [family(f) for f in families] if families else None
     cond, sampling = Conditions(), 1.0
     for i in range(n):
@@ -230,92 +338,15 @@ def real_bogus_examples(n: int, seed: int, families: tuple[str, ...] | None = No
         extra = np.zeros((STAMP, STAMP))
         if cls == "real":
             snr = rng.uniform(8, 100)
-            # Flux that reaches this S/N in an optimal aperture of the science PSF.
-            flux = snr * noise_sci * np.sqrt(4 * np.pi * (fwhm_sci / 2.355) ** 2)
-            extra = render_sources(
-                (STAMP, STAMP), [Source(np.r_[cx], np.r_[cy], np.r_[flux])], fwhm_sci, cond
-            )
+            sci, ref, extra = _real_source(rng, sci, ref, cx, cy, snr, fwhm_sci, noise_sci, cond)
             snrs[i] = snr
-            if rng.random() < 0.3:  # on a galaxy, present in both images
-                gal = (
-                    10 ** rng.uniform(3, 4.5)
-                    * np.exp(
-                        -0.5
-                        * ((xx - cx - rng.normal(0, 2)) ** 2 + (yy - cy) ** 2)
-                        / rng.uniform(3, 6) ** 2
-                    )
-                    / (2 * np.pi * 16)
-                )
-                sci, ref = sci + gal, ref + gal
-        elif cls == "cosmic_ray":
-            for k in range(rng.integers(1, 4)):
-                extra[int(cy) + k * rng.integers(-1, 2), int(cx) + k * rng.integers(0, 2)] += (
-                    rng.uniform(15, 150) * noise_sci
-                )
-        elif cls == "bad_pixel":
-            if rng.random() < 0.5:
-                extra[:, int(cx)] += rng.uniform(3, 30) * noise_sci
-            else:
-                extra[int(cy) - 1 : int(cy) + 1, int(cx) - 1 : int(cx) + 1] += (
-                    rng.uniform(10, 100) * noise_sci
-                )
-        elif cls == "satellite_trail":
-            ang = rng.uniform(0, np.pi)
-            dist = np.abs(-(xx - cx) * np.sin(ang) + (yy - cy) * np.cos(ang))
-            extra = rng.uniform(3, 40) * noise_sci * np.exp(-0.5 * (dist / (fwhm_sci / 2.355)) ** 2)
+        elif cls in ("cosmic_ray", "bad_pixel", "satellite_trail"):
+            extra = _artefact(rng, cls, cx, cy, fwhm_sci, noise_sci)
         # What an ideal PSF-matched reference subtracts: the field as the science sees it.
         model = sci.copy()
-        if cls == "bad_subtraction" and rng.random() < 0.3:
-            # A galaxy in both images whose PSF matching is imperfect: the kernel is fitted
-            # on stars, and a galaxy's residual is the classic bogus of image subtraction.
-            flux = 10 ** rng.uniform(4.0, 5.5)
-            shape = {
-                "radius_px": np.r_[rng.uniform(1.5, 5.0)],
-                "axis_ratio": np.r_[rng.uniform(0.4, 1.0)],
-                "pa_deg": np.r_[rng.uniform(0, 180)],
-            }
-            gal = Source(np.r_[cx], np.r_[cy], np.r_[flux], **shape)
-            sci = sci + render_sources((STAMP, STAMP), [gal], fwhm_sci, cond)
-            ref = ref + render_sources((STAMP, STAMP), [gal], fwhm_ref, cond)
-            shift = rng.normal(0, 0.3, 2)
-            moved = Source(
-                np.r_[cx + shift[0]],
-                np.r_[cy + shift[1]],
-                np.r_[flux * rng.uniform(0.97, 1.03)],
-                **shape,
+        if cls == "bad_subtraction":
+            sci, ref, model, extra = _bad_subtraction(
+                rng, sci, ref, model, extra, cx, cy, (fwhm_sci, fwhm_ref), noise_sci, cond
             )
-            model = model + render_sources(
-                (STAMP, STAMP), [moved], fwhm_sci * rng.uniform(0.8, 1.2), cond
-            )
-        elif cls == "bad_subtraction" and rng.random() < 0.6:
-            # A star in both images, subtracted with a misalignment or a wrong PSF.
-            flux = 10 ** rng.uniform(3.5, 5.5)
-            star = render_sources(
-                (STAMP, STAMP), [Source(np.r_[cx], np.r_[cy], np.r_[flux])], fwhm_sci, cond
-            )
-            shift = rng.normal(0, 0.8, 2)
-            moved = Source(
-                np.r_[cx + shift[0]], np.r_[cy + shift[1]], np.r_[flux * rng.uniform(0.9, 1.1)]
-            )
-            sci = sci + star
-            ref = ref + render_sources(
-                (STAMP, STAMP), [Source(np.r_[cx], np.r_[cy], np.r_[flux])], fwhm_ref, cond
-            )
-            model = model + render_sources(
-                (STAMP, STAMP), [moved], fwhm_sci * rng.uniform(0.75, 1.25), cond
-            )
-        elif cls == "bad_subtraction":
-            # Pure noise: a >= 5 sigma fluctuation at the centre of an empty difference.
-            extra[int(cy), int(cx)] += rng.uniform(5, 7) * noise_sci
-        sci_img = (
-            rng.poisson(sci + extra + sky_sci).astype(float) + rng.normal(0, 6, sci.shape) - sky_sci
-        )
-        ref_img = rng.poisson((ref + sky_ref) * 4).astype(float) / 4 - sky_ref  # a deep stack
-        ref_noise = rng.normal(0, 0.3 * noise_sci, sci.shape)
-        diff = sci_img - model + ref_noise
-        if rng.random() < 0.4:
-            # The reference had the sharper PSF, so the science was convolved to match it:
-            # the difference's noise is smoothed (correlated), not white.
-            diff = ndimage.gaussian_filter(sci_img - model, rng.uniform(0.5, 1.4)) + ref_noise
-        xs[i] = np.stack([normalise(sci_img), normalise(ref_img), normalise(diff)])
+        xs[i] = _observed_triplet(rng, sci, ref, model, extra, sky_sci, sky_ref, noise_sci)
     return {"x": xs, "y": y.astype(np.int64), "snr": snrs}
