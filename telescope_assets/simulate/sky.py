@@ -128,6 +128,128 @@ def transient_mag(tr: pd.DataFrame, mjd: float, band: str) -> np.ndarray:
     return np.where(t < -5 * rise, np.nan, mag)
 
 
+def _field_stars(rng, seed: int, field: Field, n: int) -> list[dict]:
+    """A field's stars: number counts, colours, positions, and its variables."""
+    # Number counts rising as 10^(0.3 m): inverse-CDF sampling between 12 and 21.5.
+    lo, hi, slope = 12.0, 21.5, 0.3 * np.log(10)
+    u = rng.random(n)
+    r = np.log(np.exp(slope * lo) + u * (np.exp(slope * hi) - np.exp(slope * lo))) / slope
+    colour = np.clip(rng.normal(0.65, 0.3, n), -0.2, 1.6)
+    cosd = np.cos(np.radians(field.dec))
+    ra = field.ra + rng.uniform(-1, 1, n) * FIELD_HALF_WIDTH_DEG / cosd
+    dec = field.dec + rng.uniform(-1, 1, n) * FIELD_HALF_WIDTH_DEG
+    var_type, period, amplitude, t0 = _variables(rng, seed, field, r)
+    return [
+        {
+            "object_id": f"{field.name}-S{i:05d}",
+            "field": field.name,
+            "ra": ra[i],
+            "dec": dec[i],
+            "g": r[i] + colour[i],
+            "r": r[i],
+            "var_type": var_type[i],
+            "period": period[i],
+            "amplitude": amplitude[i],
+            "t0": t0[i],
+        }
+        for i in range(n)
+    ]
+
+
+def _variables(rng, seed: int, field: Field, r: np.ndarray):
+    """Type, period, amplitude and epoch of each star.
+
+    4 % of those brighter than r = 18.5 are RR Lyrae or eclipsing, one is a dipper, the
+    rest are constant.
+    """
+    n = len(r)
+    var_type = np.full(n, "constant", dtype=object)
+    period = np.full(n, np.inf)
+    amplitude = np.zeros(n)
+    t0 = np.zeros(n)
+    candidates = np.flatnonzero(r < 18.5)
+    n_var = max(4, int(0.04 * len(candidates)))
+    chosen = rng.choice(candidates, size=min(n_var, len(candidates)), replace=False)
+    half = len(chosen) // 2
+    rr, eb = chosen[:half], chosen[half:]
+    var_type[rr] = "rrlyrae"
+    period[rr] = rng.uniform(0.35, 0.75, len(rr))
+    amplitude[rr] = rng.uniform(0.5, 1.0, len(rr))
+    var_type[eb] = "eclipsing"
+    period[eb] = rng.uniform(0.4, 3.0, len(eb))
+    amplitude[eb] = rng.uniform(0.3, 0.8, len(eb))
+    t0[chosen] = MJD_DEMO_START + rng.uniform(0, 1, len(chosen)) * period[chosen]
+    # One dipper per field, from its own random stream so nothing else changes.
+    odd_rng = rng_for(seed, "dipper", field.name)
+    pool = np.flatnonzero((var_type == "constant") & (r > 14.5) & (r < 17.0))
+    if pool.size:
+        d = odd_rng.choice(pool)
+        var_type[d] = "dipper"
+        period[d] = odd_rng.uniform(1.0, 2.5)
+        amplitude[d] = odd_rng.uniform(1.0, 2.0)
+        t0[d] = MJD_DEMO_START + odd_rng.uniform(0, 10)
+    return var_type, period, amplitude, t0
+
+
+#: Galaxies per field.
+GALAXIES_PER_FIELD = 12
+
+
+def _field_galaxies(rng, field: Field) -> list[dict]:
+    """A field's galaxies (r 15.5–18.5, radius 2–4.5″)."""
+    n_gal = GALAXIES_PER_FIELD
+    cosd = np.cos(np.radians(field.dec))
+    g_ra = field.ra + rng.uniform(-0.8, 0.8, n_gal) * FIELD_HALF_WIDTH_DEG / cosd
+    g_dec = field.dec + rng.uniform(-0.8, 0.8, n_gal) * FIELD_HALF_WIDTH_DEG
+    g_r = rng.uniform(15.5, 18.5, n_gal)
+    return [
+        {
+            "object_id": f"{field.name}-G{i:03d}",
+            "field": field.name,
+            "ra": g_ra[i],
+            "dec": g_dec[i],
+            "r": g_r[i],
+            "g": g_r[i] + 0.7,
+            "radius_arcsec": rng.uniform(2.0, 4.5),
+            "axis_ratio": rng.uniform(0.4, 1.0),
+            "pa_deg": rng.uniform(0, 180),
+        }
+        for i in range(n_gal)
+    ]
+
+
+def _field_transients(rng, field: Field, galaxies: list[dict]) -> list[dict]:
+    """A field's three transients: two in galaxies (near their centres), one alone."""
+    cosd = np.cos(np.radians(field.dec))
+    rows = []
+    for i in range(3):
+        if i < 2:  # on a galaxy
+            host = galaxies[i]
+            off = rng.normal(0, 1.0, 2) / 3600
+            t_ra, t_dec = host["ra"] + off[0] / cosd, host["dec"] + off[1]
+            host_id = host["object_id"]
+        else:
+            t_ra = field.ra + rng.uniform(-0.6, 0.6) * FIELD_HALF_WIDTH_DEG / cosd
+            t_dec = field.dec + rng.uniform(-0.6, 0.6) * FIELD_HALF_WIDTH_DEG
+            host_id = ""
+        peak_r = rng.uniform(16.5, 18.5)
+        rows.append(
+            {
+                "object_id": f"{field.name}-T{i:02d}",
+                "field": field.name,
+                "ra": t_ra,
+                "dec": t_dec,
+                "host": host_id,
+                "t0": MJD_DEMO_START + rng.uniform(-8, 4),
+                "tau_rise": rng.uniform(2.0, 5.0),
+                "tau_fall": rng.uniform(15.0, 40.0),
+                "peak_r": peak_r,
+                "peak_g": peak_r + rng.uniform(-0.3, 0.3),
+            }
+        )
+    return rows
+
+
 def make_sky(seed: int, fields: tuple[Field, ...] = FIELDS, stars_per_field: int = 1400) -> Sky:
     """Generate the shared sky.
 
@@ -147,99 +269,10 @@ def make_sky(seed: int, fields: tuple[Field, ...] = FIELDS, stars_per_field: int
     star_rows, gal_rows, tr_rows = [], [], []
     for field in fields:
         rng = rng_for(seed, "sky", field.name)
-        n = stars_per_field
-        # Number counts rising as 10^(0.3 m): inverse-CDF sampling between 12 and 21.5.
-        lo, hi, slope = 12.0, 21.5, 0.3 * np.log(10)
-        u = rng.random(n)
-        r = np.log(np.exp(slope * lo) + u * (np.exp(slope * hi) - np.exp(slope * lo))) / slope
-        colour = np.clip(rng.normal(0.65, 0.3, n), -0.2, 1.6)
-        cosd = np.cos(np.radians(field.dec))
-        ra = field.ra + rng.uniform(-1, 1, n) * FIELD_HALF_WIDTH_DEG / cosd
-        dec = field.dec + rng.uniform(-1, 1, n) * FIELD_HALF_WIDTH_DEG
-        var_type = np.full(n, "constant", dtype=object)
-        period = np.full(n, np.inf)
-        amplitude = np.zeros(n)
-        t0 = np.zeros(n)
-        candidates = np.flatnonzero(r < 18.5)
-        n_var = max(4, int(0.04 * len(candidates)))
-        chosen = rng.choice(candidates, size=min(n_var, len(candidates)), replace=False)
-        half = len(chosen) // 2
-        rr, eb = chosen[:half], chosen[half:]
-        var_type[rr] = "rrlyrae"
-        period[rr] = rng.uniform(0.35, 0.75, len(rr))
-        amplitude[rr] = rng.uniform(0.5, 1.0, len(rr))
-        var_type[eb] = "eclipsing"
-        period[eb] = rng.uniform(0.4, 3.0, len(eb))
-        amplitude[eb] = rng.uniform(0.3, 0.8, len(eb))
-        t0[chosen] = MJD_DEMO_START + rng.uniform(0, 1, len(chosen)) * period[chosen]
-        # One dipper per field, from its own random stream so nothing else changes.
-        odd_rng = rng_for(seed, "dipper", field.name)
-        pool = np.flatnonzero((var_type == "constant") & (r > 14.5) & (r < 17.0))
-        if pool.size:
-            d = odd_rng.choice(pool)
-            var_type[d] = "dipper"
-            period[d] = odd_rng.uniform(1.0, 2.5)
-            amplitude[d] = odd_rng.uniform(1.0, 2.0)
-            t0[d] = MJD_DEMO_START + odd_rng.uniform(0, 10)
-        for i in range(n):
-            star_rows.append(
-                {
-                    "object_id": f"{field.name}-S{i:05d}",
-                    "field": field.name,
-                    "ra": ra[i],
-                    "dec": dec[i],
-                    "g": r[i] + colour[i],
-                    "r": r[i],
-                    "var_type": var_type[i],
-                    "period": period[i],
-                    "amplitude": amplitude[i],
-                    "t0": t0[i],
-                }
-            )
-        n_gal = 12
-        g_ra = field.ra + rng.uniform(-0.8, 0.8, n_gal) * FIELD_HALF_WIDTH_DEG / cosd
-        g_dec = field.dec + rng.uniform(-0.8, 0.8, n_gal) * FIELD_HALF_WIDTH_DEG
-        g_r = rng.uniform(15.5, 18.5, n_gal)
-        for i in range(n_gal):
-            gal_rows.append(
-                {
-                    "object_id": f"{field.name}-G{i:03d}",
-                    "field": field.name,
-                    "ra": g_ra[i],
-                    "dec": g_dec[i],
-                    "r": g_r[i],
-                    "g": g_r[i] + 0.7,
-                    "radius_arcsec": rng.uniform(2.0, 4.5),
-                    "axis_ratio": rng.uniform(0.4, 1.0),
-                    "pa_deg": rng.uniform(0, 180),
-                }
-            )
-        for i in range(3):
-            on_galaxy = i < 2
-            if on_galaxy:
-                host = gal_rows[-n_gal + i]
-                off = rng.normal(0, 1.0, 2) / 3600
-                t_ra, t_dec = host["ra"] + off[0] / cosd, host["dec"] + off[1]
-                host_id = host["object_id"]
-            else:
-                t_ra = field.ra + rng.uniform(-0.6, 0.6) * FIELD_HALF_WIDTH_DEG / cosd
-                t_dec = field.dec + rng.uniform(-0.6, 0.6) * FIELD_HALF_WIDTH_DEG
-                host_id = ""
-            peak_r = rng.uniform(16.5, 18.5)
-            tr_rows.append(
-                {
-                    "object_id": f"{field.name}-T{i:02d}",
-                    "field": field.name,
-                    "ra": t_ra,
-                    "dec": t_dec,
-                    "host": host_id,
-                    "t0": MJD_DEMO_START + rng.uniform(-8, 4),
-                    "tau_rise": rng.uniform(2.0, 5.0),
-                    "tau_fall": rng.uniform(15.0, 40.0),
-                    "peak_r": peak_r,
-                    "peak_g": peak_r + rng.uniform(-0.3, 0.3),
-                }
-            )
+        star_rows += _field_stars(rng, seed, field, stars_per_field)
+        galaxies = _field_galaxies(rng, field)
+        gal_rows += galaxies
+        tr_rows += _field_transients(rng, field, galaxies)
     return Sky(
         stars=pd.DataFrame(star_rows),
         galaxies=pd.DataFrame(gal_rows),
