@@ -222,49 +222,71 @@ def render_raw(
     """
     cam = site.camera
     shape = cam.trimmed_shape
-    ny, nx = shape
     electrons = np.zeros(shape)
     extra: dict = {"n_cosmic_rays": 0, "sky_e_per_pixel": 0.0}
-    if kind in ("science", "flat"):
-        flat = defects.flat[band]
-        if kind == "flat":
-            electrons += flat_level_e * flat
-        else:
-            zp = site.nominal_zero_point[band]
-            scale = cam.pixel_scale**2
-            sky = 10 ** (-0.4 * (cond.sky_mag - zp)) * scale * exptime
-            extra["sky_e_per_pixel"] = float(sky)
-            fwhm_px = cond.seeing_arcsec / cam.pixel_scale
-            light = render_sources(shape, sources, fwhm_px, cond)
-            if cond.cloud_gradient:
-                yy, xx = np.mgrid[0:ny, 0:nx]
-                light *= 1 + cond.cloud_gradient * ((xx + yy) / (nx + ny) - 0.5)
-            if cond.satellite is not None:
-                x0, y0, angle, level = cond.satellite
-                yy, xx = np.mgrid[0:ny, 0:nx]
-                dist = np.abs(-(xx - x0) * np.sin(angle) + (yy - y0) * np.cos(angle))
-                light += level * np.exp(-0.5 * (dist / max(fwhm_px / 2.355, 0.7)) ** 2)
-            electrons += (light + sky) * flat
+    if kind == "flat":
+        electrons += flat_level_e * defects.flat[band]
+    elif kind == "science":
+        light, sky = _sky_light(site, exptime, band, sources, cond)
+        extra["sky_e_per_pixel"] = float(sky)
+        electrons += (light + sky) * defects.flat[band]
     if kind != "bias":
         electrons += defects.dark_rate * exptime
         if cond.new_hot_column is not None:
             electrons[:, cond.new_hot_column] += 20.0 * exptime
     electrons = rng.poisson(np.clip(electrons, 0, None)).astype(np.float64)
     if kind != "bias":
-        n_cr = rng.poisson(CR_RATE * exptime * ny * nx / 1e6)
-        for _ in range(n_cr):
-            x, y = rng.integers(1, nx - 1), rng.integers(1, ny - 1)
-            energy = rng.uniform(800, 8000)
-            length = rng.integers(1, 5)
-            ang = rng.uniform(0, np.pi)
-            for k in range(length):
-                xi = int(np.clip(x + k * np.cos(ang), 0, nx - 1))
-                yi = int(np.clip(y + k * np.sin(ang), 0, ny - 1))
-                electrons[yi, xi] += energy / length
-        extra["n_cosmic_rays"] = int(n_cr)
+        extra["n_cosmic_rays"] = _add_cosmic_rays(electrons, exptime, rng)
     full_well = cam.saturation * cam.gain
     electrons = _bleed(electrons, full_well)
     electrons += defects.bias_pattern + rng.normal(0, cam.read_noise, shape)
+    raw, extra["n_saturated"] = _read_out(cam, electrons, rng)
+    return raw, extra
+
+
+def _sky_light(site: Site, exptime: float, band: str, sources, cond: Conditions):
+    """Electrons per pixel from the sources and from the sky, before the flat field.
+
+    The sources' light carries the cloud gradient and the satellite trail, if any.
+    """
+    cam = site.camera
+    ny, nx = shape = cam.trimmed_shape
+    zp = site.nominal_zero_point[band]
+    sky = 10 ** (-0.4 * (cond.sky_mag - zp)) * cam.pixel_scale**2 * exptime
+    fwhm_px = cond.seeing_arcsec / cam.pixel_scale
+    light = render_sources(shape, sources, fwhm_px, cond)
+    if cond.cloud_gradient:
+        yy, xx = np.mgrid[0:ny, 0:nx]
+        light *= 1 + cond.cloud_gradient * ((xx + yy) / (nx + ny) - 0.5)
+    if cond.satellite is not None:
+        x0, y0, angle, level = cond.satellite
+        yy, xx = np.mgrid[0:ny, 0:nx]
+        dist = np.abs(-(xx - x0) * np.sin(angle) + (yy - y0) * np.cos(angle))
+        light += level * np.exp(-0.5 * (dist / max(fwhm_px / 2.355, 0.7)) ** 2)
+    return light, sky
+
+
+def _add_cosmic_rays(electrons: np.ndarray, exptime: float, rng) -> int:
+    """Short straight cosmic-ray tracks at :data:`CR_RATE`; returns how many."""
+    ny, nx = electrons.shape
+    n_cr = rng.poisson(CR_RATE * exptime * ny * nx / 1e6)
+    for _ in range(n_cr):
+        x, y = rng.integers(1, nx - 1), rng.integers(1, ny - 1)
+        energy = rng.uniform(800, 8000)
+        length = rng.integers(1, 5)
+        ang = rng.uniform(0, np.pi)
+        for k in range(length):
+            xi = int(np.clip(x + k * np.cos(ang), 0, nx - 1))
+            yi = int(np.clip(y + k * np.sin(ang), 0, ny - 1))
+            electrons[yi, xi] += energy / length
+    return int(n_cr)
+
+
+def _read_out(cam, electrons: np.ndarray, rng) -> tuple[np.ndarray, int]:
+    """The frame in ADU as the camera writes it, and how many pixels saturated.
+
+    Adds the bias level, a drift per row, the overscan's noise and the ADC's ceiling.
+    """
     row_drift = rng.normal(0, 1.5, cam.shape[0])  # ADU, seen equally in the overscan
     raw = np.full(cam.shape, float(cam.bias_level))
     raw += row_drift[:, None]
@@ -273,11 +295,11 @@ def render_raw(
         raw[rows, cols] += rng.normal(0, cam.read_noise / cam.gain, raw[rows, cols].shape)
     trim = parse_section(cam.trimsec) if cam.trimsec else (slice(None), slice(None))
     raw[trim] += electrons / cam.gain
-    extra["n_saturated"] = int((raw[trim] >= cam.saturation).sum())
+    n_saturated = int((raw[trim] >= cam.saturation).sum())
     raw = np.clip(np.round(raw), 0, 65535)
     raw = np.minimum(raw, cam.saturation + 50)  # the ADC/full well ceiling
     dtype = np.uint16 if cam.dtype == "uint16" else np.float32
-    return raw.astype(dtype), extra
+    return raw.astype(dtype), n_saturated
 
 
 def _bleed(electrons: np.ndarray, full_well: float) -> np.ndarray:
