@@ -86,37 +86,40 @@ def simulate_catalogs(
                 mjd = midnight_mjd + rng.uniform(-4, 4) / 24
                 field = field_names[(v // len(bands) + hash_index(site, night)) % len(field_names)]
                 band = bands[v % len(bands)]
-                stars = sky.star_mags(mjd, band, field)
-                true_mag = stars.mag.to_numpy()
-                seen = true_mag < limit_mag
-                stars, true_mag = stars[seen], true_mag[seen]
-                err = mag_error(true_mag)
-                mag = true_mag + night_offsets[band] + rng.normal(0, err)
-                jitter = rng.normal(0, 0.1 / 3600, (2, len(stars)))
-                fid = f"{site}-{night}-{v:02d}"
-                rows.append(
-                    pd.DataFrame(
-                        {
-                            "source_id": [f"{fid}-{i:05d}" for i in range(len(stars))],
-                            "frame_id": fid,
-                            "site": site,
-                            "night": night,
-                            "filter": band,
-                            "mjd": mjd,
-                            "ra": stars.ra.to_numpy()
-                            + jitter[0] / np.cos(np.radians(stars.dec.to_numpy())),
-                            "dec": stars.dec.to_numpy() + jitter[1],
-                            "mag": mag,
-                            "mag_err": err,
-                            "snr": 1.0857 / err,
-                            "flags": 0,
-                            "ref_id": stars.object_id.to_numpy(),
-                            "true_mag": true_mag,
-                        }
-                    )
-                )
+                frame = (f"{site}-{night}-{v:02d}", site, night, band, mjd)
+                rows.append(_visit(sky, rng, frame, field, night_offsets[band], limit_mag))
     detections = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
     return detections, pd.DataFrame(offsets)
+
+
+def _visit(sky: Sky, rng, frame: tuple, field: str, offset: float, limit_mag: float):
+    """The catalogue of one simulated frame ``(frame_id, site, night, band, mjd)``."""
+    fid, site, night, band, mjd = frame
+    stars = sky.star_mags(mjd, band, field)
+    true_mag = stars.mag.to_numpy()
+    seen = true_mag < limit_mag
+    stars, true_mag = stars[seen], true_mag[seen]
+    err = mag_error(true_mag)
+    mag = true_mag + offset + rng.normal(0, err)
+    jitter = rng.normal(0, 0.1 / 3600, (2, len(stars)))
+    return pd.DataFrame(
+        {
+            "source_id": [f"{fid}-{i:05d}" for i in range(len(stars))],
+            "frame_id": fid,
+            "site": site,
+            "night": night,
+            "filter": band,
+            "mjd": mjd,
+            "ra": stars.ra.to_numpy() + jitter[0] / np.cos(np.radians(stars.dec.to_numpy())),
+            "dec": stars.dec.to_numpy() + jitter[1],
+            "mag": mag,
+            "mag_err": err,
+            "snr": 1.0857 / err,
+            "flags": 0,
+            "ref_id": stars.object_id.to_numpy(),
+            "true_mag": true_mag,
+        }
+    )
 
 
 def hash_index(*parts: object) -> int:
