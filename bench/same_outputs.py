@@ -6,12 +6,13 @@ fingerprints a lake and compares two fingerprints:
 
 - the demo's per-site x night summary table (:func:`telescope_assets.headless.summary`),
 - every Parquet table by content (schema and values, not the file's bytes, which carry
-  the writer's metadata), every JSON file by its parsed content, every other product by
-  its bytes.
+  the writer's metadata), every JSON file by its parsed content, every Avro packet by its
+  records (a container's sync marker is random), every other product by its bytes.
 
-Products that record when or by which run they were made (the ingest ledger, the masters
-manifests' ``made_now``, MLflow run ids) differ between any two runs; they are listed
-apart as "run-dependent" and do not fail the comparison.
+What records when or by which run something was made (the ingest ledger, the masters
+manifests' ``made_now``, MLflow run ids, the ``seconds`` a step took, when a file was
+received) differs between any two runs: left out of the fingerprint, or listed apart as
+"run-dependent", it does not fail the comparison.
 
 Usage::
 
@@ -35,8 +36,10 @@ from tqdm import tqdm
 
 #: Folders whose files say when or by which run something happened.
 RUN_DEPENDENT = ("ingest/",)
-#: JSON keys that name a run or a time, removed before hashing.
+#: JSON keys and table columns that name a run or a time, removed before hashing.
 RUN_KEYS = {"made_now", "run_id", "received_at", "written_at", "batch_id", "mlflow_run_id"}
+#: Columns that time a step (``seconds``) or say when a file arrived.
+RUN_COLUMNS = {"seconds", "received_at"}
 
 
 def _strip(obj):
@@ -52,6 +55,7 @@ def _table_digest(path: Path) -> str:
     import pyarrow.parquet as pq
 
     table = pq.read_table(path).replace_schema_metadata(None)
+    table = table.drop_columns([c for c in table.column_names if c in RUN_COLUMNS])
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
@@ -62,6 +66,14 @@ def digest(path: Path) -> str:
     """Content fingerprint of one product."""
     if path.suffix == ".parquet":
         return _table_digest(path)
+    if path.suffix == ".avro":
+        # An Avro container's sync marker is random: compare the records.
+        import fastavro
+
+        with path.open("rb") as f:
+            records = list(fastavro.reader(f))
+        text = json.dumps(records, sort_keys=True, default=lambda b: b.hex())
+        return hashlib.sha256(text.encode()).hexdigest()
     if path.suffix == ".json":
         text = json.dumps(_strip(json.loads(path.read_text())), sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()

@@ -22,7 +22,8 @@ builders, named after the product; no other module spells a lake path out::
     alerts/{site}/{night}/{alert_id}.avro       alert packets
     alerts/objects.parquet                      every object alerted on
     queues/{site}/{alert_id}.json               follow-up requests, one queue per site
-    manifests/{asset}/{site}/{night}.parquet    per-partition tables
+    manifests/{asset}/{site}/{night}.parquet    per-partition tables, each of its declared
+                                                schema (manifests.py)
     lightcurves/objects/{tile}.parquet          objects of a sky tile
     lightcurves/points/{tile}/{night}.parquet   their photometry, one file per night
     lightcurves/fused/{tile}.parquet            light curves fused across sites
@@ -576,8 +577,28 @@ class Lake(Store):
         return self.read_parquet(rel) if self.exists(rel) else pd.DataFrame()
 
     def read_manifest(self, asset: str, site: str, night: str):
-        """An asset's per-partition table, or an empty DataFrame when it has none (yet)."""
-        return self.read_table(self.manifest(asset, site, night))
+        """An asset's per-partition table; with none yet, an empty one of its columns.
+
+        The columns are those declared in :mod:`telescope_assets.manifests`.
+        """
+        from telescope_assets.manifests import MANIFEST_SCHEMAS, empty
+
+        rel = self.manifest(asset, site, night)
+        if not self.exists(rel) and asset in MANIFEST_SCHEMAS:
+            return empty(asset)
+        return self.read_table(rel)
+
+    def write_manifest(self, asset: str, site: str, night: str, df) -> str:
+        """Write an asset's per-partition table in its declared schema; returns its path."""
+        import pyarrow.parquet as pq
+
+        from telescope_assets.manifests import conform
+
+        rel = self.manifest(asset, site, night)
+        buf = io.BytesIO()
+        pq.write_table(conform(asset, df), buf)
+        self.write_bytes(rel, buf.getvalue())
+        return rel
 
     def rows_by_frame(self, rel: str) -> dict[str, dict]:
         """A per-frame Parquet table (a partition manifest) as ``{frame_id: row}``."""

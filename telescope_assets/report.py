@@ -133,7 +133,8 @@ def _with_pointing(quality: pd.DataFrame, catalogs: pd.DataFrame) -> pd.DataFram
 
     rows = []
     for fid, text in zip(catalogs.frame_id, catalogs.wcs_header, strict=True):
-        header = fits.Header.fromstring(str(text or ""), sep="\n")
+        # A frame without a WCS header (null in the manifest) has no pointing.
+        header = fits.Header.fromstring(text if isinstance(text, str) else "", sep="\n")
         rows.append(
             {
                 "frame_id": fid,

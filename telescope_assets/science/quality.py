@@ -55,7 +55,8 @@ def classify(transparency: float, seeing_arcsec: float, ruined: bool, spoiled: b
 
 def classify_measured(row: dict) -> str:
     """The class of a catalogued frame from its ``frame_quality`` measurements."""
-    flags = str(row.get("quality_flags") or "").split(",")
+    text = row.get("quality_flags")
+    flags = text.split(",") if isinstance(text, str) else []
     ruined = bool({"no_stars", "wcs_failed", "elongated"} & set(flags))
     spoiled = bool(row.get("trail_candidates", 0) or row.get("hot_columns", 0))
     transparency = row.get("transparency", math.nan)

@@ -15,6 +15,7 @@ import zlib
 import numpy as np
 import pandas as pd
 
+from telescope_assets.manifests import MANIFEST_SCHEMAS
 from telescope_assets.simulate.sky import Sky, rng_for
 
 __all__ = ["mag_error", "publish_catalogs", "simulate_catalogs"]
@@ -157,6 +158,7 @@ def publish_catalogs(lake, detections: pd.DataFrame, bad_suffix: str | None = No
                 }
             )
         table = pd.DataFrame(frames)
-        lake.write_parquet(lake.manifest("source_catalogs", site, night), table)
-        lake.write_parquet(lake.manifest("frame_quality", site, night), table)
-        lake.write_parquet(lake.manifest("raw_frames", site, night), table[["frame_id"]])
+        catalogued = [c for c in table if c in MANIFEST_SCHEMAS["source_catalogs"].names]
+        lake.write_manifest("source_catalogs", site, night, table[catalogued])
+        lake.write_manifest("frame_quality", site, night, table)
+        lake.write_manifest("raw_frames", site, night, table[["frame_id"]])

@@ -446,5 +446,5 @@ def issue_alerts(
             paths.append(packet_path(row))
             n_written += write_packet(lake, record, paths[-1])
         table["packet_path"] = paths
-    lake.write_parquet(lake.manifest("alerts", site.name, night), table)
+    lake.write_manifest("alerts", site.name, night, table)
     return table, n_written

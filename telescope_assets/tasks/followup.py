@@ -206,6 +206,6 @@ def plan_night(
     refused_all = _stack(
         earlier_refused, pd.DataFrame(refusals, columns=["site", "night", "reason", "alert_id"])
     )
-    lake.write_parquet(lake.manifest("followup_requests", site, night), out)
-    lake.write_parquet(lake.manifest("followup_refusals", site, night), refused_all)
+    lake.write_manifest("followup_requests", site, night, out)
+    lake.write_manifest("followup_refusals", site, night, refused_all)
     return NightPlan(out, refused_all, len(wanted), len(records), written)

@@ -247,8 +247,8 @@ def quality_table(scored: dict[str, Any]) -> pd.DataFrame:
     :data:`MORE_QUALITY_COLUMNS`, then the flag probabilities.
     """
     table = scored["table"]
-    if not len(table):
-        return table
+    if not len(table):  # the declared columns it has (Lake.write_manifest adds the rest)
+        return table[[c for c in [*QUALITY_COLUMNS, *MORE_QUALITY_COLUMNS] if c in table]]
     table["cnn_model"] = f"frame_quality/{scored['cnn_version']}"
     table["anomaly_model"] = f"anomaly/{scored['ae_version']}"
     table = compare_flags(table)

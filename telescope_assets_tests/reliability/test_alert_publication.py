@@ -30,14 +30,14 @@ def test_a_kill_between_packets_and_table_is_found_and_finished_once(
     assert _run(resources, NIGHTS[0], instance).success
 
     # The run of night 2 dies right after writing its packets, before the alerts table.
-    original = Store.write_parquet
+    original = Store.write_bytes
 
-    def killed(self, rel, df, schema=None):
+    def killed(self, rel, data):
         if rel == lake.manifest("alerts", SITE, NIGHTS[1]):
             raise SystemExit("run worker killed")
-        return original(self, rel, df, schema)
+        return original(self, rel, data)
 
-    monkeypatch.setattr(Store, "write_parquet", killed)
+    monkeypatch.setattr(Store, "write_bytes", killed)
     with pytest.raises(SystemExit):
         _run(resources, NIGHTS[1], instance)
     monkeypatch.undo()

@@ -69,11 +69,11 @@ def source_catalogs(
     # Failed frames are kept apart (retried by the next run), so that every row of the
     # catalogue table is a catalogued frame.
     failures = pd.DataFrame(failed, columns=tasks.FAILED_COLUMNS)
-    store.write_parquet(store.manifest("source_catalogs_failed", site_name, night), failures)
+    store.write_manifest("source_catalogs_failed", site_name, night, failures)
     table = pd.DataFrame([*kept, *done])
     if len(table):
         table = table.sort_values("mjd", ignore_index=True)
-    store.write_parquet(store.manifest("source_catalogs", site_name, night), table)
+    store.write_manifest("source_catalogs", site_name, night, table)
     n_rows = int(table.n_sources.sum()) if len(table) else 0
     # Drawn on a worker, where matplotlib stays imported (0.7 s in a run's fresh process).
     plot = dask.run(night_quality_plot, table) if len(table) else None
@@ -212,7 +212,7 @@ def frame_quality(
         context.log.warning("model 'anomaly' has no champion: frames get no anomaly score")
     out = tasks.quality.quality_table(scored)
     shown = tasks.quality.QUALITY_COLUMNS
-    store.write_parquet(store.manifest("frame_quality", site_name, night), out)
+    store.write_manifest("frame_quality", site_name, night, out)
     counts = out.quality_class.value_counts().to_dict() if len(out) else {}
     cnn_counts = out.cnn_class.value_counts().to_dict() if "cnn_class" in out else {}
     agreement, disagreeing = tasks.quality.flag_agreement(out)

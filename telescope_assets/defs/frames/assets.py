@@ -22,7 +22,7 @@ def raw_frames(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Mate
     site, night = site_night(context)
     store = lake.get()
     manifest = tasks.raw_manifest(store, site, night)
-    store.write_parquet(store.manifest("raw_frames", site, night), manifest)
+    store.write_manifest("raw_frames", site, night, manifest)
     quarantined = pd.DataFrame(store.quarantined(site, night))
     counts = manifest.frame_type.value_counts().to_dict()
     reasons = quarantined.reason.value_counts().to_dict() if len(quarantined) else {}
@@ -170,7 +170,7 @@ def calibrated_frames(
         detect_cosmics=config.detect_cosmics,
     )
     table, unaccounted = tasks.calibration.calibrated_table(plan, done)
-    store.write_parquet(store.manifest("calibrated_frames", site_name, night), table)
+    store.write_manifest("calibrated_frames", site_name, night, table)
     status = table.status.value_counts().to_dict()
     nan_counts = table["n_nan_unmasked"] if "n_nan_unmasked" in table else 0 * table.index
     nan_frames = table[pd.Series(nan_counts, index=table.index).fillna(0) > 0]

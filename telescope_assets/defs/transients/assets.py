@@ -88,7 +88,7 @@ def reference_images(
         entry = tr.build_reference(store, site, field, band, earlier)
         rows.append(entry | {"status": "built" if entry["built_now"] else "unchanged"})
     table = pd.DataFrame(rows)
-    store.write_parquet(store.manifest("reference_images", site_name, night), table)
+    store.write_manifest("reference_images", site_name, night, table)
     built = int((table.status == "built").sum()) if len(table) else 0
     return dg.MaterializeResult(
         metadata={
@@ -174,8 +174,8 @@ def transient_candidates(
     )  # fmt: skip
     if len(table):
         table["provisional"] = model["provisional"]
-    store.write_parquet(store.manifest("transient_candidates", site_name, night), table)
-    store.write_parquet(store.manifest("transient_frames", site_name, night), frames)
+    store.write_manifest("transient_candidates", site_name, night, table)
+    store.write_manifest("transient_frames", site_name, night, frames)
     n_real = int((table.rb_class == "real").sum()) if len(table) else 0
     return dg.MaterializeResult(
         metadata={
