@@ -6,8 +6,11 @@ fingerprints a lake and compares two fingerprints:
 
 - the demo's per-site x night summary table (:func:`telescope_assets.headless.summary`),
 - every Parquet table by content (schema and values, not the file's bytes, which carry
-  the writer's metadata), every JSON file by its parsed content, every Avro packet by its
-  records (a container's sync marker is random), every other product by its bytes.
+  the writer's metadata), and again by its values alone (columns by name, all-null
+  columns left out), so that a change of layout only — typed columns, their order — is
+  told apart from a change of what a table says;
+- every JSON file by its parsed content, every Avro packet by its records (a container's
+  sync marker is random), every other product by its bytes.
 
 What records when or by which run something was made (the ingest ledger, the masters
 manifests' ``made_now``, MLflow run ids, the ``seconds`` a step took, when a file was
@@ -62,6 +65,28 @@ def _table_digest(path: Path) -> str:
     return hashlib.sha256(sink.getvalue().to_pybytes()).hexdigest()
 
 
+def _values_digest(path: Path) -> str:
+    """The information in a table, whatever its layout: columns by name, all-null columns
+    left out, numbers as floats, the rest as text."""
+    import pandas as pd
+
+    df = pd.read_parquet(path)
+    df = df.drop(columns=[c for c in df.columns if c in RUN_COLUMNS or df[c].isna().all()])
+    df = df[sorted(df.columns)]
+    for column in df.columns:
+        if pd.api.types.is_bool_dtype(df[column]) or pd.api.types.is_numeric_dtype(df[column]):
+            df[column] = df[column].astype(float)
+        else:
+            df[column] = (
+                df[column]
+                .astype(object)
+                .where(df[column].notna(), None)
+                .map(lambda v: None if v is None else str(v))
+            )
+    text = df.to_json(orient="split", double_precision=15, index=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def digest(path: Path) -> str:
     """Content fingerprint of one product."""
     if path.suffix == ".parquet":
@@ -91,11 +116,13 @@ def fingerprint(root: Path) -> dict:
 
     table = summary(lake, every)
     files = sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
-    products = {
-        p.relative_to(root).as_posix(): digest(p)
-        for p in tqdm(files, desc="fingerprinting", unit="file", file=sys.stderr)
-    }
-    return {"summary": table.to_csv(index=False), "products": products}
+    products, values = {}, {}
+    for path in tqdm(files, desc="fingerprinting", unit="file", file=sys.stderr):
+        rel = path.relative_to(root).as_posix()
+        products[rel] = digest(path)
+        if path.suffix == ".parquet":
+            values[rel] = _values_digest(path)
+    return {"summary": table.to_csv(index=False), "products": products, "values": values}
 
 
 def compare(before: dict, after: dict) -> int:
@@ -112,7 +139,10 @@ def compare(before: dict, after: dict) -> int:
     only_before = sorted(b.keys() - a.keys())
     only_after = sorted(a.keys() - b.keys())
     run_dependent = [k for k in changed + only_before + only_after if k.startswith(RUN_DEPENDENT)]
-    real = [k for k in changed if k not in run_dependent]
+    # A table whose layout changed (typed columns, their order) but not its information.
+    bv, av = before.get("values", {}), after.get("values", {})
+    layout = [k for k in changed if k in bv and k in av and bv[k] == av[k]]
+    real = [k for k in changed if k not in run_dependent and k not in layout]
     lost = [k for k in only_before if k not in run_dependent]
     new = [k for k in only_after if k not in run_dependent]
     same = len(b.keys() & a.keys()) - len(changed)
@@ -122,6 +152,8 @@ def compare(before: dict, after: dict) -> int:
     for label, keys in (("changed", real), ("only before", lost), ("only after", new)):
         for key in keys:
             print(f"  {label}: {key}")
+    if layout:
+        print(f"layout only (same values, other columns or types): {len(layout)} tables")
     if run_dependent:
         print(f"run-dependent, not compared: {len(run_dependent)} files under {RUN_DEPENDENT}")
     return failed or int(bool(real or lost or new))

@@ -455,7 +455,11 @@ def test_every_service_listens_on_loopback_only(stack):
     for name, pid in stack.pids().items():
         root = psutil.Process(pid)
         for proc in [root, *root.children(recursive=True)]:
-            for conn in proc.net_connections(kind="inet"):
+            try:
+                connections = proc.net_connections(kind="inet")
+            except psutil.NoSuchProcess:
+                continue  # a short-lived child (a run worker) ended during the scan
+            for conn in connections:
                 if conn.status == psutil.CONN_LISTEN:
                     listening.setdefault(name, set()).add(conn.laddr.ip)
     # Every service listens (the Dagster daemon only talks to its code server).
