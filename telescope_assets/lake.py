@@ -600,6 +600,11 @@ class Lake(Store):
         self.write_bytes(rel, buf.getvalue())
         return rel
 
+    def manifest_nights(self, asset: str, site: str) -> list[str]:
+        """The nights for which ``asset`` has a table of ``site``, in order."""
+        rels = self.list(self.manifests_folder(asset, site), ".parquet")
+        return sorted(posixpath.basename(rel).removesuffix(".parquet") for rel in rels)
+
     def rows_by_frame(self, rel: str) -> dict[str, dict]:
         """A per-frame Parquet table (a partition manifest) as ``{frame_id: row}``."""
         if not self.exists(rel):

@@ -26,6 +26,7 @@ __all__ = [
     "calibrate_one",
     "calibration_provenance",
     "catalog_one",
+    "failure_lines",
     "guarded",
     "load_reference",
     "quality",
@@ -85,6 +86,11 @@ class Guarded:
 
     def __call__(self, item, **kwargs) -> dict:
         return guarded(self.step, item, **kwargs)
+
+
+def failure_lines(failed: list[dict]) -> str:
+    """The failed rows of :func:`guarded` as one line each: frame, step, reason."""
+    return "\n".join(f"frame {r['frame_id']}: {r['step']} failed: {r['reason']}" for r in failed)
 
 
 def split_failed(rows: list[dict]) -> tuple[list[dict], list[dict]]:

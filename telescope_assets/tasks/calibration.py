@@ -26,6 +26,7 @@ __all__ = [
     "calibrate_one",
     "calibrated_table",
     "calibration_provenance",
+    "masters_report",
     "plan_calibration",
     "raw_manifest",
 ]
@@ -183,6 +184,50 @@ def build_masters(lake: Lake, site: Site, night: str, raw: pd.DataFrame) -> dict
         }
     lake.write_json(lake.masters_manifest(site.name, night), manifest)
     return manifest
+
+
+def masters_report(manifest: dict, site: Site) -> tuple[pd.DataFrame, list[str]]:
+    """One row per master of a night's manifest, and every problem found with them.
+
+    A master is missing (no frames tonight and none on any other night), or outside its
+    sanity limits (:func:`master_problems`).
+    """
+    rows, problems = [], []
+    for name, entry in manifest.items():
+        if entry is None:
+            rows.append({"master": name, "source": "missing"})
+            problems.append(f"{name}: no frames tonight and no master on any other night")
+            continue
+        stats = entry["stats"]
+        source = f"fallback from {entry['night']}" if entry["fallback"] else "tonight"
+        rows.append(
+            {
+                "master": name,
+                "source": source,
+                "n_frames": entry["n_frames"],
+                "made_now": entry["made_now"],
+                "median": round(stats["median"], 4),
+                "mad_std": round(stats["mad_std"], 4),
+                "master_id": entry["master_id"],
+            }
+        )
+        problems += master_problems(name, entry, site)
+    return pd.DataFrame(rows), problems
+
+
+def master_problems(name: str, entry: dict, site: Site) -> list[str]:
+    """Sanity limits of a master: finite, plausible level and noise."""
+    s, cam = entry["stats"], site.camera
+    out = []
+    if s["n_nonfinite"]:
+        out.append(f"{name}: {s['n_nonfinite']} non-finite pixels")
+    if name == "bias" and not s["mad_std"] < 3 * cam.read_noise:
+        out.append(f"bias: noise {s['mad_std']:.1f} e- exceeds 3x read noise")
+    if name == "dark" and not -1.0 < s["median"] < 100 * cam.dark_current + 1.0:
+        out.append(f"dark: median current {s['median']:.3f} e-/s is implausible")
+    if name.startswith("flat_") and not (0.9 < s["median"] < 1.1 and s["mad_std"] < 0.2):
+        out.append(f"{name}: median {s['median']:.3f}, spread {s['mad_std']:.3f}")
+    return out
 
 
 def _write_master(lake, path, image, site, night, name, master_id, inphash, ids, manifest):

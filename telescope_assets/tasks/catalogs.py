@@ -28,6 +28,7 @@ __all__ = [
     "FrameWork",
     "catalog_one",
     "load_reference",
+    "zero_point_scatter",
 ]
 
 #: Bump when catalogs change: every frame's catalog becomes stale and is redone.
@@ -572,3 +573,15 @@ def _hot_columns(sci, mask, bkg) -> int:
     col = bottleneck.nanmedian(data, axis=0)
     noise = bkg.median_rms / np.sqrt(sci.shape[0]) * 1.25
     return int(np.sum(col > 5 * noise + 0.02 * bkg.median_rms))
+
+
+def zero_point_scatter(table: pd.DataFrame) -> dict[str, float]:
+    """Per filter, the scatter (mag) of the frames' extinction-corrected zero points.
+
+    That is the scatter of 2.5 log10(transparency); a filter with one frame has none.
+    """
+    clear = table[table.transparency > 0]
+    return {
+        band: float(np.std(2.5 * np.log10(group.transparency))) if len(group) > 1 else 0.0
+        for band, group in clear.groupby("filter")
+    }

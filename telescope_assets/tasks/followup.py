@@ -37,11 +37,7 @@ TARGET_SNR, MIN_EXPTIME, MAX_EXPTIME = 20.0, 30.0, 600.0
 
 def recent_conditions(lake: Lake, site: str, night: str) -> dict[str, float]:
     """Median transparency and seeing of the site's latest frame-quality night ≤ ``night``."""
-    nights = [
-        p.rsplit("/", 1)[-1].removesuffix(".parquet")
-        for p in lake.list(lake.manifests_folder("frame_quality", site), ".parquet")
-    ]
-    nights = [n for n in nights if n <= night]
+    nights = [n for n in lake.manifest_nights("frame_quality", site) if n <= night]
     for n in sorted(nights, reverse=True):
         table = lake.read_parquet(lake.manifest("frame_quality", site, n))
         if len(table) and table.transparency.notna().any():

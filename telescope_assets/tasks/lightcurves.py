@@ -21,8 +21,7 @@ import numpy as np
 import pandas as pd
 
 from telescope_assets.lake import Lake
-from telescope_assets.science import lightcurves as lc
-from telescope_assets.science import variability as var
+from telescope_assets.science import lightcurves, variability
 
 __all__ = [
     "ANOMALY_COLUMNS",
@@ -123,7 +122,7 @@ def night_detections(lake: Lake, night: str) -> tuple[pd.DataFrame, pd.DataFrame
 def _neighbours(tiles) -> set[int]:
     from astropy_healpix import HEALPix
 
-    hp = HEALPix(nside=lc.NSIDE, order="nested")
+    hp = HEALPix(nside=lightcurves.NSIDE, order="nested")
     tiles = np.array(sorted(set(int(t) for t in tiles)), dtype=np.int64)
     if tiles.size == 0:
         return set()
@@ -154,10 +153,12 @@ def ingest_night(lake: Lake, night: str) -> dict:
         ``frames`` (the per-frame table of :func:`night_detections`).
     """
     det, frames = night_detections(lake, night)
-    det["tile"] = lc.tile_of(det.ra, det.dec) if len(det) else np.array([], np.int64)
+    det["tile"] = lightcurves.tile_of(det.ra, det.dec) if len(det) else np.array([], np.int64)
     known = _read_objects(lake, _neighbours(det.tile))
-    det, new = lc.assign_objects(det, known)
-    new = new.assign(tile=lc.tile_of(new.ra, new.dec) if len(new) else [], first_night=night)
+    det, new = lightcurves.assign_objects(det, known)
+    new = new.assign(
+        tile=lightcurves.tile_of(new.ra, new.dec) if len(new) else [], first_night=night
+    )
     for tile, rows in new.groupby("tile"):
         rel = lake.light_curve_objects(int(tile))
         old = lake.read_parquet(rel) if lake.exists(rel) else pd.DataFrame(columns=rows.columns)
@@ -228,13 +229,15 @@ def refresh_offsets(lake: Lake, variable_ids: set[str] | None = None) -> tuple[p
     stars = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=POINT_COLUMNS)
     if variable_ids:
         stars = stars[~stars.object_id.isin(variable_ids)]
-    offsets = lc.solve_offsets(stars)
+    offsets = lightcurves.solve_offsets(stars)
     lake.write_parquet(lake.site_offsets(), offsets)
     summary = {
         "n_groups": len(offsets),
         "offset_rms": float(np.sqrt(np.mean(offsets.offset**2))) if len(offsets) else float("nan"),
     }
-    held = lc.held_out_residual(stars) if len(stars) else {"before": np.nan, "after": np.nan}
+    held = (
+        lightcurves.held_out_residual(stars) if len(stars) else {"before": np.nan, "after": np.nan}
+    )
     summary["residual_rms_before"] = held["before"]
     summary["residual_rms_after"] = held["after"]
     return offsets, summary
@@ -243,7 +246,7 @@ def refresh_offsets(lake: Lake, variable_ids: set[str] | None = None) -> tuple[p
 def fuse_tile(tile: int, lake: Lake, offsets: pd.DataFrame) -> int:
     """Apply the offsets to a tile's points and fuse them; returns the fused point count."""
     points = read_points(lake, tile)
-    fused = lc.fuse(lc.apply_offsets(points, offsets))
+    fused = lightcurves.fuse(lightcurves.apply_offsets(points, offsets))
     lake.write_parquet(lake.fused_light_curves(tile), fused)
     return len(fused)
 
@@ -256,7 +259,7 @@ def read_fused(lake: Lake, tiles=None) -> pd.DataFrame:
         for t in tiles
         if lake.exists(lake.fused_light_curves(t))
     ]
-    return pd.concat(parts, ignore_index=True) if parts else lc.fuse(pd.DataFrame())
+    return pd.concat(parts, ignore_index=True) if parts else lightcurves.fuse(pd.DataFrame())
 
 
 def variability_tile(tile: int, lake: Lake) -> pd.DataFrame:
@@ -264,7 +267,7 @@ def variability_tile(tile: int, lake: Lake) -> pd.DataFrame:
     fused = read_fused(lake, [tile])
     rows = []
     for oid, g in fused.groupby("object_id"):
-        v = var.characterise(g.mjd, g.mag, g.mag_err, g["filter"])
+        v = variability.characterise(g.mjd, g.mag, g.mag_err, g["filter"])
         mean = g.groupby("filter").mag.median().to_dict()
         rows.append(
             {
@@ -298,11 +301,11 @@ def rank_anomalies(table: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
         return usable.assign(
             anomaly_score=np.nan, rank=np.arange(1, len(usable) + 1), forest="too few objects"
         )
-    x = usable[list(var.FEATURES)].to_numpy(float)
+    x = usable[list(variability.FEATURES)].to_numpy(float)
     x = np.where(np.isfinite(x), x, np.nanmedian(x, axis=0))
     # Heavy-tailed features (χ², amplitude) on a log scale, so one extreme star does not
     # squash the rest into a single split.
-    for i, name in enumerate(var.FEATURES):
+    for i, name in enumerate(variability.FEATURES):
         if name in ("chi2_red", "amplitude", "std"):
             x[:, i] = np.log10(np.maximum(x[:, i], 1e-6))
     import sklearn

@@ -39,7 +39,9 @@ __all__ = [
     "bogus_examples",
     "held_out_frames",
     "learning_nights",
+    "network_examples",
     "real_examples",
+    "save_site_examples",
     "site_examples",
     "subtracted_frames",
 ]
@@ -316,3 +318,21 @@ def site_examples(
         "bogus_candidates": len(bogus["y"]),
     }
     return {k: v[~out] for k, v in both.items()}, {k: v[out] for k, v in both.items()}, counts
+
+
+def save_site_examples(lake: Lake, name: str, train: dict, evaluation: dict) -> None:
+    """A site's examples into the lake, as ``training/<name>/{train,eval}.npz``."""
+    from telescope_assets.tasks.models import save_arrays
+
+    save_arrays(lake, lake.training(name, "train"), train)
+    save_arrays(lake, lake.training(name, "eval"), evaluation)
+
+
+def network_examples(lake: Lake) -> dict[str, dict | None]:
+    """The network's real/bogus training and evaluation sets (None where not made yet)."""
+    from telescope_assets.tasks.models import load_arrays
+
+    rels = {part: lake.training("real_bogus", part) for part in ("train", "eval")}
+    return {
+        part: load_arrays(lake, rel) if lake.exists(rel) else None for part, rel in rels.items()
+    }

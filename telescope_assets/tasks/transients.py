@@ -32,6 +32,8 @@ __all__ = [
     "difference_provenance",
     "earlier_frames",
     "reference_plan",
+    "references_for_night",
+    "to_score",
 ]
 
 REFERENCE_VERSION = "ref-1"
@@ -96,6 +98,38 @@ def reference_plan(earlier: pd.DataFrame, field: str, band: str) -> tuple[str, p
         return "", pick
     key = "|".join([REFERENCE_VERSION, *sorted(pick.frame_id)])
     return "ref-" + hashlib.sha256(key.encode()).hexdigest()[:12], pick
+
+
+def references_for_night(lake: Lake, site: Site, night: str) -> pd.DataFrame:
+    """The ``reference_images`` table of one site x night, building what is missing.
+
+    One row per field and filter observed tonight or usably before: a field's reference
+    is ready when its first frame of the night arrives (the run of the night's
+    calibration frames builds it), not made on that frame's way to an alert.
+    """
+    tonight = lake.read_manifest("source_catalogs", site.name, night)
+    earlier = earlier_frames(lake, site.name, night)
+    pairs = {(r.object, r.filter) for r in tonight.itertuples()} if len(tonight) else set()
+    if len(earlier):
+        pairs |= set(zip(earlier.object, earlier["filter"], strict=True))
+    rows = []
+    for target, band in sorted(pairs):
+        ref_id, _pick = reference_plan(earlier, target, band)
+        if not ref_id:
+            rows.append(
+                {"field": target, "filter": band, "reference_id": "", "status": "no earlier frames"}
+            )
+            continue
+        entry = build_reference(lake, site, target, band, earlier)
+        rows.append(entry | {"status": "built" if entry["built_now"] else "unchanged"})
+    return pd.DataFrame(rows)
+
+
+def to_score(kept: list[dict], done: list[dict]) -> list[dict]:
+    """Frames whose candidates are scored: kept ones reuse their scores, new ones not."""
+    return [r | {"rescore": False} for r in kept] + [
+        r | {"rescore": True} for r in done if r["status"] == "subtracted"
+    ]
 
 
 def build_reference(lake: Lake, site: Site, field: str, band: str, frames: pd.DataFrame) -> dict:

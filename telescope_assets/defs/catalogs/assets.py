@@ -64,8 +64,8 @@ def source_catalogs(
     context.log.info(f"{len(todo)} frames to catalogue, {len(kept)} up to date")
     results = dask.map(tasks.Guarded(tasks.catalog_one), todo, lake=store, site=site)
     done, failed = tasks.split_failed(results)
-    for row in failed:
-        context.log.error(f"frame {row['frame_id']}: {row['step']} failed: {row['reason']}")
+    if failed:
+        context.log.error(tasks.failure_lines(failed))
     # Failed frames are kept apart (retried by the next run), so that every row of the
     # catalogue table is a catalogued frame.
     failures = pd.DataFrame(failed, columns=tasks.FAILED_COLUMNS)
@@ -139,11 +139,7 @@ def _catalog_checks(table: pd.DataFrame) -> list[dg.AssetCheckResult]:
     bad_astrom = with_ref[
         ~with_ref.wcs_ok | (with_ref.astrometric_rms_px > ASTROMETRIC_RMS_LIMIT_PX)
     ]
-    # Scatter of the extinction-corrected zero point, i.e. of 2.5 log10(transparency).
-    scatter = {
-        band: float(np.std(2.5 * np.log10(group.transparency))) if len(group) > 1 else 0.0
-        for band, group in table[table.transparency > 0].groupby("filter")
-    }
+    scatter = tasks.catalogs.zero_point_scatter(table)
     # Clouds explain an almost empty frame; nothing else does: "no_stars" *is* the
     # failure (a threshold or a cosmic-ray cleaning wrong for this camera), and a missing
     # reference catalogue or WCS does not remove sources.

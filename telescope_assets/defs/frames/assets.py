@@ -70,27 +70,7 @@ def calibration_masters(
     site = registry.get()[site_name]
     raw = tasks.raw_manifest(store, site_name, night)
     manifest = tasks.build_masters(store, site, night, raw)
-    rows, problems = [], []
-    for name, entry in manifest.items():
-        if entry is None:
-            rows.append({"master": name, "source": "missing"})
-            problems.append(f"{name}: no frames tonight and no master on any other night")
-            continue
-        stats = entry["stats"]
-        source = f"fallback from {entry['night']}" if entry["fallback"] else "tonight"
-        rows.append(
-            {
-                "master": name,
-                "source": source,
-                "n_frames": entry["n_frames"],
-                "made_now": entry["made_now"],
-                "median": round(stats["median"], 4),
-                "mad_std": round(stats["mad_std"], 4),
-                "master_id": entry["master_id"],
-            }
-        )
-        problems += _master_problems(name, entry, site)
-    table = pd.DataFrame(rows)
+    table, problems = tasks.calibration.masters_report(manifest, site)
     fallbacks = {n: e["night"] for n, e in manifest.items() if e and e["fallback"]}
     return dg.MaterializeResult(
         metadata={
@@ -107,21 +87,6 @@ def calibration_masters(
             )
         ],
     )
-
-
-def _master_problems(name: str, entry: dict, site) -> list[str]:
-    """Sanity limits of a master: finite, plausible level and noise."""
-    s, cam = entry["stats"], site.camera
-    out = []
-    if s["n_nonfinite"]:
-        out.append(f"{name}: {s['n_nonfinite']} non-finite pixels")
-    if name == "bias" and not s["mad_std"] < 3 * cam.read_noise:
-        out.append(f"bias: noise {s['mad_std']:.1f} e- exceeds 3x read noise")
-    if name == "dark" and not -1.0 < s["median"] < 100 * cam.dark_current + 1.0:
-        out.append(f"dark: median current {s['median']:.3f} e-/s is implausible")
-    if name.startswith("flat_") and not (0.9 < s["median"] < 1.1 and s["mad_std"] < 0.2):
-        out.append(f"{name}: median {s['median']:.3f}, spread {s['mad_std']:.3f}")
-    return out
 
 
 class CalibrationConfig(dg.Config):

@@ -9,7 +9,7 @@ import dagster as dg
 import pandas as pd
 
 from telescope_assets import plots
-from telescope_assets import report as report_mod
+from telescope_assets import report as night_report
 from telescope_assets.defs.metadata import md_table
 from telescope_assets.defs.partitions import nights
 from telescope_assets.ops.pools import LIGHT_CURVE_STORE
@@ -207,10 +207,10 @@ def nightly_report(
     """
     night = context.partition_key
     store = lake.get()
-    data = report_mod.gather(store, night, registry.get().names)
-    sections = report_mod.render(data)
+    data = night_report.gather(store, night, registry.get().names)
+    sections = night_report.render(data)
     path = store.report(night)
-    store.write_bytes(path, report_mod.render_html(night, sections).encode())
+    store.write_bytes(path, night_report.render_html(night, sections).encode())
     n_images = sum(len(s.images) for s in sections)
     return dg.MaterializeResult(
         metadata={
@@ -219,7 +219,7 @@ def nightly_report(
             "n_plots": n_images,
             "n_frames": len(data.quality),
             "n_alerts": len(data.alerts),
-            "report": dg.MetadataValue.md(report_mod.render_markdown(night, sections)),
+            "report": dg.MetadataValue.md(night_report.render_markdown(night, sections)),
             "sites_observed": dg.MetadataValue.json(
                 sorted(set(data.quality.site)) if len(data.quality) else []
             ),

@@ -18,7 +18,6 @@ from telescope_assets.defs.models.assets import real_bogus_model
 from telescope_assets.defs.partitions import sites
 from telescope_assets.plots import markdown_image, site_scores
 from telescope_assets.resources import LakeResource, MlflowResource, RegistryResource
-from telescope_assets.tasks.models import load_arrays, save_arrays
 
 __all__ = [
     "SiteModelConfig",
@@ -66,8 +65,7 @@ def site_real_bogus_model(
     site_name = context.partition_key
     store = lake.get()
     site = registry.get()[site_name]
-    done = store.list(store.manifests_folder("transient_frames", site_name), ".parquet")
-    nights = config.nights or sorted(p.rsplit("/", 1)[-1].removesuffix(".parquet") for p in done)
+    nights = config.nights or store.manifest_nights("transient_frames", site_name)
     train, evaluation, counts = site_learning.site_examples(
         store,
         site,
@@ -76,16 +74,10 @@ def site_real_bogus_model(
         seed=config.seed,
         progress=lambda fid: context.log.info(f"fakes through {fid}"),
     )
-    name = site_models.site_model_name(site_name)
-    for part, arrays in (("train", train), ("eval", evaluation)):
-        save_arrays(store, store.training(name, part), arrays)
-    network_sets = {
-        part: load_arrays(store, rel) if store.exists(rel) else None
-        for part, rel in (
-            ("train", store.training("real_bogus", "train")),
-            ("eval", store.training("real_bogus", "eval")),
-        )
-    }
+    site_learning.save_site_examples(
+        store, site_models.site_model_name(site_name), train, evaluation
+    )
+    network_sets = site_learning.network_examples(store)
     tags = {"dagster_run_id": context.run.run_id, "site": site_name, "nights": ",".join(nights)}
     report = site_models.learn_site(
         site_name,

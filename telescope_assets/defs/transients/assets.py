@@ -10,7 +10,7 @@ from telescope_assets.ops.pools import ALERT_OBJECTS
 from telescope_assets.resources import DaskResource, LakeResource, MlflowResource, RegistryResource
 from telescope_assets.tasks import alerts as alert_tasks
 from telescope_assets.tasks import site_models
-from telescope_assets.tasks import transients as tr
+from telescope_assets.tasks import transients as transient_tasks
 
 __all__ = ["AlertConfig", "alerts", "reference_images", "transient_candidates"]
 
@@ -35,6 +35,18 @@ def _earlier_runs_in_flight(instance: dg.DagsterInstance, site: str, night: str)
         if other_site == site and other < night:
             nights.add(other)
     return sorted(nights)
+
+
+#: Columns of the references shown in the UI.
+SHOWN_REFERENCES = (
+    "field",
+    "filter",
+    "reference_id",
+    "n_frames",
+    "frames",
+    "seeing_arcsec",
+    "status",
+)
 
 
 @dg.asset(
@@ -68,26 +80,7 @@ def reference_images(
         raise dg.RetryRequested(
             max_retries=REFERENCE_WAIT["retries"], seconds_to_wait=REFERENCE_WAIT["seconds"]
         )
-    tonight = store.read_manifest("source_catalogs", site_name, night)
-    earlier = tr.earlier_frames(store, site_name, night)
-    rows = []
-    # Tonight's fields and filters, and every one observed usably before: a field's
-    # reference is ready when its first frame of the night arrives (the run of the
-    # night's calibration frames builds it), not made on that frame's way to an alert.
-    pairs = {(r.object, r.filter) for r in tonight.itertuples()} if len(tonight) else set()
-    if len(earlier):
-        pairs |= set(zip(earlier.object, earlier["filter"], strict=True))
-    pairs = sorted(pairs)
-    for field, band in pairs:
-        ref_id, _pick = tr.reference_plan(earlier, field, band)
-        if not ref_id:
-            rows.append(
-                {"field": field, "filter": band, "reference_id": "", "status": "no earlier frames"}
-            )
-            continue
-        entry = tr.build_reference(store, site, field, band, earlier)
-        rows.append(entry | {"status": "built" if entry["built_now"] else "unchanged"})
-    table = pd.DataFrame(rows)
+    table = transient_tasks.references_for_night(store, site, night)
     store.write_manifest("reference_images", site_name, night, table)
     built = int((table.status == "built").sum()) if len(table) else 0
     return dg.MaterializeResult(
@@ -97,25 +90,7 @@ def reference_images(
             "n_references": int((table.reference_id != "").sum()) if len(table) else 0,
             "n_built_now": built,
             "n_without_reference": int((table.reference_id == "").sum()) if len(table) else 0,
-            "references": md_table(
-                table[
-                    [
-                        c
-                        for c in (
-                            "field",
-                            "filter",
-                            "reference_id",
-                            "n_frames",
-                            "frames",
-                            "seeing_arcsec",
-                            "status",
-                        )
-                        if c in table
-                    ]
-                ]
-                if len(table)
-                else table
-            ),
+            "references": md_table(table[[c for c in SHOWN_REFERENCES if c in table]]),
         }
     )
 
@@ -157,15 +132,15 @@ def transient_candidates(
     # Incremental: a frame whose catalogue and reference are unchanged keeps its
     # difference and, when the champion is the same version, its scores.
     previous = store.rows_by_frame(store.manifest("transient_frames", site_name, night))
-    todo, kept, skipped = tr.plan_subtractions(catalogs, quality, refs, previous, store)
+    todo, kept, skipped = transient_tasks.plan_subtractions(
+        catalogs, quality, refs, previous, store
+    )
     context.log.info(f"{len(todo)} frames to subtract, {len(kept)} up to date")
-    done = dask.map(tasks.Guarded(tr.difference_pair), todo, lake=store, site=site)
-    for row in tasks.split_failed(done)[1]:
-        context.log.error(f"frame {row['frame_id']}: {row['step']} failed: {row['reason']}")
+    done = dask.map(tasks.Guarded(transient_tasks.difference_pair), todo, lake=store, site=site)
+    if failed := tasks.split_failed(done)[1]:
+        context.log.error(tasks.failure_lines(failed))
     frames = pd.DataFrame([*kept, *done, *skipped])
-    subtracted = [r | {"rescore": False} for r in kept] + [
-        r | {"rescore": True} for r in done if r["status"] == "subtracted"
-    ]
+    subtracted = transient_tasks.to_score(kept, done)
     scored = store.manifest("transient_candidates", site_name, night)  # earlier scores
     # On a dask worker, which keeps the model loaded between runs of a standing cluster.
     table = dask.run(
