@@ -63,15 +63,41 @@ def ensure_dagster_home() -> Path:
     return home
 
 
+#: Loggers whose INFO lines are not news on a terminal. Lightning resets the level of its
+#: package loggers when it is imported, and its messages then reached the terminal twice
+#: (its own handler, and the root's): its ``rank_zero`` loggers, which log them, are
+#: quietened instead.
+QUIET_LOGGERS = {
+    "distributed": "WARNING",
+    # A local cluster's worker that takes over 4 s to stop is killed: routine at the
+    # end of every run, not a problem.
+    "distributed.nanny": "ERROR",
+    "mlflow": "WARNING",
+    "lightning.pytorch": "WARNING",
+    "lightning.pytorch.utilities.rank_zero": "WARNING",
+    "lightning.fabric.utilities.rank_zero": "WARNING",
+    "pytorch_lightning.utilities.rank_zero": "WARNING",
+    "lightning_fabric.utilities.rank_zero": "WARNING",
+}
+#: Library warnings that a person running the demo can do nothing about.
+QUIET_WARNINGS = (
+    r".*LeafSpec.* is deprecated",  # Lightning's own use of torch's pytree API
+    r"The number of training batches .* is smaller than the logging interval",
+)
+
+
 def quiet_libraries() -> None:
-    """MLflow and Lightning configure the root logger; dask's chatter is not news."""
+    """Progress bars and the summary on the terminal, not the libraries' INFO lines."""
     import logging
+    import warnings
 
     # distributed sets its loggers' levels from its config when it is imported (in this
     # process and in worker processes, which inherit the environment).
     os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
-    for name in ("distributed", "lightning.pytorch", "mlflow"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+    for name, level in QUIET_LOGGERS.items():
+        logging.getLogger(name).setLevel(level)
+    for message in QUIET_WARNINGS:
+        warnings.filterwarnings("ignore", message=message)
 
 
 def ensure_models(defs, instance, mlflow, launched_by: str) -> None:
