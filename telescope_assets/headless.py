@@ -302,20 +302,17 @@ def summary(lake, partitions) -> pd.DataFrame:  # noqa: F821 (pandas is imported
     """One row per ``(site, night)``: frames, calibration, catalogs, quality, alerts."""
     import pandas as pd
 
-    def read(rel):
-        return lake.read_parquet(rel) if lake.exists(rel) else pd.DataFrame()
-
     rows = []
     for site, night in partitions:
-        raw = read(lake.manifest("raw_frames", site, night))
-        cal = read(lake.manifest("calibrated_frames", site, night))
-        quality = read(lake.manifest("frame_quality", site, night))
-        alerts = read(lake.manifest("alerts", site, night))
-        requests = read(lake.manifest("followup_requests", site, night))
+        raw = lake.read_manifest("raw_frames", site, night)
+        cal = lake.read_manifest("calibrated_frames", site, night)
+        quality = lake.read_manifest("frame_quality", site, night)
+        alerts = lake.read_manifest("alerts", site, night)
+        requests = lake.read_manifest("followup_requests", site, night)
         path = lake.masters_manifest(site, night)
         masters = lake.read_json(path) if lake.exists(path) else {}
         classes = quality.quality_class.value_counts() if len(quality) else pd.Series()
-        catalogs = read(lake.manifest("source_catalogs", site, night))
+        catalogs = lake.read_manifest("source_catalogs", site, night)
         wcs = int(catalogs.wcs_ok.sum()) if "wcs_ok" in catalogs else 0
         zp = int(catalogs.zero_point.notna().sum()) if "zero_point" in catalogs else 0
         rows.append(

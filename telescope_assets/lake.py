@@ -376,9 +376,13 @@ class Store:
     def write_parquet(self, rel: str, df, schema=None) -> None:
         """Write a DataFrame as Parquet (with an explicit Arrow schema if given)."""
         import pyarrow as pa
+
+        self.write_arrow(rel, pa.Table.from_pandas(df, schema=schema, preserve_index=False))
+
+    def write_arrow(self, rel: str, table) -> None:
+        """Write an Arrow table as Parquet."""
         import pyarrow.parquet as pq
 
-        table = pa.Table.from_pandas(df, schema=schema, preserve_index=False)
         buf = io.BytesIO()
         pq.write_table(table, buf)
         self.write_bytes(rel, buf.getvalue())
@@ -584,20 +588,16 @@ class Lake(Store):
         from telescope_assets.manifests import MANIFEST_SCHEMAS, empty
 
         rel = self.manifest(asset, site, night)
-        if not self.exists(rel) and asset in MANIFEST_SCHEMAS:
-            return empty(asset)
-        return self.read_table(rel)
+        if self.exists(rel):
+            return self.read_parquet(rel)
+        return empty(asset) if asset in MANIFEST_SCHEMAS else self.read_table(rel)
 
     def write_manifest(self, asset: str, site: str, night: str, df) -> str:
         """Write an asset's per-partition table in its declared schema; returns its path."""
-        import pyarrow.parquet as pq
-
         from telescope_assets.manifests import conform
 
         rel = self.manifest(asset, site, night)
-        buf = io.BytesIO()
-        pq.write_table(conform(asset, df), buf)
-        self.write_bytes(rel, buf.getvalue())
+        self.write_arrow(rel, conform(asset, df))
         return rel
 
     def manifest_nights(self, asset: str, site: str) -> list[str]:

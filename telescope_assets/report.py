@@ -75,8 +75,7 @@ def gather(lake: Lake, night: str, sites: list[str], max_packets: int = 6) -> Ni
     followup = lake.night_table("followup_requests", night, sites)
     raw_counts = {}
     for site in sites:
-        rel = lake.manifest("raw_frames", site, night)
-        raw_counts[site] = len(lake.read_parquet(rel)) if lake.exists(rel) else 0
+        raw_counts[site] = len(lake.read_manifest("raw_frames", site, night))
     quarantined = pd.DataFrame(
         [q | {"site": site} for site in sites for q in lake.quarantined(site, night)]
     )

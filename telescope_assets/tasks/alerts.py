@@ -394,11 +394,12 @@ def _stamps(lake: Lake, site: str, night: str, fid: str) -> dict[str, np.ndarray
         return dict(zip(z["candidate_id"], z["cutouts"], strict=True))
 
 
-def _associated(lake: Lake, site: Site, chosen: pd.DataFrame) -> pd.DataFrame:
+def _associated(
+    lake: Lake, site: Site, chosen: pd.DataFrame, objects: pd.DataFrame
+) -> pd.DataFrame:
     """The chosen candidates with their objects; the lake's object table updated."""
     from telescope_assets.tasks.catalogs import load_reference
 
-    objects = lake.read_table(lake.alert_objects())
     parts = []
     for field, group in chosen.groupby("field"):
         refcat, _ = load_reference(lake, site, field)
@@ -432,7 +433,7 @@ def issue_alerts(
         objects = lake.read_table(lake.alert_objects())
         known_before = set(objects.object_id) if len(objects) else set()
         chosen["alert_id"] = chosen.candidate_id
-        table = _associated(lake, site, chosen)
+        table = _associated(lake, site, chosen, objects)
         history = alert_history(lake, set(table.object_id) & known_before)
         stamps: dict[str, dict] = {}
         paths = []

@@ -69,13 +69,13 @@ def learning_nights(lake: Lake, site: str) -> list[str]:
     list (not a count) names a learning run, so a new night asks for a new one.
     """
     nights, n_frames = [], 0
-    for rel in lake.list(lake.manifests_folder("transient_frames", site), ".parquet"):
-        frames = lake.read_parquet(rel)
+    for night in lake.manifest_nights("transient_frames", site):
+        frames = lake.read_parquet(lake.manifest("transient_frames", site, night))
         done = int((frames.status == "subtracted").sum()) if "status" in frames else 0
         if done:
-            nights.append(rel.rsplit("/", 1)[-1].removesuffix(".parquet"))
+            nights.append(night)
             n_frames += done
-    return sorted(nights) if n_frames >= MIN_LEARN_FRAMES else []
+    return nights if n_frames >= MIN_LEARN_FRAMES else []
 
 
 def subtracted_frames(lake: Lake, site: str, nights: list[str]) -> list[tuple[dict, dict]]:

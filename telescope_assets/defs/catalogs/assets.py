@@ -49,8 +49,7 @@ def source_catalogs(
     site_name, night = site_night(context)
     store = lake.get()
     site = registry.get()[site_name]
-    cal_path = store.manifest("calibrated_frames", site_name, night)
-    calibrated = store.read_parquet(cal_path) if store.exists(cal_path) else pd.DataFrame()
+    calibrated = store.read_manifest("calibrated_frames", site_name, night)
     calibrated = calibrated[calibrated.status == "calibrated"] if len(calibrated) else calibrated
     previous = store.rows_by_frame(store.manifest("source_catalogs", site_name, night))
     todo, kept = tasks.split_up_to_date(
