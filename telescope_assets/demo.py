@@ -5,18 +5,18 @@ What it does, in order, with a progress bar for each long step:
 1. simulates the demo nights of every site into ``data/incoming`` (truth in ``data/truth``);
 2. runs ``models_job`` once (training sets, the three models, gated ``champion``
    aliases in the MLflow store under ``models/``);
-3. ingests the incoming files exactly as the ``new_frames`` sensor does (same code);
-4. runs ``frames_job`` for every site × night that received frames (calibration to
-   alerts), and ``followup_job`` where it made alerts (as the ``new_alerts`` sensor
-   would), in the Dagster instance of ``DAGSTER_HOME`` (SQLite under ``data/dagster`` by
-   default; PostgreSQL in the production profile), so the runs and materializations
-   show in the UI;
-5. runs ``nightly_job`` for every night (as the ``nightly_reports`` sensor would):
-   light curves, variability, anomalies and the nightly report;
+3. evaluates the ``new_frames`` sensor, tick after tick, until the drop zone is empty
+   (each tick ingests a batch and asks for runs);
+4. runs the ``frames_job`` runs it asked for (calibration to alerts), then evaluates
+   ``new_alerts`` and runs the ``followup_job`` runs it asks for, in the Dagster
+   instance of ``DAGSTER_HOME`` (SQLite under ``data/dagster`` by default; PostgreSQL in
+   the production profile), so the runs and materializations show in the UI;
+5. evaluates ``nightly_reports`` and runs its ``nightly_job`` runs: light curves,
+   variability, anomalies and the nightly report;
 6. prints what was produced and where to look.
 
 Steps 2–5 are :mod:`telescope_assets.headless`, which `telescope-ingest` runs on any
-folder of frames.
+folder of frames. The sensors are the deployment's own, evaluated through Dagster's API.
 
 Running it again does only what is new (nothing, if no frames arrived).
 """
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     resources = defs.resources
     lake = resources["lake"].get()
     incoming = resources["incoming"].get()
-    registry = resources["registry"].get()
+    registry = resources["registry"].get()  # the site registry
     truth = Path("data/truth")
 
     # Simulate when nothing was, or when the stores are new (a fresh production stack
@@ -86,12 +86,12 @@ def main(argv: list[str] | None = None) -> int:
 
     instance = dg.DagsterInstance.get()
     headless.ensure_models(defs, instance, resources["mlflow"], "telescope-demo")
-    totals = headless.ingest_all(incoming, lake, registry, desc="3/5 ingesting frames")
-    print("4/5 and 5/5: frames_job per site x night, nightly_job per night", file=sys.stderr)
+    totals = headless.ingest_all(defs, instance, lake, desc="3/5 ingesting frames (new_frames)")
+    print("4/5 and 5/5: the runs the sensors ask for", file=sys.stderr)
     # The demo's sites stay provisional: learning their own real/bogus (site_models_job)
     # would add minutes per site; docs/transients.md says how to run it.
     partitions, failed = headless.process(
-        defs, instance, lake, totals.batches, "telescope-demo", learn=False
+        defs, instance, lake, totals, "telescope-demo", learn=False
     )
 
     _summary(lake, registry, totals, len(partitions), failed, home)

@@ -1,23 +1,26 @@
-"""Run the network's jobs without the daemon: what the sensors do, in one process.
+"""Run the network's sensors and jobs without the daemon, in one process.
 
-The sensors (``new_frames``, ``new_alerts``, ``nightly_reports``) are how a running
-deployment reacts to files; a person with a folder of frames and no daemon — a new site's
-first nights, an archive to backfill, a laptop — gets the same work from these functions,
-in the instance of ``DAGSTER_HOME`` (so every run and materialization shows in the UI
-later). ``telescope-ingest`` and ``telescope-demo`` are built on them.
+The sensors (``new_frames``, ``new_alerts``, ``site_learning``, ``nightly_reports``) are
+how a running deployment reacts to files; a person with a folder of frames and no
+daemon — a new site's first nights, an archive to backfill, a laptop — gets the same
+work here: the same sensors are evaluated through Dagster's API (:func:`tick`) and the
+runs they ask for are executed in this process, in the instance of ``DAGSTER_HOME`` (so
+every run and materialization shows in the UI later, tagged with its sensor and run
+key as the daemon tags the runs it launches). ``telescope-ingest`` and
+``telescope-demo`` are built on them.
 
 1. :func:`ensure_models`: ``models_job`` once, when a model has no registered versions;
-2. :func:`ingest_all`: the drop zone into the lake, batch by batch, with the sensor's
-   code (:func:`telescope_assets.ingest.ingest`);
-3. :func:`process`: ``frames_job`` per site × night that received frames (earlier nights
-   first: a night's masters and references may come from the one before),
-   ``followup_job`` where it made alerts, ``site_models_job`` for a provisional site
-   with enough subtracted frames (:func:`learn_sites`), ``nightly_job`` per night; the
-   ``new_frames`` sensor, if it is started later, begins after these batches.
+2. :func:`ingest_all`: ``new_frames`` ticked until the drop zone is empty;
+3. :func:`process`: the ``frames_job`` runs it asked for, one per site × night (earlier
+   nights first: a night's masters and references may come from the one before); then
+   ``new_alerts``' follow-up runs, ``site_learning``'s runs for the sites just
+   processed, and ``nightly_reports``' runs. The ``new_frames`` sensor, if it is
+   started later, begins after these batches.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from dataclasses import dataclass, field
@@ -33,6 +36,10 @@ __all__ = [
     "summary",
 ]
 
+#: The tags by which the sensor daemon knows the runs it launched (``dagster/...``).
+SENSOR_NAME_TAG = "dagster/sensor_name"
+RUN_KEY_TAG = "dagster/run_key"
+
 #: File names the copy step takes from a folder (what a camera or an archive writes).
 FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fits.fz", ".fz")
 
@@ -42,13 +49,27 @@ QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 @dataclass
 class IngestTotals:
-    """What :func:`ingest_all` did: its batches and how many files went where."""
+    """What :func:`ingest_all` did: its batches, where the files went, the runs asked for."""
 
     batches: list[str] = field(default_factory=list)
     accepted: int = 0
     duplicates: int = 0
     quarantined: int = 0
     quarantine_reasons: dict[str, int] = field(default_factory=dict)
+    #: ``new_frames``' run requests and its cursor after the last tick.
+    requests: list = field(default_factory=list)
+    cursor: str | None = None
+
+    def add(self, batch_id: str, record: dict) -> int:
+        """Count a ledger batch's files; return how many it holds."""
+        self.batches.append(batch_id)
+        self.accepted += len(record["accepted"])
+        self.duplicates += len(record["duplicates"])
+        self.quarantined += len(record["quarantined"])
+        for item in record["quarantined"]:
+            reason = item.get("reason", "unknown")
+            self.quarantine_reasons[reason] = self.quarantine_reasons.get(reason, 0) + 1
+        return sum(len(record[k]) for k in ("accepted", "duplicates", "quarantined"))
 
 
 def ensure_dagster_home() -> Path:
@@ -150,152 +171,218 @@ def ensure_models(defs, instance, mlflow, launched_by: str) -> None:
             )
 
 
-def ingest_all(incoming, lake, registry, *, settle_seconds: float = 0.0, desc: str = "ingesting"):
-    """Ingest every waiting file of the drop zone, 100 per batch as the sensor does.
+def one_shot_resources(defs) -> dict:
+    """The definitions' drop zone, taken whole at once (no waiting for uploads).
+
+    A deployment's ``new_frames`` sensor leaves a file younger than ``settle_seconds``
+    (an uploader may still be writing it) and a truncated one for
+    ``truncated_grace_seconds`` (its writer may append the rest). A one-shot run is
+    started by whoever put the files there, after they were written: it takes every file
+    now, and a truncated one goes to quarantine at once.
+    """
+    from telescope_assets.resources import IncomingResource
+
+    incoming = defs.resources["incoming"]
+    return {
+        "incoming": IncomingResource(
+            url=incoming.url,
+            s3_endpoint_url=incoming.s3_endpoint_url,
+            settle_seconds=0.0,
+            truncated_grace_seconds=0.0,
+            max_files_per_tick=incoming.max_files_per_tick,
+        )
+    }
+
+
+def tick(defs, instance, sensor_name: str, cursor: str | None, resources: dict | None = None):
+    """One evaluation of the sensor ``sensor_name`` of ``defs``, as a daemon's tick makes it.
 
     Returns
     -------
-    IngestTotals
+    dagster.SensorExecutionData
+        Its run requests, skip message and new cursor.
+    """
+    import dagster as dg
+
+    from telescope_assets.ops.watch import WATCH_ENV
+
+    # One glance per tick: the long poll (ops/watch.py) is for a daemon's visits.
+    os.environ[WATCH_ENV] = "0"
+    sensor = defs.resolve_sensor_def(sensor_name)
+    with dg.build_sensor_context(
+        instance=instance,
+        cursor=cursor,
+        definitions=defs,
+        sensor_name=sensor_name,
+        # Given resources replace the definitions' whole set: merged, not alone.
+        resources={**defs.resources, **(resources or {})},
+    ) as context:
+        return sensor.evaluate_tick(context)
+
+
+def ingest_all(defs, instance, lake, desc: str = "ingesting") -> IngestTotals:
+    """Tick ``new_frames`` until the drop zone is empty, as the daemon would.
+
+    Each tick moves up to ``max_files_per_tick`` files into the lake (or quarantine) and
+    asks for runs of every ledger batch after its cursor (batches ingested earlier but
+    never processed included). The totals count the batches these ticks made.
     """
     from tqdm import tqdm
 
-    from telescope_assets.defs.partitions import night_range
-    from telescope_assets.ingest import ingest, waiting_files
+    from telescope_assets.ingest import batches_after, read_batch, waiting_files
 
+    resources = one_shot_resources(defs)
+    drop_zone = resources["incoming"].get()
+    known = set(batches_after(lake, None))
     totals = IngestTotals()
-    bar = tqdm(total=len(waiting_files(incoming)), desc=desc, unit="file", file=sys.stderr)
+    bar = tqdm(total=len(waiting_files(drop_zone)), desc=desc, unit="file", file=sys.stderr)
     while True:
-        result = ingest(
-            incoming,
-            lake,
-            registry,
-            max_files=100,
-            settle_seconds=settle_seconds,
-            night_range=night_range(),
-        )
-        if result.batch_id is None:
+        data = tick(defs, instance, "new_frames", totals.cursor, resources)
+        totals.requests += data.run_requests or []
+        totals.cursor = data.cursor
+        made = [b for b in batches_after(lake, None) if b not in known]
+        if not made:
             break
-        totals.batches.append(result.batch_id)
-        totals.accepted += len(result.accepted)
-        totals.duplicates += len(result.duplicates)
-        totals.quarantined += len(result.quarantined)
-        for item in result.quarantined:
-            reason = item.get("reason", "unknown")
-            totals.quarantine_reasons[reason] = totals.quarantine_reasons.get(reason, 0) + 1
-        bar.update(len(result.accepted) + len(result.duplicates) + len(result.quarantined))
+        for batch_id in made:
+            known.add(batch_id)
+            bar.update(totals.add(batch_id, read_batch(lake, batch_id)))
     bar.close()
     return totals
 
 
-def process(defs, instance, lake, batches: list[str], launched_by: str, learn: bool = True):
-    """Run the jobs the sensors would launch for ``batches``.
+def process(defs, instance, lake, totals: IngestTotals, launched_by: str, learn: bool = True):
+    """Run what the sensors ask for after ``totals``' ingestion, in this process.
 
     Returns
     -------
     tuple
         The ``(site, night)`` partitions that ran ``frames_job``, and what failed.
 
-    The sensor asks for one run per batch and partition; here one run per partition does
-    the same work, earlier nights first. With ``learn``, a provisional site with enough
-    subtracted frames then learns its own real/bogus model (``site_models_job``, what
-    the ``site_learning`` sensor asks for), before the nightly reports.
+    ``new_frames`` asks for one run per ledger batch and partition; here one run per
+    partition does the same work, earlier nights first (a night's masters and references
+    may come from the one before). Then ``new_alerts``, ``site_learning`` (with
+    ``learn``, for the sites just processed) and ``nightly_reports`` are ticked, each
+    from the event log as it was before these runs, and their requests run. Every run
+    carries the sensor's name and run key as a daemon's would, so a request that already
+    ran (here or by a daemon) is not run again, nor later by a daemon.
     """
     from tqdm import tqdm
 
-    from telescope_assets.defs.ingest.sensors import run_requests_for
-
-    by_partition: dict = {}
-    for request in run_requests_for(lake, batches):
-        by_partition.setdefault(request.partition_key, request)
-    requests = sorted(
-        by_partition.values(),
-        key=lambda r: (r.partition_key.keys_by_dimension["night"], r.tags["telescope/site"]),
-    )
-    tags = {"telescope/launched_by": launched_by}
-    frames = defs.resolve_job_def("frames_job")
-    followup = defs.resolve_job_def("followup_job")
-    failed: list[str] = []
+    alerts_before = _latest_storage_id(instance, "alerts")
+    raw_before = _latest_storage_id(instance, "raw_frames")
+    runs = SensorRuns(defs, instance, launched_by)
+    requests = _one_per_partition(totals.requests)
     for request in tqdm(requests, desc="frames_job", unit="partition", file=sys.stderr):
-        outcome = frames.execute_in_process(
-            instance=instance,
-            partition_key=request.partition_key,
-            tags={**request.tags, **tags},
-            raise_on_error=False,
-            run_config=QUIET,
-        )
-        if not outcome.success:
-            failed.append(f"frames {request.partition_key}")
-            continue
-        # What the new_alerts sensor does: a follow-up run where alerts were made.
-        made = outcome.asset_materializations_for_node("alerts")
-        if made and made[0].metadata["n_alerts"].value:
-            done = followup.execute_in_process(
-                instance=instance,
-                partition_key=request.partition_key,
-                tags=tags,
-                raise_on_error=False,
-                run_config=QUIET,
-            )
-            if not done.success:
-                failed.append(f"followup {request.partition_key}")
+        runs.execute("new_frames", request, label=f"frames {request.partition_key}")
+    cursor = None if alerts_before is None else str(alerts_before)
+    while True:  # new_alerts reads a bounded batch of materializations per tick
+        alerts = tick(defs, instance, "new_alerts", cursor)
+        for request in alerts.run_requests or []:
+            runs.execute("new_alerts", request, label=f"followup {request.partition_key}")
+        if alerts.cursor == cursor:
+            break
+        cursor = alerts.cursor
+    partitions = [_site_night(r) for r in requests]
+    sites = {site for site, _ in partitions}
     if learn:
-        failed += learn_sites(
-            defs, instance, lake, {r.tags["telescope/site"] for r in requests}, launched_by
-        )
-    # What the nightly_reports sensor does: one nightly_job run per night, in order.
-    nightly = defs.resolve_job_def("nightly_job")
-    nights = sorted({r.partition_key.keys_by_dimension["night"] for r in requests})
-    for night in tqdm(nights, desc="nightly_job", unit="night", file=sys.stderr):
-        done = nightly.execute_in_process(
-            instance=instance,
-            partition_key=night,
-            tags=tags,
-            raise_on_error=False,
-            run_config=QUIET,
-        )
-        if not done.success:
-            failed.append(f"nightly {night}")
-    if batches:
-        # The new_frames sensor, started later with no cursor of its own, begins after
-        # these batches instead of asking for their runs again.
-        lake.write_json(lake.offline_cursor(), {"batch_id": batches[-1]})
-    partitions = [
-        (r.tags["telescope/site"], r.partition_key.keys_by_dimension["night"]) for r in requests
-    ]
-    return partitions, failed
-
-
-def learn_sites(defs, instance, lake, sites: set[str], launched_by: str) -> list[str]:
-    """Run ``site_models_job`` for each of ``sites`` that is due; return what failed.
-
-    Due: the ``site_learning`` sensor's rule (``defs/models/sites.py:due_requests``).
-    """
-    from tqdm import tqdm
-
-    from telescope_assets.defs.models.sites import due_requests
-
-    mlflow = defs.resources["mlflow"]
-    job = defs.resolve_job_def("site_models_job")
-    failed = []
+        learning = tick(defs, instance, "site_learning", None).run_requests or []
+        for request in tqdm(
+            [r for r in learning if r.partition_key in sites],
+            desc="site_models_job",
+            unit="site",
+            file=sys.stderr,
+        ):
+            runs.execute("site_learning", request, label=f"site_models {request.partition_key}")
+    nightly = tick(defs, instance, "nightly_reports", json.dumps({"raw_after": raw_before}))
+    if not nightly.run_requests:
+        print(f"nightly reports: none due ({nightly.skip_message})", file=sys.stderr)
     for request in tqdm(
-        due_requests(lake, sorted(sites), mlflow.tracking_uri),
-        desc="site_models_job",
-        unit="site",
+        sorted(nightly.run_requests or [], key=lambda r: r.partition_key),
+        desc="nightly_job",
+        unit="night",
         file=sys.stderr,
     ):
-        done = job.execute_in_process(
-            instance=instance,
+        runs.execute("nightly_reports", request, label=f"nightly {request.partition_key}")
+    if totals.cursor:
+        # The new_frames sensor, started later with no cursor of its own, begins after
+        # these batches instead of asking for their runs again.
+        lake.write_json(lake.offline_cursor(), {"batch_id": totals.cursor})
+    return partitions, runs.failed
+
+
+class SensorRuns:
+    """Runs a sensor's requests in process, tagged as the daemon tags the runs it launches."""
+
+    def __init__(self, defs, instance, launched_by: str):
+        self.defs, self.instance, self.launched_by = defs, instance, launched_by
+        self.failed: list[str] = []
+
+    def already_ran(self, sensor_name: str, run_key: str) -> bool:
+        """Whether a run of ``sensor_name`` with ``run_key`` exists (the daemon's rule)."""
+        import dagster as dg
+
+        runs = self.instance.get_runs(filters=dg.RunsFilter(tags={RUN_KEY_TAG: run_key}))
+        return any(r.tags.get(SENSOR_NAME_TAG) == sensor_name for r in runs)
+
+    def execute(self, sensor_name: str, request, label: str):
+        """Run ``request`` unless it ran before; a failure is recorded as ``label``."""
+        if request.run_key and self.already_ran(sensor_name, request.run_key):
+            return None
+        sensor = self.defs.resolve_sensor_def(sensor_name)
+        tags = {
+            **request.tags,
+            SENSOR_NAME_TAG: sensor_name,
+            "telescope/launched_by": self.launched_by,
+        }
+        if request.run_key:
+            tags[RUN_KEY_TAG] = request.run_key
+        done = self.defs.resolve_job_def(sensor.job_name).execute_in_process(
+            instance=self.instance,
             partition_key=request.partition_key,
-            tags={**request.tags, "telescope/launched_by": launched_by},
+            tags=tags,
             raise_on_error=False,
-            run_config={**QUIET, **request.run_config},
+            run_config={**QUIET, **(request.run_config or {})},
         )
         if not done.success:
-            failed.append(f"site_models {request.partition_key}")
-            continue
-        meta = done.asset_materializations_for_node("site_real_bogus_model")[0].metadata
-        print(f"{request.partition_key}: {meta['decision'].value}", file=sys.stderr)
-    return failed
+            self.failed.append(label)
+        elif sensor_name == "site_learning":
+            meta = done.asset_materializations_for_node("site_real_bogus_model")[0].metadata
+            print(f"{request.partition_key}: {meta['decision'].value}", file=sys.stderr)
+        return done
+
+
+def _one_per_partition(requests: list) -> list:
+    """``new_frames``' requests merged per partition (its batches named), by night and site."""
+    import dagster as dg
+
+    batches: dict = {}
+    for request in requests:
+        batches.setdefault(request.partition_key, []).append(request)
+    merged = [
+        dg.RunRequest(
+            partition_key=key,
+            tags={
+                **same[-1].tags,
+                "telescope/batch": ",".join(r.tags["telescope/batch"] for r in same),
+            },
+        )
+        for key, same in batches.items()
+    ]
+    return sorted(merged, key=lambda r: _site_night(r)[::-1])
+
+
+def _site_night(request) -> tuple[str, str]:
+    """The ``(site, night)`` of a ``frames_job`` request (its ``telescope/partition`` tag)."""
+    site, night = request.tags["telescope/partition"].split("|")
+    return site, night
+
+
+def _latest_storage_id(instance, asset: str) -> int | None:
+    """The storage id of ``asset``'s newest materialization (None: never materialized)."""
+    import dagster as dg
+
+    records = instance.fetch_materializations(dg.AssetKey(asset), limit=1).records
+    return records[0].storage_id if records else None
 
 
 def summary(lake, partitions) -> pd.DataFrame:  # noqa: F821 (pandas is imported lazily)
@@ -406,13 +493,13 @@ def main(argv: list[str] | None = None) -> int:
     resources = defs.resources
     lake = resources["lake"].get()
     incoming = resources["incoming"].get()
-    registry = resources["registry"].get()
     if args.site is not None:
-        registry[args.site]  # an unknown site's error names the registry and its sites
+        resources["registry"].get()[args.site]  # an unknown site's error names the sites
     if args.paths:
         n = _copy_into(incoming, args.paths, args.site)
         print(f"copied {n} files into {incoming.url}", file=sys.stderr)
-    totals = ingest_all(incoming, lake, registry)
+    instance = dg.DagsterInstance.get()
+    totals = ingest_all(defs, instance, lake)
     reasons = ", ".join(f"{k} {v}" for k, v in sorted(totals.quarantine_reasons.items()))
     print(
         f"ingested: {totals.accepted} accepted, {totals.duplicates} duplicates, "
@@ -420,12 +507,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     if totals.quarantined:
         print("  why, and what to do: lake quarantine/<site>/<night>/*.json (docs/sites.md)")
-    if args.ingest_only or not totals.batches:
+    if args.ingest_only or not totals.requests:
         return 0
-    instance = dg.DagsterInstance.get()
     ensure_models(defs, instance, resources["mlflow"], "telescope-ingest")
     partitions, failed = process(
-        defs, instance, lake, totals.batches, "telescope-ingest", learn=not args.no_site_learning
+        defs, instance, lake, totals, "telescope-ingest", learn=not args.no_site_learning
     )
     print()
     print(summary(lake, partitions).to_string(index=False))

@@ -40,6 +40,7 @@ from telescope_assets.science.nights import night_of
 
 __all__ = [
     "IngestResult",
+    "batch_partitions",
     "batches_after",
     "ingest",
     "read_batch",
@@ -392,6 +393,15 @@ def batches_after(lake: Lake, cursor: str | None) -> list[str]:
             if cursor is None or batch > cursor:
                 ids.append(batch)
     return sorted(ids)
+
+
+def batch_partitions(lake: Lake, batch_ids: list[str]) -> list[tuple[str, str, str]]:
+    """``(batch id, site, night)`` of every partition each batch touched, in order."""
+    return [
+        (batch_id, site, night)
+        for batch_id in batch_ids
+        for site, night in read_batch(lake, batch_id)["partitions"]
+    ]
 
 
 def read_batch(lake: Lake, batch_id: str) -> dict:

@@ -26,7 +26,7 @@ REAL = Path(
 )
 NIGHT = "2026-03-18"
 
-# Sensors evaluated in tests glance once: a watch (defs/watch.py) would hold every empty
+# Sensors evaluated in tests glance once: a watch (ops/watch.py) would hold every empty
 # tick for seconds. The watch's own tests and the acceptance test's deployed stack set it.
 os.environ.setdefault("TELESCOPE_SENSOR_WATCH_SECONDS", "0")
 

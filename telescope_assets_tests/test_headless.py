@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import dagster as dg
@@ -18,6 +19,7 @@ import pytest
 import yaml
 from scipy.spatial import cKDTree
 
+from telescope_assets.defs.partitions import site_night_key
 from telescope_assets.lake import Lake
 from telescope_assets_tests.conftest import NTT, SAAO, real_data
 
@@ -99,6 +101,12 @@ def test_an_archive_frame_of_a_new_site_is_ingested_and_catalogued(
     assert [r.status for r in frames_runs] == [dg.DagsterRunStatus.SUCCESS]
     assert frames_runs[0].tags["telescope/launched_by"] == "telescope-ingest"
     assert frames_runs[0].tags["dagster/partition"] == "1992-10-25|ntt"
+    # Asked for by the deployment's own sensors, evaluated through Dagster's API, and
+    # tagged as the daemon tags the runs it launches.
+    assert frames_runs[0].tags["dagster/sensor_name"] == "new_frames"
+    nightly = [r for r in runs if r.job_name == "nightly_job"]
+    assert [r.tags["dagster/sensor_name"] for r in nightly] == ["nightly_reports"]
+    assert nightly[0].tags["dagster/run_key"].startswith("nightly:1992-10-25:")
 
     # Nothing is processed twice: the same file again is a duplicate; its partition's
     # run (requested in case a crash lost the first) finds nothing stale to redo.
@@ -244,3 +252,44 @@ def test_a_raw_archive_frame_without_its_masters_is_ingested_and_catalogued(
     assert np.isnan(row.zero_point)
     # Airmass from the site, the time and the header's pointing (no WCS, no AIRMASS).
     assert 1.0 <= row.airmass < 3.0
+
+
+def test_a_sensor_request_that_already_ran_is_not_run_again(tmp_path):
+    """The daemon's rule: a run key of a sensor is run once, whoever launched it."""
+    from telescope_assets.definitions import defs
+    from telescope_assets.headless import SensorRuns
+
+    instance = dg.DagsterInstance.ephemeral()
+    tags = {"dagster/sensor_name": "nightly_reports", "dagster/run_key": "nightly:2026-03-18:5"}
+    instance.add_run(dg.DagsterRun(job_name="nightly_job", run_id=str(uuid.uuid4()), tags=tags))
+    runs = SensorRuns(defs, instance, "a test")
+    assert runs.already_ran("nightly_reports", "nightly:2026-03-18:5")
+    assert not runs.already_ran("new_alerts", "nightly:2026-03-18:5")
+    assert not runs.already_ran("nightly_reports", "nightly:2026-03-18:6")
+    request = dg.RunRequest(run_key="nightly:2026-03-18:5", partition_key="2026-03-18")
+    assert runs.execute("nightly_reports", request, label="nightly 2026-03-18") is None
+    assert len(instance.get_runs()) == 1
+    assert runs.failed == []
+
+
+def test_frames_requests_are_merged_per_partition_in_night_order():
+    from telescope_assets.headless import _one_per_partition
+
+    def request(batch, site, night):
+        key = site_night_key(site, night)
+        tags = {"telescope/batch": batch, "telescope/partition": f"{site}|{night}"}
+        return dg.RunRequest(run_key=f"{batch}:{site}:{night}", partition_key=key, tags=tags)
+
+    merged = _one_per_partition(
+        [
+            request("b1", "siding", "2026-03-19"),
+            request("b1", "teide", "2026-03-18"),
+            request("b2", "siding", "2026-03-19"),
+            request("b2", "siding", "2026-03-18"),
+        ]
+    )
+    assert [(r.tags["telescope/partition"], r.tags["telescope/batch"]) for r in merged] == [
+        ("siding|2026-03-18", "b2"),
+        ("teide|2026-03-18", "b1"),
+        ("siding|2026-03-19", "b1,b2"),
+    ]

@@ -24,12 +24,33 @@ from telescope_assets.science.nights import night_of
 
 __all__ = [
     "NightPlan",
+    "alerts_to_follow",
     "exposure_for",
     "plan_alert",
     "plan_alerts",
     "plan_night",
     "recent_conditions",
 ]
+
+
+def alerts_to_follow(records) -> list[tuple[int, str]]:
+    """The ``alerts`` materializations that need a follow-up run.
+
+    ``records`` are ``(storage id, partition, n_alerts)``; ``n_alerts`` is the
+    materialization's metadata value (None when it has none). One without a partition,
+    or with no alerts, needs none.
+
+    >>> from types import SimpleNamespace as Value
+    >>> alerts_to_follow([(7, "2026-03-18|ctio", Value(value=3)), (8, None, None),
+    ...                   (9, "2026-03-18|teide", Value(value=0)), (10, "2026-03-19|ctio", None)])
+    [(7, '2026-03-18|ctio'), (10, '2026-03-19|ctio')]
+    """
+    return [
+        (storage_id, partition)
+        for storage_id, partition, n_alerts in records
+        if partition is not None and (n_alerts is None or int(n_alerts.value) != 0)
+    ]
+
 
 #: S/N a follow-up exposure aims for, and its limits (seconds).
 TARGET_SNR, MIN_EXPTIME, MAX_EXPTIME = 20.0, 30.0, 600.0

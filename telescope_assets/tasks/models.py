@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
+import re
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -144,6 +147,26 @@ def train_and_register(
     }
 
 
+#: What MLflow prints to stderr (not logs) on every registration: routine, and shown in
+#: the run's metadata and the MLflow UI already.
+REGISTRATION_CHATTER = re.compile(
+    r"(Successfully registered model |Registered model .* already exists|Created version )"
+)
+
+
+@contextlib.contextmanager
+def _without_registration_chatter():
+    """Drop :data:`REGISTRATION_CHATTER` lines from stderr; pass every other line on."""
+    said = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(said):
+            yield
+    finally:
+        for line in said.getvalue().splitlines():
+            if line.strip() and not REGISTRATION_CHATTER.match(line):
+                print(line, file=sys.stderr)
+
+
 def _log_model(net, kind: str, example, name: str | None = None):
     """Log in ``pt2`` (torch.export: no pickled objects) with a signature, register, sign."""
     import warnings
@@ -159,7 +182,7 @@ def _log_model(net, kind: str, example, name: str | None = None):
         else:
             output = net(torch.as_tensor(example)).numpy()
             signature = infer_signature(example, output)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _without_registration_chatter():
         # MLflow notes it cannot validate the pt2 wrapper's Any-typed predict hints.
         warnings.filterwarnings("ignore", message=".*inferred as AnyType.*")
         info = mlflow.pytorch.log_model(

@@ -20,7 +20,20 @@ from dataclasses import dataclass
 
 from telescope_assets.lake import Lake
 
-__all__ = ["STAGES", "Unfinished", "unfinished_partitions"]
+__all__ = ["STAGES", "Unfinished", "remove_stale_temporaries", "unfinished_partitions"]
+
+
+def remove_stale_temporaries(lake, older_than: float) -> list[str]:
+    """Delete the temporary files of writes that never finished; return their paths.
+
+    A writer killed mid-write leaves its temporary file (the lake writes atomically:
+    temporary name, then rename); one older than ``older_than`` seconds is nobody's.
+    """
+    stale = lake.temporaries(older_than=older_than)
+    for rel in stale:
+        lake.delete(rel)
+    return stale
+
 
 #: The partition tables of one site × night, in the order a run writes them.
 STAGES = (

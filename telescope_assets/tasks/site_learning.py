@@ -43,6 +43,7 @@ __all__ = [
     "real_examples",
     "save_site_examples",
     "site_examples",
+    "sites_due",
     "subtracted_frames",
 ]
 
@@ -76,6 +77,25 @@ def learning_nights(lake: Lake, site: str) -> list[str]:
             nights.append(night)
             n_frames += done
     return nights if n_frames >= MIN_LEARN_FRAMES else []
+
+
+def sites_due(lake: Lake, site_names, tracking_uri: str) -> list[tuple[str, list[str]]]:
+    """Provisional sites with enough subtracted frames, and the nights each learns from.
+
+    Provisional: scoring with the network's model, no champion of its own yet (what the
+    ``site_learning`` sensor asks a run for).
+    """
+    from telescope_assets.tasks.site_models import scoring_model
+
+    due = []
+    for site in site_names:
+        nights = learning_nights(lake, site)
+        if not nights:
+            continue
+        model = scoring_model(tracking_uri, site)
+        if model is not None and model["provisional"]:
+            due.append((site, nights))
+    return due
 
 
 def subtracted_frames(lake: Lake, site: str, nights: list[str]) -> list[tuple[dict, dict]]:

@@ -31,6 +31,7 @@ __all__ = [
     "difference_pair",
     "difference_provenance",
     "earlier_frames",
+    "earlier_nights_in_flight",
     "reference_plan",
     "references_for_night",
     "to_score",
@@ -52,6 +53,21 @@ def _wcs(header_text: str):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FITSFixedWarning)
         return WCS(fits.Header.fromstring(header_text, sep="\n"))
+
+
+def earlier_nights_in_flight(partitions: list[str], site: str, night: str) -> list[str]:
+    """Nights before ``night`` of ``site`` among runs' partition keys (``night|site``).
+
+    >>> earlier_nights_in_flight(["2026-03-17|ctio", "2026-03-18|teide", "", "2026-03-17|ctio",
+    ...                           "2026-03-19|ctio"], "ctio", "2026-03-18")
+    ['2026-03-17']
+    """
+    nights = {
+        other
+        for other, _, other_site in (key.partition("|") for key in partitions)
+        if other_site == site and other < night
+    }
+    return sorted(nights)
 
 
 def earlier_frames(lake: Lake, site: str, night: str) -> pd.DataFrame:

@@ -9,7 +9,6 @@ import datetime as dt
 import json
 
 import dagster as dg
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -19,7 +18,6 @@ from telescope_assets.defs.lightcurves.assets import (
     nightly_report,
     variability,
 )
-from telescope_assets.defs.lightcurves.sensors import night_deadline, report_ready
 from telescope_assets.lake import Lake
 from telescope_assets.registry import load_registry
 from telescope_assets.report import SECTIONS
@@ -28,6 +26,7 @@ from telescope_assets.simulate.catalogs import publish_catalogs, simulate_catalo
 from telescope_assets.simulate.network import write_reference_catalogs
 from telescope_assets.simulate.sky import make_sky
 from telescope_assets.tasks import lightcurves as lc_tasks
+from telescope_assets.tasks.nightly import night_deadline
 from telescope_assets_tests.conftest import ephemeral_instance, real_data
 from telescope_assets_tests.science.test_lightcurves import SITES, nights
 
@@ -197,36 +196,6 @@ def test_report_has_every_section_for_a_night_and_for_an_empty_night(network):
     assert empty["light_curves"]["n_points_tonight"].value == 0
 
 
-def test_report_waits_for_observing_sites_but_not_forever_for_a_dark_one():
-    sites = list(load_registry())
-    registered = [s.name for s in sites]
-    deadline = night_deadline(sites, "2026-03-18")
-    # Local noon of the westernmost site, the day after the night key.
-    assert (
-        dt.datetime(2026, 3, 19, 12, tzinfo=dt.UTC)
-        < deadline
-        < dt.datetime(2026, 3, 20, tzinfo=dt.UTC)
-    )
-    before = deadline - dt.timedelta(hours=1)
-    after = deadline + dt.timedelta(hours=1)
-    everyone = set(registered)
-    assert report_ready(registered, everyone, everyone, before, deadline)[0]
-    three = set(registered[:3])
-    ready, why = report_ready(registered, three, three, before, deadline)
-    assert not ready
-    assert registered[3] in why
-    ready, why = report_ready(registered, three, three, after, deadline)
-    assert ready
-    assert "dark" in why
-    ready, why = report_ready(registered, three, three - {registered[0]}, after, deadline)
-    assert not ready
-    assert registered[0] in why
-    late = deadline + dt.timedelta(hours=13)
-    assert report_ready(registered, three, three - {registered[0]}, late, deadline)[0]
-    assert not report_ready(registered, set(), set(), late, deadline)[0]
-    assert np.isfinite(deadline.timestamp())
-
-
 def test_nightly_reports_sensor_reads_the_event_log(tmp_path):
     from telescope_assets.defs.lightcurves.sensors import nightly_reports, nightly_requests
     from telescope_assets.defs.partitions import site_night_key
@@ -284,8 +253,9 @@ def test_nightly_reports_sensor_reads_the_event_log(tmp_path):
 
 
 def test_a_late_frame_reopens_an_old_nights_report(tmp_path):
-    from telescope_assets.defs.lightcurves.sensors import RECENT_NIGHTS, nightly_reports
+    from telescope_assets.defs.lightcurves.sensors import nightly_reports
     from telescope_assets.defs.partitions import site_night_key
+    from telescope_assets.tasks.nightly import RECENT_NIGHTS
 
     registry = load_registry()
     (tmp_path / "sites.yaml").write_text(registry.to_yaml())

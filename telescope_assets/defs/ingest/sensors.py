@@ -3,9 +3,9 @@
 import dagster as dg
 
 from telescope_assets.defs.partitions import night_range, site_night_key
-from telescope_assets.defs.watch import watch, watch_seconds
-from telescope_assets.ingest import batches_after, ingest, read_batch, waiting_files
+from telescope_assets.ingest import batch_partitions, batches_after, ingest, waiting_files
 from telescope_assets.lake import Lake
+from telescope_assets.ops.watch import watch, watch_seconds
 from telescope_assets.resources import IncomingResource, LakeResource, RegistryResource
 
 __all__ = ["frames_job", "new_frames", "reconciler", "run_requests_for"]
@@ -34,8 +34,7 @@ def run_requests_for(lake: Lake, batch_ids: list[str]) -> list[dg.RunRequest]:
     """
     return [
         _partition_request(f"{batch_id}:{site}:{night}", site, night, {"telescope/batch": batch_id})
-        for batch_id in batch_ids
-        for site, night in read_batch(lake, batch_id)["partitions"]
+        for batch_id, site, night in batch_partitions(lake, batch_ids)
     ]
 
 
@@ -52,7 +51,7 @@ def _partition_request(run_key: str, site: str, night: str, tags: dict) -> dg.Ru
     job=frames_job,
     # The daemon visits sensors every 5 s at most; a minimum of 5 s made it skip every
     # other visit whenever a visit came a moment early (up to 10 s to see a frame). In
-    # between visits the evaluation itself watches (defs/watch.py).
+    # between visits the evaluation itself watches (ops/watch.py).
     minimum_interval_seconds=1,
     default_status=dg.DefaultSensorStatus.STOPPED,
     description="Validates files in the incoming store, moves them into the lake (or "
@@ -66,7 +65,7 @@ def new_frames(
 ) -> dg.SensorResult:
     """Ingest a bounded batch, then request runs for every ledger batch after the cursor.
 
-    With nothing to do, it watches the incoming store for a few seconds (``defs/watch.py``)
+    With nothing to do, it watches the incoming store for a few seconds (``ops/watch.py``)
     and ingests a frame the moment it is there.
     """
     store = lake.get()
@@ -112,15 +111,15 @@ def reconciler(context: dg.SensorEvaluationContext, lake: LakeResource) -> dg.Se
     The run key names the partition and what was wrong, so one state is requested once:
     a partition whose rerun fails the same way is reported, not retried for ever.
     """
-    from telescope_assets.tasks.reconcile import unfinished_partitions
+    from telescope_assets.tasks.reconcile import remove_stale_temporaries, unfinished_partitions
 
     store = lake.get()
-    for rel in store.temporaries(older_than=3600):  # left by writers killed mid-write
-        store.delete(rel)
-        context.log.info(f"removed {rel}, the temporary file of a write that never finished")
+    removed = remove_stale_temporaries(store, older_than=3600)
+    if removed:
+        context.log.info(f"removed the temporary files of writes that never finished: {removed}")
     found = unfinished_partitions(store)
-    for item in found:
-        context.log.info(f"{item.site} {item.night}: {item.reason}")
+    if found:
+        context.log.info("; ".join(f"{item.site} {item.night}: {item.reason}" for item in found))
     requests = [
         _partition_request(
             f"reconcile:{item.site}:{item.night}:{item.state_key}",

@@ -136,22 +136,6 @@ def learning_request(site: str, nights: list[str]) -> dg.RunRequest:
     )
 
 
-def due_requests(lake, site_names, tracking_uri: str) -> list[dg.RunRequest]:
-    """Learning runs of provisional sites with enough frames (the sensor's and headless')."""
-    from telescope_assets.tasks import site_learning as learning
-    from telescope_assets.tasks import site_models
-
-    requests = []
-    for site in site_names:
-        nights = learning.learning_nights(lake, site)
-        if not nights:
-            continue
-        model = site_models.scoring_model(tracking_uri, site)
-        if model is not None and model["provisional"]:
-            requests.append(learning_request(site, nights))
-    return requests
-
-
 @dg.sensor(
     job=site_models_job,
     minimum_interval_seconds=600,
@@ -166,7 +150,10 @@ def site_learning(
     mlflow: MlflowResource,
 ) -> dg.SensorResult:
     """One ``site_models_job`` run per provisional site whose nights changed."""
-    requests = due_requests(lake.get(), registry.get().names, mlflow.tracking_uri)
+    from telescope_assets.tasks.site_learning import sites_due
+
+    due = sites_due(lake.get(), registry.get().names, mlflow.tracking_uri)
+    requests = [learning_request(site, nights) for site, nights in due]
     if not requests:
         return dg.SensorResult(skip_reason="no provisional site with enough new frames")
     return dg.SensorResult(run_requests=requests)

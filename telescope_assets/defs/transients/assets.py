@@ -29,12 +29,10 @@ _IN_FLIGHT = (
 
 def _earlier_runs_in_flight(instance: dg.DagsterInstance, site: str, night: str) -> list[str]:
     """Nights before ``night`` of ``site`` whose runs are queued or running."""
-    nights = set()
-    for run in instance.get_runs(filters=dg.RunsFilter(statuses=list(_IN_FLIGHT))):
-        other, _, other_site = run.tags.get("dagster/partition", "").partition("|")
-        if other_site == site and other < night:
-            nights.add(other)
-    return sorted(nights)
+    runs = instance.get_runs(filters=dg.RunsFilter(statuses=list(_IN_FLIGHT)))
+    return transient_tasks.earlier_nights_in_flight(
+        [r.tags.get("dagster/partition", "") for r in runs], site, night
+    )
 
 
 #: Columns of the references shown in the UI.

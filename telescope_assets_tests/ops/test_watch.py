@@ -9,8 +9,8 @@ import pytest
 
 from telescope_assets.defs.followup.sensors import new_alerts
 from telescope_assets.defs.ingest.sensors import new_frames
-from telescope_assets.defs.watch import WATCH_ENV, watch, watch_seconds
 from telescope_assets.lake import Store
+from telescope_assets.ops.watch import WATCH_ENV, watch, watch_seconds
 from telescope_assets.resources import IncomingResource
 
 
