@@ -104,8 +104,8 @@ import dagster as dg
 from telescope_assets.definitions import defs
 from telescope_assets.ingest import ingest
 res = defs.resources
-lake = res["lake"].get()
-out = ingest(res["incoming"].get(), lake, res["registry"].get(), max_files=10_000)
+lake = res["lake_resource"].get()
+out = ingest(res["incoming"].get(), lake, res["registry_resource"].get(), max_files=10_000)
 key = dg.MultiPartitionKey({{"site": "{SITE}", "night": "{NIGHTS[0]}"}})
 r = defs.resolve_job_def("frames_job").execute_in_process(
     instance=dg.DagsterInstance.get(), partition_key=key, raise_on_error=False)

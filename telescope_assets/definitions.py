@@ -10,7 +10,7 @@ import os
 import dagster as dg
 
 from telescope_assets.defs import DOMAINS
-from telescope_assets.ml.registry import DEFAULT_TRACKING_URI
+from telescope_assets.ml.model_registry import DEFAULT_TRACKING_URI
 from telescope_assets.resources import (
     DaskResource,
     IncomingResource,
@@ -24,7 +24,7 @@ def resources_from_env() -> dict:
     """Resources configured by environment variables, with local defaults."""
     endpoint = os.environ.get("TELESCOPE_S3_ENDPOINT_URL") or None
     return {
-        "lake": LakeResource(
+        "lake_resource": LakeResource(
             root=os.environ.get("TELESCOPE_LAKE_URL", "data/lake"), s3_endpoint_url=endpoint
         ),
         "incoming": IncomingResource(
@@ -32,7 +32,9 @@ def resources_from_env() -> dict:
             s3_endpoint_url=endpoint,
             settle_seconds=float(os.environ.get("TELESCOPE_INCOMING_SETTLE_SECONDS", "2")),
         ),
-        "registry": RegistryResource(path=os.environ.get("TELESCOPE_ASSETS_REGISTRY") or None),
+        "registry_resource": RegistryResource(
+            path=os.environ.get("TELESCOPE_ASSETS_REGISTRY") or None
+        ),
         "mlflow": MlflowResource(
             tracking_uri=os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_TRACKING_URI),
             artifact_root=os.environ.get("TELESCOPE_MLFLOW_ARTIFACTS", "models/artifacts"),

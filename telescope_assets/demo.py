@@ -51,9 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     from telescope_assets.simulate.network import SimulationConfig, simulate_network
 
     resources = defs.resources
-    lake = resources["lake"].get()
+    lake = resources["lake_resource"].get()
     incoming = resources["incoming"].get()
-    registry = resources["registry"].get()  # the site registry
+    registry = resources["registry_resource"].get()  # the site registry
     truth = Path("data/truth")
 
     # Simulate when nothing was, or when the stores are new (a fresh production stack

@@ -491,10 +491,10 @@ def main(argv: list[str] | None = None) -> int:
     from telescope_assets.definitions import defs
 
     resources = defs.resources
-    lake = resources["lake"].get()
+    lake = resources["lake_resource"].get()
     incoming = resources["incoming"].get()
     if args.site is not None:
-        resources["registry"].get()[args.site]  # an unknown site's error names the sites
+        resources["registry_resource"].get()[args.site]  # an unknown site's error names the sites
     if args.paths:
         n = _copy_into(incoming, args.paths, args.site)
         print(f"copied {n} files into {incoming.url}", file=sys.stderr)

@@ -25,6 +25,17 @@ REAL = Path(
     or Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
 )
 NIGHT = "2026-03-18"
+#: The light-curve tests' network: site and longitude (degrees east).
+SITES = {"lapalma": -17.9, "tololo": -70.8, "sidingspring": 149.1, "sutherland": 20.8}
+
+
+def nights(n: int, start: str = "2026-03-18") -> list[str]:
+    """``n`` consecutive nights from ``start``."""
+    import datetime as dt
+
+    first = dt.date.fromisoformat(start)
+    return [(first + dt.timedelta(days=d)).isoformat() for d in range(n)]
+
 
 # Sensors evaluated in tests glance once: a watch (ops/watch.py) would hold every empty
 # tick for seconds. The watch's own tests and the acceptance test's deployed stack set it.
@@ -205,9 +216,9 @@ def resources(tmp_path, incoming, registry_file, simulated, mlflow_champions):
     for path in (simulated["truth"] / "refcat").glob("*.parquet"):
         lake.write_bytes(f"refcat/{path.name}", path.read_bytes())
     return {
-        "lake": LakeResource(root=str(tmp_path / "lake")),
+        "lake_resource": LakeResource(root=str(tmp_path / "lake")),
         "incoming": IncomingResource(url=incoming.url, settle_seconds=0, max_files_per_tick=500),
-        "registry": RegistryResource(path=str(registry_file)),
+        "registry_resource": RegistryResource(path=str(registry_file)),
         # One worker thread: Python's warning filters are process-wide, and parallel
         # threads entering catch_warnings race on them. Several workers are tested in
         # processes (test_results_do_not_depend_on_the_number_of_workers).

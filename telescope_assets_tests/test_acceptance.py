@@ -597,9 +597,9 @@ def test_same_catalogs_and_alerts_as_the_embedded_default(
     )
     champions.register(store, networks)
     resources = {
-        "lake": LakeResource(root=local.url),
+        "lake_resource": LakeResource(root=local.url),
         "incoming": IncomingResource(url=str(tmp_path / "live"), settle_seconds=0),
-        "registry": RegistryResource(path=str(registry_file)),
+        "registry_resource": RegistryResource(path=str(registry_file)),
         "dask": DaskResource(n_workers=1, processes=False),
         "mlflow": store,
     }

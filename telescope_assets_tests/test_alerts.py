@@ -208,8 +208,8 @@ def test_followup_requests_plans_each_alert_once_across_runs(tmp_path):
     ]
     manifest = lake.manifest("alerts", "lapalma", "2026-03-19")
     resources = {
-        "lake": LakeResource(root=str(tmp_path / "lake")),
-        "registry": RegistryResource(),
+        "lake_resource": LakeResource(root=str(tmp_path / "lake")),
+        "registry_resource": RegistryResource(),
         "dask": DaskResource(n_workers=1, processes=False),
     }
 

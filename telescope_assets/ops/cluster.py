@@ -7,7 +7,7 @@ frame's latency to an alert cannot afford. ``telescope-ui`` (``make ui``) theref
 ``dagster dev`` with a *standing* cluster beside it — a scheduler and worker processes on
 127.0.0.1 that live as long as the UI — and points the runs at it
 (``TELESCOPE_DASK_SCHEDULER``). Its workers keep what they loaded: masters and reference
-catalogues (per-process caches in ``tasks``) and models (:mod:`telescope_assets.ml.registry`).
+catalogues (per-process caches in ``tasks``) and models (:mod:`telescope_assets.ml.model_registry`).
 The production stack (``telescope-stack``) runs the same scheduler and workers.
 
     telescope-ui [--port 3000] [--workers 2]

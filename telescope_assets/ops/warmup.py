@@ -83,15 +83,15 @@ def warm_up(tracking_uri: str | None = None) -> dict[str, float]:
     seconds["ephemeris"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    from telescope_assets.ml import registry
+    from telescope_assets.ml import model_registry
 
-    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", registry.DEFAULT_TRACKING_URI)
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", model_registry.DEFAULT_TRACKING_URI)
     local = uri.removeprefix("sqlite:///") if uri.startswith("sqlite:///") else None
     if local is None or Path(local).exists():
         for name in MODELS:
-            info = registry.champion_info(uri, name)
+            info = model_registry.champion_info(uri, name)
             if info is not None:
-                registry.load_version(uri, name, info["version"])
+                model_registry.load_version(uri, name, info["version"])
     seconds["models"] = time.perf_counter() - start
     return seconds
 

@@ -3,7 +3,7 @@
 Models are logged in MLflow's ``pt2`` format (``torch.export``: a graph and tensors, no
 pickled Python objects), and loading runs with ``MLFLOW_ALLOW_PICKLE_DESERIALIZATION``
 off, so a pickled or tampered artifact is refused instead of executed. The registry
-reading itself is :mod:`telescope_assets.ml.registry` (pure code, which dask workers run).
+reading itself is :mod:`telescope_assets.ml.model_registry` (pure code, which dask workers run).
 """
 
 from pathlib import Path
@@ -12,8 +12,8 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
-from telescope_assets.ml import registry
-from telescope_assets.ml.registry import CHAMPION, DEFAULT_TRACKING_URI
+from telescope_assets.ml import model_registry
+from telescope_assets.ml.model_registry import CHAMPION, DEFAULT_TRACKING_URI
 
 __all__ = ["CHAMPION", "MlflowResource", "NoChampionError"]
 
@@ -38,7 +38,7 @@ class MlflowResource(dg.ConfigurableResource):
 
     def client(self):
         """An ``MlflowClient`` on this tracking and registry URI."""
-        return registry.client(self.tracking_uri)
+        return model_registry.client(self.tracking_uri)
 
     def experiment_id(self, name: str) -> str:
         """The experiment of a model (created on first use)."""
@@ -58,7 +58,7 @@ class MlflowResource(dg.ConfigurableResource):
 
     def champion(self, name: str):
         """The registered version with alias ``champion``, or ``None``."""
-        return registry.champion(self.tracking_uri, name)
+        return model_registry.champion(self.tracking_uri, name)
 
     def load_champion(self, name: str) -> tuple[Any, str]:
         """Load ``models:/<name>@champion`` safely.
@@ -89,4 +89,4 @@ class MlflowResource(dg.ConfigurableResource):
 
     def load_version(self, name: str, version: str):
         """Load one registered version (pickle refused; once per process)."""
-        return registry.load_version(self.tracking_uri, name, str(version))
+        return model_registry.load_version(self.tracking_uri, name, str(version))

@@ -135,7 +135,7 @@ def score_frames(
     redone), so a run of the night's hundredth frame scores that frame's candidates,
     not the whole night's again.
     """
-    from telescope_assets.ml import registry
+    from telescope_assets.ml import model_registry
     from telescope_assets.ml.labels import RB_CLASSES
 
     model = f"{name}/{version}"
@@ -154,7 +154,7 @@ def score_frames(
         if not len(cands):
             continue
         if net is None:  # not before a frame has candidates to score
-            net = registry.load_version(tracking_uri, name, version)
+            net = model_registry.load_version(tracking_uri, name, version)
         with np.load(io.BytesIO(lake.read_bytes(row["cutouts_path"])), allow_pickle=False) as z:
             stamps = z["cutouts"]
         probs = score(net, stamps, RB_CLASSES)

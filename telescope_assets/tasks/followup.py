@@ -157,7 +157,7 @@ def as_table(requests: list[dict]) -> pd.DataFrame:
     return df
 
 
-def _stack(*tables: pd.DataFrame) -> pd.DataFrame:
+def _concat(*tables: pd.DataFrame) -> pd.DataFrame:
     """The non-empty tables one after the other (the last table when all are empty)."""
     parts = [t for t in tables if len(t)]
     return pd.concat(parts, ignore_index=True) if parts else tables[-1]
@@ -219,8 +219,8 @@ def plan_night(
                 written += 1
         requests += reqs
         refusals += [r | {"alert_id": alert["alert_id"]} for r in refused]
-    out = _stack(earlier, as_table(requests))
-    refused_all = _stack(
+    out = _concat(earlier, as_table(requests))
+    refused_all = _concat(
         earlier_refused, pd.DataFrame(refusals, columns=["site", "night", "reason", "alert_id"])
     )
     lake.write_manifest("followup_requests", site, night, out)

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from telescope_assets.ml import registry
+from telescope_assets.ml import model_registry
 from telescope_assets.ml.evaluate import evaluate
 from telescope_assets.ml.train import MODELS, fit
 
@@ -194,8 +194,8 @@ def _log_model(net, kind: str, example, name: str | None = None):
             registered_model_name=name or kind,
             pip_requirements=["torch==2.13.0"],
         )
-    # Consumers load only files that match this digest (ml/registry.py:verify_artifact).
-    registry.sign_version(
+    # Consumers load only files that match this digest (ml/model_registry.py:verify_artifact).
+    model_registry.sign_version(
         mlflow.get_tracking_uri(), name or kind, str(info.registered_model_version)
     )
     return info

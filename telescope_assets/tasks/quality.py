@@ -1,7 +1,7 @@
 """Frame quality by the learned models: the CNN's class and flags, the autoencoder's score.
 
 Runs as one task on a dask worker, which keeps the models it loaded
-(:func:`telescope_assets.ml.registry.load_version`): on a standing cluster a run pays
+(:func:`telescope_assets.ml.model_registry.load_version`): on a standing cluster a run pays
 for neither importing torch and MLflow nor loading a model.
 """
 
@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from telescope_assets.lake import Lake
-from telescope_assets.ml import registry
+from telescope_assets.ml import model_registry
 
 __all__ = [
     "CLASSICAL_INDICATORS",
@@ -131,16 +131,16 @@ def score_frames(table: pd.DataFrame, lake: Lake, tracking_uri: str) -> dict[str
     ``None`` when ``frame_quality`` has no champion (nothing is scored then), and
     ``ae_version`` ``"none"`` when ``anomaly`` has none (frames get no anomaly score).
     """
-    cnn_info = registry.champion_info(tracking_uri, "frame_quality")
+    cnn_info = model_registry.champion_info(tracking_uri, "frame_quality")
     if cnn_info is None:
         return {"table": table, "cnn_version": None, "ae_version": "none"}
-    ae_info = registry.champion_info(tracking_uri, "anomaly")
-    cnn = registry.load_version(tracking_uri, "frame_quality", cnn_info["version"])
+    ae_info = model_registry.champion_info(tracking_uri, "anomaly")
+    cnn = model_registry.load_version(tracking_uri, "frame_quality", cnn_info["version"])
     if ae_info is None:
         ae, ae_version, threshold = None, "none", float("inf")
     else:
         ae_version = ae_info["version"]
-        ae = registry.load_version(tracking_uri, "anomaly", ae_version)
+        ae = model_registry.load_version(tracking_uri, "anomaly", ae_version)
         threshold = ae_info["metrics"].get("eval_threshold_at_fpr_1pct", float("inf"))
     if len(table):
         table = apply_models(lake, table, cnn, ae, threshold)

@@ -63,12 +63,12 @@ def scoring_model(tracking_uri: str, site: str) -> dict[str, Any] | None:
     Returns ``{"name", "version", "provisional"}`` (provisional: the network champion on a
     site not yet qualified), or ``None`` when there is no champion at all.
     """
-    from telescope_assets.ml import registry
+    from telescope_assets.ml import model_registry
 
-    own = registry.champion(tracking_uri, site_model_name(site))
+    own = model_registry.champion(tracking_uri, site_model_name(site))
     if own is not None:
         return {"name": site_model_name(site), "version": str(own.version), "provisional": False}
-    network = registry.champion(tracking_uri, "real_bogus")
+    network = model_registry.champion(tracking_uri, "real_bogus")
     if network is None:
         return None
     return {"name": "real_bogus", "version": str(network.version), "provisional": True}

@@ -31,19 +31,23 @@ def _checks(result: dg.MaterializeResult) -> dict[str, bool]:
 
 @pytest.fixture
 def ingested(resources, registry):
-    ingest(resources["incoming"].get(), resources["lake"].get(), registry, max_files=10_000)
+    ingest(
+        resources["incoming"].get(), resources["lake_resource"].get(), registry, max_files=10_000
+    )
     return resources
 
 
 def _run_all(res, config=None, site=SITE, night=NIGHT):
     with _ctx(site, night) as c1, _ctx(site, night) as c2, _ctx(site, night) as c3:
-        raw = raw_frames(c1, lake=res["lake"])
-        masters = calibration_masters(c2, lake=res["lake"], registry=res["registry"])
+        raw = raw_frames(c1, lake_resource=res["lake_resource"])
+        masters = calibration_masters(
+            c2, lake_resource=res["lake_resource"], registry_resource=res["registry_resource"]
+        )
         cal = calibrated_frames(
             c3,
             config=config or CalibrationConfig(),
-            lake=res["lake"],
-            registry=res["registry"],
+            lake_resource=res["lake_resource"],
+            registry_resource=res["registry_resource"],
             dask=res["dask"],
         )
     return raw, masters, cal
@@ -57,7 +61,7 @@ def test_partition_is_calibrated_with_provenance(ingested, truth_frames):
     assert _checks(masters) == {"masters_sane": True}
     assert cal.metadata["n_calibrated_now"] == (expected.kind == "science").sum()
     assert _checks(cal) == {"every_frame_accounted": True, "no_nan_outside_mask": True}
-    lake = ingested["lake"].get()
+    lake = ingested["lake_resource"].get()
     table = lake.read_parquet(lake.manifest("calibrated_frames", SITE, NIGHT))
     assert set(table.status) == {"calibrated"}
     with lake.read_fits(table.path.iloc[0]) as hdul:
@@ -84,7 +88,7 @@ def test_rematerialization_processes_only_what_is_new(ingested):
 
 def test_masters_fall_back_to_the_nearest_night(ingested, registry):
     _run_all(ingested)
-    lake = ingested["lake"].get()
+    lake = ingested["lake_resource"].get()
     empty = tasks.raw_manifest(lake, SITE, "2026-03-25")
     manifest = tasks.build_masters(lake, registry[SITE], "2026-03-25", empty)
     for name in ("bias", "dark", "flat_g", "flat_r"):
@@ -104,7 +108,7 @@ def test_masters_fall_back_to_the_nearest_night(ingested, registry):
 
 
 def test_no_masters_anywhere_leaves_frames_waiting_and_the_check_fails(ingested, registry):
-    lake = ingested["lake"].get()
+    lake = ingested["lake_resource"].get()
     for kind in ("bias", "dark"):
         for rel in lake.list(f"raw/{SITE}/{NIGHT}", ".json"):
             if lake.read_json(rel)["frame_type"] == kind:
@@ -117,7 +121,7 @@ def test_no_masters_anywhere_leaves_frames_waiting_and_the_check_fails(ingested,
 
 def test_results_do_not_depend_on_the_number_of_workers(ingested, tmp_path):
     _run_all(ingested)
-    lake = ingested["lake"].get()
+    lake = ingested["lake_resource"].get()
     table = lake.read_parquet(lake.manifest("calibrated_frames", SITE, NIGHT))
     several = {**ingested, "dask": DaskResource(n_workers=2, processes=True)}
     _run_all(several, CalibrationConfig(force=True))
@@ -133,7 +137,7 @@ def test_results_do_not_depend_on_the_number_of_workers(ingested, tmp_path):
 
 
 def test_a_frame_that_fails_calibration_is_quarantined_and_the_rest_proceed(ingested, registry):
-    lake = ingested["lake"].get()
+    lake = ingested["lake_resource"].get()
     science = tasks.raw_manifest(lake, SITE, NIGHT).query("frame_type == 'science'")
     victim = science.frame_id.iloc[0]
     # Replace its bytes with a frame of another camera's shape (disk corruption).

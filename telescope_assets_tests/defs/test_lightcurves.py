@@ -27,8 +27,7 @@ from telescope_assets.simulate.network import write_reference_catalogs
 from telescope_assets.simulate.sky import make_sky
 from telescope_assets.tasks import lightcurves as lc_tasks
 from telescope_assets.tasks.nightly import night_deadline
-from telescope_assets_tests.conftest import ephemeral_instance, real_data
-from telescope_assets_tests.science.test_lightcurves import SITES, nights
+from telescope_assets_tests.conftest import SITES, ephemeral_instance, nights, real_data
 
 NIGHTS = nights(3)
 EMPTY_NIGHT = "2026-03-25"
@@ -52,8 +51,8 @@ def network(tmp_path_factory):
     registry = load_registry()
     (root / "sites.yaml").write_text(registry.to_yaml())
     resources = {
-        "lake": LakeResource(root=str(root / "lake")),
-        "registry": RegistryResource(path=str(root / "sites.yaml")),
+        "lake_resource": LakeResource(root=str(root / "lake")),
+        "registry_resource": RegistryResource(path=str(root / "sites.yaml")),
         "dask": DaskResource(n_workers=1, processes=False),
     }
     return {"lake": lake, "resources": resources, "det": det}
@@ -242,7 +241,7 @@ def test_nightly_reports_sensor_reads_the_event_log(tmp_path):
     # The sensor itself, at today's date: nothing recorded for recent nights.
     context = dg.build_sensor_context(
         instance=instance,
-        resources={"registry": RegistryResource(path=str(tmp_path / "sites.yaml"))},
+        resources={"registry_resource": RegistryResource(path=str(tmp_path / "sites.yaml"))},
     )
     result = nightly_reports(context)
     # Nothing recorded for recent nights; the two March nights received frames since the
@@ -262,7 +261,7 @@ def test_a_late_frame_reopens_an_old_nights_report(tmp_path):
     instance = ephemeral_instance(tmp_path)
     old = (dt.date.today() - dt.timedelta(days=RECENT_NIGHTS + 7)).isoformat()
     site = registry.names[0]
-    resources = {"registry": RegistryResource(path=str(tmp_path / "sites.yaml"))}
+    resources = {"registry_resource": RegistryResource(path=str(tmp_path / "sites.yaml"))}
 
     def record(asset):
         instance.report_runless_asset_event(

@@ -13,7 +13,9 @@ ASSETS = [raw_frames, calibration_masters, calibrated_frames, source_catalogs, f
 
 
 def _materialize(resources, registry, instance, site="tololo"):
-    ingest(resources["incoming"].get(), resources["lake"].get(), registry, max_files=10_000)
+    ingest(
+        resources["incoming"].get(), resources["lake_resource"].get(), registry, max_files=10_000
+    )
     key = dg.MultiPartitionKey({"site": site, "night": NIGHT})
     # The models are upstream (trained elsewhere): present, not materialized here.
     models = [anomaly_model.to_source_asset(), frame_quality_model.to_source_asset()]
@@ -50,7 +52,7 @@ def test_partition_materializes_on_an_ephemeral_instance(resources, registry, tm
     # The consumer records which model versions it used, in metadata and in its table.
     assert quality["frame_quality_model"].value == "frame_quality/1"
     assert quality["anomaly_model"].value == "anomaly/1"
-    lake = resources["lake"].get()
+    lake = resources["lake_resource"].get()
     table = lake.read_parquet(lake.manifest("frame_quality", "tololo", NIGHT))
     assert set(table.cnn_model) == {"frame_quality/1"}
     assert set(table.cnn_class) <= {"good", "medium", "bad"}
@@ -67,7 +69,7 @@ def test_a_frame_that_fails_its_cataloguing_is_reported_and_the_others_go_on(
     instance = ephemeral_instance(tmp_path)
     first = _materialize(resources, registry, instance)
     assert first.success
-    lake = resources["lake"].get()
+    lake = resources["lake_resource"].get()
     calibrated = lake.read_parquet(lake.manifest("calibrated_frames", "tololo", NIGHT))
     victim = calibrated.frame_id.iloc[0]
     lake.write_bytes(calibrated.path.iloc[0], b"not a FITS file" * 100)
@@ -116,7 +118,7 @@ def test_partition_materializes_on_postgres_through_dagster_postgres(
 
 def test_a_night_of_only_quarantined_files_is_reported_by_its_run(resources, registry, tmp_path):
     """A partition that received nothing but a bad file: its run's check fails, saying why."""
-    incoming, lake = resources["incoming"].get(), resources["lake"].get()
+    incoming, lake = resources["incoming"].get(), resources["lake_resource"].get()
     for rel in incoming.list("", recursive=True):
         incoming.delete(rel)
     incoming.write_bytes("tololo/garbage.fits", b"not a FITS file at all" * 200)

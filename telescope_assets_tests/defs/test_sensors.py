@@ -47,7 +47,7 @@ def test_restart_from_cursor_neither_loses_nor_repeats(resources, simulated):
         if first.skip_reason and replay.skip_reason:
             break
         cursor = replay.cursor
-    lake = resources["lake"].get()
+    lake = resources["lake_resource"].get()
     batches = {r.tags["telescope/batch"] for r in submitted.values()}
     accepted = [a["frame_id"] for b in batches for a in read_batch(lake, b)["accepted"]]
     assert sorted(accepted) == sorted(simulated["frames"].frame_id)  # each exactly once
@@ -63,6 +63,6 @@ def test_restart_from_cursor_neither_loses_nor_repeats(resources, simulated):
 
 def test_sensor_without_cursor_starts_after_offline_ingestion(resources):
     first = _tick(resources, None)
-    lake = resources["lake"].get()
+    lake = resources["lake_resource"].get()
     lake.write_json(lake.offline_cursor(), {"batch_id": first.cursor})
     assert _tick(resources, None).run_requests == []

@@ -22,8 +22,8 @@ def test_a_provisional_site_with_enough_frames_asks_to_learn_once_per_set_of_nig
 ):
     lake = Lake(str(tmp_path / "lake"))
     resources = {
-        "lake": LakeResource(root=str(tmp_path / "lake")),
-        "registry": RegistryResource(path=str(registry_file)),
+        "lake_resource": LakeResource(root=str(tmp_path / "lake")),
+        "registry_resource": RegistryResource(path=str(registry_file)),
         "mlflow": mlflow_champions,
     }
 

@@ -7,52 +7,14 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from telescope_assets.defs.catalogs.assets import frame_quality, source_catalogs
-from telescope_assets.defs.followup.assets import followup_requests
-from telescope_assets.defs.frames.assets import calibrated_frames, calibration_masters, raw_frames
-from telescope_assets.defs.models.assets import anomaly_model, frame_quality_model, real_bogus_model
 from telescope_assets.defs.models.sites import site_real_bogus_model
-from telescope_assets.defs.transients.assets import alerts, reference_images, transient_candidates
+from telescope_assets.defs.transients.assets import reference_images, transient_candidates
 from telescope_assets.ingest import ingest
 from telescope_assets.lake import Store
 from telescope_assets.resources import IncomingResource
 from telescope_assets.tasks import alerts as alert_tasks
-from telescope_assets_tests.conftest import TWO_NIGHTS, ephemeral_instance
-
-NIGHTS = TWO_NIGHTS
-SITE = "tololo"
-ASSETS = [
-    raw_frames,
-    calibration_masters,
-    calibrated_frames,
-    source_catalogs,
-    frame_quality,
-    reference_images,
-    transient_candidates,
-    alerts,
-    followup_requests,
-]
-MODELS = [m.to_source_asset() for m in (anomaly_model, frame_quality_model, real_bogus_model)]
-# The test champion is a tiny network: every candidate becomes an alert, so that the
-# mechanics (ids, packets, follow-up) are exercised; accuracy is measured in bench/.
-EVERYTHING = {
-    "ops": {
-        "alerts": {
-            "config": {"min_real_score": 0.0, "provisional_min_real_score": 0.0, "min_snr": 5.0}
-        }
-    }
-}
-
-
-def _run(resources, night, instance):
-    key = dg.MultiPartitionKey({"site": SITE, "night": night})
-    return dg.materialize(
-        [*ASSETS, *MODELS],
-        partition_key=key,
-        resources=resources,
-        instance=instance,
-        run_config=EVERYTHING,
-    )
+from telescope_assets_tests.conftest import ephemeral_instance
+from telescope_assets_tests.pipeline import MODELS, NIGHTS, SITE, run_partition
 
 
 def test_two_nights_give_references_alerts_and_followups_and_reruns_add_nothing(
@@ -62,18 +24,18 @@ def test_two_nights_give_references_alerts_and_followups_and_reruns_add_nothing(
         **resources,
         "incoming": IncomingResource(url=str(two_nights / "incoming"), settle_seconds=0),
     }
-    lake = resources["lake"].get()
+    lake = resources["lake_resource"].get()
     for path in (two_nights / "truth" / "refcat").glob("*.parquet"):
         lake.write_bytes(f"refcat/{path.name}", path.read_bytes())
     ingest(Store(str(two_nights / "incoming")), lake, registry, max_files=10_000)
     instance = ephemeral_instance(tmp_path)
 
-    first = _run(resources, NIGHTS[0], instance)
+    first = run_partition(resources, NIGHTS[0], instance)
     assert first.success
     ref_meta = first.asset_materializations_for_node("reference_images")[0].metadata
     assert ref_meta["n_references"].value == 0  # nothing earlier to stack
 
-    second = _run(resources, NIGHTS[1], instance)
+    second = run_partition(resources, NIGHTS[1], instance)
     assert second.success
     refs = lake.read_parquet(lake.manifest("reference_images", SITE, NIGHTS[1]))
     built = refs[refs.reference_id != ""]
@@ -125,7 +87,7 @@ def test_two_nights_give_references_alerts_and_followups_and_reruns_add_nothing(
     lake.write_parquet(lake.manifest("transient_candidates", SITE, NIGHTS[1]), marked)
 
     # A rerun (or a backfill) of the same night: the same alerts, nothing written twice.
-    again = _run(resources, NIGHTS[1], instance)
+    again = run_partition(resources, NIGHTS[1], instance)
     assert again.success
     meta = again.asset_materializations_for_node("transient_candidates")[0].metadata
     assert meta["n_subtracted_now"].value == 0
@@ -206,7 +168,10 @@ def test_references_wait_for_an_earlier_night_in_flight(resources, monkeypatch, 
         result = dg.materialize(
             [reference_images],
             partition_key=dg.MultiPartitionKey({"site": SITE, "night": night}),
-            resources={"lake": resources["lake"], "registry": resources["registry"]},
+            resources={
+                "lake_resource": resources["lake_resource"],
+                "registry_resource": resources["registry_resource"],
+            },
             instance=instance,
         )
         assert result.success

@@ -125,9 +125,9 @@ def test_missing_champion_fails_with_a_clear_message(store):
 def test_pickled_artifact_is_refused(store, rb_data):
     from mlflow.exceptions import MlflowException
 
-    from telescope_assets.ml import registry
+    from telescope_assets.ml import model_registry
+    from telescope_assets.ml.model_registry import UntrustedModelError
     from telescope_assets.ml.networks import RealBogusNet
-    from telescope_assets.ml.registry import UntrustedModelError
 
     mlflow.set_tracking_uri(store.tracking_uri)
     mlflow.set_registry_uri(store.tracking_uri)
@@ -149,8 +149,8 @@ def test_pickled_artifact_is_refused(store, rb_data):
     with pytest.raises(UntrustedModelError, match="no artifact_sha256 tag"):
         store.load_version("pickled_model", version)
     # Signed as if it were ours: still refused, being a pickle and not a pt2 program...
-    registry.sign_version(store.tracking_uri, "pickled_model", version)
-    registry.load_version.cache_clear()
+    model_registry.sign_version(store.tracking_uri, "pickled_model", version)
+    model_registry.load_version.cache_clear()
     with pytest.raises(UntrustedModelError, match="not a pt2 program"):
         store.load_version("pickled_model", version)
     # ...and MLflow itself, handed the files directly, refuses to unpickle them.
@@ -158,7 +158,7 @@ def test_pickled_artifact_is_refused(store, rb_data):
         store.client().get_model_version_download_uri("pickled_model", version),
         tracking_uri=store.tracking_uri,
     )
-    registry.safe_mode()
+    model_registry.safe_mode()
     with pytest.raises(MlflowException, match="pickle"):
         mlflow.pytorch.load_model(local)
 

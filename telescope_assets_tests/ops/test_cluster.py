@@ -13,7 +13,7 @@ import pandas as pd
 import psutil
 
 from telescope_assets.lake import Lake
-from telescope_assets.ml import registry
+from telescope_assets.ml import model_registry
 from telescope_assets.ops import warmup
 from telescope_assets.ops.cluster import WORKER_MALLOC, standing_cluster
 from telescope_assets.resources import DaskResource
@@ -22,9 +22,9 @@ from telescope_assets.tasks import quality
 
 def _load_stats(uri: str) -> tuple[int, int]:
     """(misses, hits) of this worker process's model cache, after loading the champion."""
-    info = registry.champion_info(uri, "real_bogus")
-    registry.load_version(uri, "real_bogus", info["version"])
-    stats = registry.load_version.cache_info()
+    info = model_registry.champion_info(uri, "real_bogus")
+    model_registry.load_version(uri, "real_bogus", info["version"])
+    stats = model_registry.load_version.cache_info()
     return stats.misses, stats.hits
 
 
@@ -35,7 +35,7 @@ def _malloc_env() -> dict[str, str | None]:
 def _warm_state() -> tuple[list[str], int]:
     """(science modules not yet imported, models already loaded) in this worker."""
     missing = [name for name in warmup.MODULES if name not in sys.modules]
-    return missing, registry.load_version.cache_info().currsize
+    return missing, model_registry.load_version.cache_info().currsize
 
 
 def test_workers_have_the_projects_malloc_thresholds_not_dasks(tmp_path):

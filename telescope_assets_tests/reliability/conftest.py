@@ -21,9 +21,9 @@ def sensor_resources(tmp_path, registry):
     registry_file.write_text(registry.to_yaml())
     (tmp_path / "incoming").mkdir()
     return {
-        "lake": LakeResource(root=str(tmp_path / "lake")),
+        "lake_resource": LakeResource(root=str(tmp_path / "lake")),
         "incoming": IncomingResource(url=str(tmp_path / "incoming"), settle_seconds=0),
-        "registry": RegistryResource(path=str(registry_file)),
+        "registry_resource": RegistryResource(path=str(registry_file)),
     }
 
 

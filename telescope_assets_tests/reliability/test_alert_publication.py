@@ -10,7 +10,7 @@ from telescope_assets.resources import IncomingResource
 from telescope_assets.tasks import alerts as alert_tasks
 from telescope_assets.tasks.reconcile import unfinished_partitions
 from telescope_assets_tests.conftest import ephemeral_instance
-from telescope_assets_tests.defs.test_transients import NIGHTS, SITE, _run
+from telescope_assets_tests.pipeline import NIGHTS, SITE, run_partition
 
 pytestmark = pytest.mark.slow
 
@@ -19,7 +19,7 @@ def test_a_kill_between_packets_and_table_is_found_and_finished_once(
     resources, registry, two_nights, monkeypatch, tmp_path
 ):
     resources = {**resources, "incoming": IncomingResource(url=str(two_nights / "incoming"))}
-    lake = resources["lake"].get()
+    lake = resources["lake_resource"].get()
     for path in (two_nights / "truth" / "refcat").glob("*.parquet"):
         lake.write_bytes(f"refcat/{path.name}", path.read_bytes())
     ingest(Store(str(two_nights / "incoming")), lake, registry, max_files=10_000)
@@ -27,7 +27,7 @@ def test_a_kill_between_packets_and_table_is_found_and_finished_once(
         (SITE, n) for n in NIGHTS
     }  # ingested, never run: the reconciler would ask for both
     instance = ephemeral_instance(tmp_path)
-    assert _run(resources, NIGHTS[0], instance).success
+    assert run_partition(resources, NIGHTS[0], instance).success
 
     # The run of night 2 dies right after writing its packets, before the alerts table.
     original = Store.write_bytes
@@ -39,7 +39,7 @@ def test_a_kill_between_packets_and_table_is_found_and_finished_once(
 
     monkeypatch.setattr(Store, "write_bytes", killed)
     with pytest.raises(SystemExit):
-        _run(resources, NIGHTS[1], instance)
+        run_partition(resources, NIGHTS[1], instance)
     monkeypatch.undo()
     packets = set(lake.list(f"alerts/{SITE}/{NIGHTS[1]}", ".avro"))
     assert packets, "the night had no alerts: nothing tested"
@@ -58,7 +58,7 @@ def test_a_kill_between_packets_and_table_is_found_and_finished_once(
         (request,) = reconciler(ctx).run_requests
     assert request.partition_key.keys_by_dimension == {"site": SITE, "night": NIGHTS[1]}
 
-    again = _run(resources, NIGHTS[1], instance)
+    again = run_partition(resources, NIGHTS[1], instance)
     assert again.success
     meta = again.asset_materializations_for_node("alerts")[0].metadata
     assert meta["n_packets_written_now"].value == 0  # published once, never twice

@@ -42,7 +42,7 @@ def test_a_malformed_card_and_a_linked_folder_do_not_stop_the_sensor(
     (tmp_path / "elsewhere").mkdir()
     os.symlink(tmp_path / "elsewhere", drop.full(f"{site}/c_linked_folder"))
     first = _tick(sensor_resources, None)  # raised before the fix, on every later tick too
-    lake = sensor_resources["lake"].get()
+    lake = sensor_resources["lake_resource"].get()
     batch = read_batch(lake, first.run_requests[0].tags["telescope/batch"])
     assert [a["incoming_path"] for a in batch["accepted"]] == [f"{site}/b_good.fits"]
     assert sorted(q["reason"] for q in batch["quarantined"]) == ["bad_header", "not_regular_file"]
@@ -83,7 +83,7 @@ def test_a_burst_of_2000_files_gets_each_exactly_one_run_request(sensor_resource
     for i, data in enumerate(frame_variants(good, 2000)):
         drop.write_bytes(f"{site}/burst_{i:04d}.fits", data)
         names[f"{site}/burst_{i:04d}.fits"] = frame_id(data)
-    lake = sensor_resources["lake"].get()
+    lake = sensor_resources["lake_resource"].get()
     cursor, requested, longest = None, {}, 0.0
     for _ in range(50):
         start = time.perf_counter()
@@ -122,13 +122,13 @@ while True:
 def test_a_daemon_killed_mid_tick_loses_and_doubles_nothing(sensor_resources, good_frame, tmp_path):
     site, good = good_frame
     drop = _drop(sensor_resources)
-    lake = sensor_resources["lake"].get()
+    lake = sensor_resources["lake_resource"].get()
     expected = {}
     for i, data in enumerate(frame_variants(good, 400)):
         drop.write_bytes(f"{site}/f{i:03d}.fits", data)
         expected[frame_id(data)] = f"{site}/f{i:03d}.fits"
     args = [sys.executable, "-c", INGEST_FOREVER, drop.url, lake.url]
-    args.append(sensor_resources["registry"].path)
+    args.append(sensor_resources["registry_resource"].path)
     kills = 0
     for pause in (0.05, 0.2, 0.1, 0.3, 0.15):
         proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
@@ -156,7 +156,7 @@ def test_a_daemon_killed_mid_tick_loses_and_doubles_nothing(sensor_resources, go
 
 @pytest.mark.fast
 def test_the_reconciler_sweeps_old_temporary_files_and_keeps_young_ones(sensor_resources):
-    lake = sensor_resources["lake"].get()
+    lake = sensor_resources["lake_resource"].get()
     lake.write_bytes("calibrated/s/n/a.fits", b"whole")
     old = lake.full("calibrated/s/n/.tmp-dead-a.fits")
     young = lake.full("calibrated/s/n/.tmp-live-b.fits")
@@ -169,7 +169,7 @@ def test_the_reconciler_sweeps_old_temporary_files_and_keeps_young_ones(sensor_r
     with (
         dg.instance_for_test() as instance,
         dg.build_sensor_context(
-            instance=instance, resources={"lake": sensor_resources["lake"]}
+            instance=instance, resources={"lake_resource": sensor_resources["lake_resource"]}
         ) as ctx,
     ):
         reconciler(ctx)

@@ -45,8 +45,10 @@ def test_a_full_disk_fails_the_step_clearly_and_keeps_the_previous_version(
     registry,
     small_disk,
 ):
-    resources = {**resources, "lake": LakeResource(root=str(small_disk / "lake"))}
-    ingest(resources["incoming"].get(), resources["lake"].get(), registry, max_files=10_000)
+    resources = {**resources, "lake_resource": LakeResource(root=str(small_disk / "lake"))}
+    ingest(
+        resources["incoming"].get(), resources["lake_resource"].get(), registry, max_files=10_000
+    )
     first = dg.materialize(FRAMES, partition_key=KEY, resources=resources)
     assert first.success
     before = _digests(small_disk / "lake")
@@ -75,8 +77,8 @@ from telescope_assets.defs.frames.assets import calibrated_frames, calibration_m
 from telescope_assets.resources import DaskResource, LakeResource, RegistryResource
 lake, registry = sys.argv[1], sys.argv[2]
 resources = {
-    "lake": LakeResource(root=lake),
-    "registry": RegistryResource(path=registry),
+    "lake_resource": LakeResource(root=lake),
+    "registry_resource": RegistryResource(path=registry),
     "dask": DaskResource(n_workers=1, processes=False),
 }
 print("ready", flush=True)
@@ -104,7 +106,7 @@ def test_a_run_worker_killed_mid_frame_leaves_whole_files_and_a_rerun_is_byte_id
     import sys
     import time
 
-    lake = resources["lake"].get()
+    lake = resources["lake_resource"].get()
     ingest(resources["incoming"].get(), lake, registry, max_files=10_000)
     assert dg.materialize(FRAMES, partition_key=KEY, resources=resources).success
     clean = _digests(lake.root)

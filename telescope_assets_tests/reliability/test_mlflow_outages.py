@@ -11,8 +11,8 @@ from telescope_assets.defs.catalogs.assets import frame_quality, source_catalogs
 from telescope_assets.defs.frames.assets import calibrated_frames, calibration_masters, raw_frames
 from telescope_assets.defs.models.assets import anomaly_model, frame_quality_model
 from telescope_assets.ingest import ingest
-from telescope_assets.ml import registry
-from telescope_assets.ml.registry import RegistryUnavailableError, UntrustedModelError
+from telescope_assets.ml import model_registry
+from telescope_assets.ml.model_registry import RegistryUnavailableError, UntrustedModelError
 from telescope_assets.resources import MlflowResource
 from telescope_assets_tests.conftest import NIGHT
 
@@ -37,7 +37,7 @@ def _tiny_training_set():
 def test_a_dead_registry_is_reported_as_such_within_seconds(dead_tracking_uri):
     start = time.perf_counter()
     with pytest.raises(RegistryUnavailableError, match="did not answer"):
-        registry.champion_info(dead_tracking_uri, "real_bogus")
+        model_registry.champion_info(dead_tracking_uri, "real_bogus")
     assert time.perf_counter() - start < 30  # not MLflow's default minutes of retries
 
 
@@ -53,18 +53,18 @@ def test_training_with_the_registry_gone_at_signing_leaves_no_champion(tmp_path,
     def gone(*args, **kwargs):
         raise ConnectionError("tracking server went away")
 
-    monkeypatch.setattr(registry, "sign_version", gone)
+    monkeypatch.setattr(model_registry, "sign_version", gone)
     with pytest.raises(ConnectionError):
         train_and_register(
             "anomaly", train, evaluation, mlflow_resource=store, tags={}, max_epochs=1
         )
     monkeypatch.undo()
     (version,) = store.client().search_model_versions("name='anomaly'")
-    assert registry.ARTIFACT_HASH_TAG not in version.tags  # registered, never signed...
+    assert model_registry.ARTIFACT_HASH_TAG not in version.tags  # registered, never signed...
     assert store.champion("anomaly") is None  # ...so never promoted...
-    registry.load_version.cache_clear()
+    model_registry.load_version.cache_clear()
     with pytest.raises(UntrustedModelError):  # ...and never loaded by a consumer
-        registry.load_version(store.tracking_uri, "anomaly", version.version)
+        model_registry.load_version(store.tracking_uri, "anomaly", version.version)
 
 
 @pytest.mark.services
@@ -87,7 +87,7 @@ def test_frame_quality_with_the_registry_down_fails_clearly_and_writes_nothing(
     resources, registry, dead_tracking_uri
 ):
     resources = {**resources, "mlflow": MlflowResource(tracking_uri=dead_tracking_uri)}
-    lake = resources["lake"].get()
+    lake = resources["lake_resource"].get()
     ingest(resources["incoming"].get(), lake, registry, max_files=10_000)
     models = [anomaly_model.to_source_asset(), frame_quality_model.to_source_asset()]
     result = dg.materialize(

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from telescope_assets.ml import registry
-from telescope_assets.ml.registry import ARTIFACT_HASH_TAG, UntrustedModelError
+from telescope_assets.ml import model_registry
+from telescope_assets.ml.model_registry import ARTIFACT_HASH_TAG, UntrustedModelError
 from telescope_assets.resources import MlflowResource
 from telescope_assets_tests import champions
 
@@ -36,9 +36,9 @@ def store(tmp_path) -> MlflowResource:
     )
     net, example = champions.train()[KIND]
     champions.register(resource, {KIND: (net, example)})
-    registry.load_version.cache_clear()
+    model_registry.load_version.cache_clear()
     yield resource
-    registry.load_version.cache_clear()
+    model_registry.load_version.cache_clear()
 
 
 def _model_dir(store: MlflowResource) -> Path:
@@ -47,12 +47,12 @@ def _model_dir(store: MlflowResource) -> Path:
 
 
 def _load(store):
-    return registry.load_version(store.tracking_uri, KIND, "1")
+    return model_registry.load_version(store.tracking_uri, KIND, "1")
 
 
 def test_a_signed_artifact_loads_and_its_digest_is_recorded(store):
     tags = store.client().get_model_version(KIND, "1").tags
-    assert tags[ARTIFACT_HASH_TAG] == registry.artifact_digest(_model_dir(store))
+    assert tags[ARTIFACT_HASH_TAG] == model_registry.artifact_digest(_model_dir(store))
     assert callable(_load(store))
 
 

@@ -139,7 +139,7 @@ def test_wrong_keys_fail_clearly_and_no_secret_reaches_logs_events_or_metadata(
     endpoint, _, secret = s3_with_auth
     lake_resource = LakeResource(root="s3://lake/run", s3_endpoint_url=endpoint)
     ingest(resources["incoming"].get(), lake_resource.get(), registry, max_files=10_000)
-    resources = {**resources, "lake": lake_resource}
+    resources = {**resources, "lake_resource": lake_resource}
     key = dg.MultiPartitionKey({"site": "tololo", "night": NIGHT})
     overrides = {
         "compute_logs": {

@@ -95,7 +95,9 @@ def _materialize(resources, instance):
 
 
 def test_a_short_restart_is_ridden_out(resources, registry, own_database):
-    ingest(resources["incoming"].get(), resources["lake"].get(), registry, max_files=10_000)
+    ingest(
+        resources["incoming"].get(), resources["lake_resource"].get(), registry, max_files=10_000
+    )
     overrides = _production_storage(own_database)
     restarted = threading.Event()
 
@@ -118,10 +120,17 @@ def test_a_short_restart_is_ridden_out(resources, registry, own_database):
 def test_a_minute_down_fails_clearly_and_a_retry_gives_identical_outputs(
     resources, registry, own_database, simulated, tmp_path
 ):
-    ingest(resources["incoming"].get(), resources["lake"].get(), registry, max_files=10_000)
-    clean = {**resources, "lake": LakeResource(root=str(tmp_path / "clean"))}
+    ingest(
+        resources["incoming"].get(), resources["lake_resource"].get(), registry, max_files=10_000
+    )
+    clean = {**resources, "lake_resource": LakeResource(root=str(tmp_path / "clean"))}
     shutil.copytree(simulated["incoming"], tmp_path / "incoming_clean")
-    ingest(Store(str(tmp_path / "incoming_clean")), clean["lake"].get(), registry, max_files=10_000)
+    ingest(
+        Store(str(tmp_path / "incoming_clean")),
+        clean["lake_resource"].get(),
+        registry,
+        max_files=10_000,
+    )
     assert dg.materialize(FRAMES, partition_key=KEY, resources=clean).success
     overrides = _production_storage(own_database)
     with dg.instance_for_test(overrides=overrides) as instance:
@@ -137,4 +146,4 @@ def test_a_minute_down_fails_clearly_and_a_retry_gives_identical_outputs(
             _wait_ready()
         retry = _materialize(resources, instance)
         assert retry.success
-    assert _digests(resources["lake"].get()) == _digests(clean["lake"].get())
+    assert _digests(resources["lake_resource"].get()) == _digests(clean["lake_resource"].get())

@@ -1,7 +1,5 @@
 """Cross-matching, cross-site zero-point offsets and fusion, against simulated truth."""
 
-import datetime as dt
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -9,13 +7,7 @@ import pytest
 from telescope_assets.science import lightcurves as lc
 from telescope_assets.simulate.catalogs import simulate_catalogs
 from telescope_assets.simulate.sky import make_sky
-
-SITES = {"lapalma": -17.9, "tololo": -70.8, "sidingspring": 149.1, "sutherland": 20.8}
-
-
-def nights(n: int, start: str = "2026-03-18") -> list[str]:
-    first = dt.date.fromisoformat(start)
-    return [(first + dt.timedelta(days=d)).isoformat() for d in range(n)]
+from telescope_assets_tests.conftest import SITES, nights
 
 
 @pytest.fixture(scope="module")

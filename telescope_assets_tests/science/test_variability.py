@@ -8,8 +8,7 @@ from telescope_assets.science.variability import characterise, is_alias
 from telescope_assets.simulate.catalogs import simulate_catalogs
 from telescope_assets.simulate.sky import make_sky
 from telescope_assets.tasks.lightcurves import rank_anomalies
-from telescope_assets_tests.conftest import real_data
-from telescope_assets_tests.science.test_lightcurves import SITES, nights
+from telescope_assets_tests.conftest import SITES, nights, real_data
 
 
 @pytest.fixture(scope="module")

@@ -41,38 +41,38 @@ class CatalogConfig(dg.Config):
 def source_catalogs(
     context: dg.AssetExecutionContext,
     config: CatalogConfig,
-    lake: LakeResource,
-    registry: RegistryResource,
+    lake_resource: LakeResource,
+    registry_resource: RegistryResource,
     dask: DaskResource,
 ) -> dg.MaterializeResult:
     """Detected sources with positions, aperture fluxes, calibrated magnitudes, shapes and flags."""
     site_name, night = site_night(context)
-    store = lake.get()
-    site = registry.get()[site_name]
-    calibrated = store.read_manifest("calibrated_frames", site_name, night)
+    lake = lake_resource.get()
+    site = registry_resource.get()[site_name]
+    calibrated = lake.read_manifest("calibrated_frames", site_name, night)
     calibrated = calibrated[calibrated.status == "calibrated"] if len(calibrated) else calibrated
-    previous = store.rows_by_frame(store.manifest("source_catalogs", site_name, night))
+    previous = lake.rows_by_frame(lake.manifest("source_catalogs", site_name, night))
     todo, kept = tasks.split_up_to_date(
         calibrated.to_dict("records"),
         previous,
         lambda row: tasks.catalogs.catalog_provenance(row["provkey"], site),
-        store,
+        lake,
         "catalog_path",
         force=config.force,
     )
     context.log.info(f"{len(todo)} frames to catalogue, {len(kept)} up to date")
-    results = dask.map(tasks.Guarded(tasks.catalog_one), todo, lake=store, site=site)
+    results = dask.map(tasks.Guarded(tasks.catalog_one), todo, lake=lake, site=site)
     done, failed = tasks.split_failed(results)
     if failed:
         context.log.error(tasks.failure_lines(failed))
     # Failed frames are kept apart (retried by the next run), so that every row of the
     # catalogue table is a catalogued frame.
     failures = pd.DataFrame(failed, columns=tasks.FAILED_COLUMNS)
-    store.write_manifest("source_catalogs_failed", site_name, night, failures)
+    lake.write_manifest("source_catalogs_failed", site_name, night, failures)
     table = pd.DataFrame([*kept, *done])
     if len(table):
         table = table.sort_values("mjd", ignore_index=True)
-    store.write_manifest("source_catalogs", site_name, night, table)
+    lake.write_manifest("source_catalogs", site_name, night, table)
     n_rows = int(table.n_sources.sum()) if len(table) else 0
     # Drawn on a worker, where matplotlib stays imported (0.7 s in a run's fresh process).
     plot = dask.run(night_quality_plot, table) if len(table) else None
@@ -188,16 +188,16 @@ def _max(table: pd.DataFrame, column: str) -> float:
 )
 def frame_quality(
     context: dg.AssetExecutionContext,
-    lake: LakeResource,
+    lake_resource: LakeResource,
     mlflow: MlflowResource,
     dask: DaskResource,
 ) -> dg.MaterializeResult:
     """Seeing, transparency, depth, defects, CNN class and anomaly score of every frame."""
     site_name, night = site_night(context)
-    store = lake.get()
-    table = tasks.quality.classify_frames(store.read_manifest("source_catalogs", site_name, night))
+    lake = lake_resource.get()
+    table = tasks.quality.classify_frames(lake.read_manifest("source_catalogs", site_name, night))
     # On a dask worker: a standing cluster keeps the models loaded between runs.
-    scored = dask.run(tasks.quality.score_frames, table, store, mlflow.tracking_uri)
+    scored = dask.run(tasks.quality.score_frames, table, lake, mlflow.tracking_uri)
     if scored["cnn_version"] is None:
         raise dg.Failure(description=str(mlflow.no_champion("frame_quality")))
     cnn_version, ae_version = scored["cnn_version"], scored["ae_version"]
@@ -207,7 +207,7 @@ def frame_quality(
         context.log.warning("model 'anomaly' has no champion: frames get no anomaly score")
     out = tasks.quality.quality_table(scored)
     shown = tasks.quality.QUALITY_COLUMNS
-    store.write_manifest("frame_quality", site_name, night, out)
+    lake.write_manifest("frame_quality", site_name, night, out)
     counts = out.quality_class.value_counts().to_dict() if len(out) else {}
     cnn_counts = out.cnn_class.value_counts().to_dict() if "cnn_class" in out else {}
     agreement, disagreeing = tasks.quality.flag_agreement(out)

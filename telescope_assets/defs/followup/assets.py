@@ -21,8 +21,8 @@ SHOWN = ("request_id", "site", "priority", "window_start", "window_end", "filter
 )
 def followup_requests(
     context: dg.AssetExecutionContext,
-    lake: LakeResource,
-    registry: RegistryResource,
+    lake_resource: LakeResource,
+    registry_resource: RegistryResource,
     dask: DaskResource,
 ) -> dg.MaterializeResult:
     """Observation requests at every other site that can see each new transient tonight.
@@ -39,7 +39,9 @@ def followup_requests(
         # for the first alert of a process, 35 ms after); here when no cluster stands.
         return dask.run(fn, *args, in_process_without_cluster=True)
 
-    plan = followup_tasks.plan_night(lake.get(), registry.get(), site_name, night, on_cluster)
+    plan = followup_tasks.plan_night(
+        lake_resource.get(), registry_resource.get(), site_name, night, on_cluster
+    )
     out = plan.requests
     return dg.MaterializeResult(
         metadata={

@@ -17,13 +17,15 @@ __all__ = ["CalibrationConfig", "calibrated_frames", "calibration_masters", "raw
     kinds={"fits", "parquet"},
     check_specs=[dg.AssetCheckSpec("no_quarantined_frames", asset="raw_frames")],
 )
-def raw_frames(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+def raw_frames(
+    context: dg.AssetExecutionContext, lake_resource: LakeResource
+) -> dg.MaterializeResult:
     """Every raw frame received from one site in one night, with what its header says."""
     site, night = site_night(context)
-    store = lake.get()
-    manifest = tasks.raw_manifest(store, site, night)
-    store.write_manifest("raw_frames", site, night, manifest)
-    quarantined = pd.DataFrame(store.quarantined(site, night))
+    lake = lake_resource.get()
+    manifest = tasks.raw_manifest(lake, site, night)
+    lake.write_manifest("raw_frames", site, night, manifest)
+    quarantined = pd.DataFrame(lake.quarantined(site, night))
     counts = manifest.frame_type.value_counts().to_dict()
     reasons = quarantined.reason.value_counts().to_dict() if len(quarantined) else {}
     return dg.MaterializeResult(
@@ -38,7 +40,7 @@ def raw_frames(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Mate
             "frames": md_table(
                 manifest[["frame_id", "frame_type", "filter", "exptime", "date_obs", "object"]]
             ),
-            "path": dg.MetadataValue.path(store.full(store.manifest("raw_frames", site, night))),
+            "path": dg.MetadataValue.path(lake.full(lake.manifest("raw_frames", site, night))),
         },
         check_results=[
             dg.AssetCheckResult(
@@ -62,14 +64,16 @@ def raw_frames(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Mate
     check_specs=[dg.AssetCheckSpec("masters_sane", asset="calibration_masters")],
 )
 def calibration_masters(
-    context: dg.AssetExecutionContext, lake: LakeResource, registry: RegistryResource
+    context: dg.AssetExecutionContext,
+    lake_resource: LakeResource,
+    registry_resource: RegistryResource,
 ) -> dg.MaterializeResult:
     """Master bias, dark and per-filter flats for one site and night (own or nearest night's)."""
     site_name, night = site_night(context)
-    store = lake.get()
-    site = registry.get()[site_name]
-    raw = tasks.raw_manifest(store, site_name, night)
-    manifest = tasks.build_masters(store, site, night, raw)
+    lake = lake_resource.get()
+    site = registry_resource.get()[site_name]
+    raw = tasks.raw_manifest(lake, site_name, night)
+    manifest = tasks.build_masters(lake, site, night, raw)
     table, problems = tasks.calibration.masters_report(manifest, site)
     fallbacks = {n: e["night"] for n, e in manifest.items() if e and e["fallback"]}
     return dg.MaterializeResult(
@@ -113,29 +117,29 @@ SHOWN_CALIBRATED = ("frame_id", "status", "filter", "sky_median_e", "n_cosmic_ra
 def calibrated_frames(
     context: dg.AssetExecutionContext,
     config: CalibrationConfig,
-    lake: LakeResource,
-    registry: RegistryResource,
+    lake_resource: LakeResource,
+    registry_resource: RegistryResource,
     dask: DaskResource,
 ) -> dg.MaterializeResult:
     """Bias-, dark- and flat-corrected science frames (SCI, ERR, MASK) of one site and night."""
     site_name, night = site_night(context)
-    store = lake.get()
-    site = registry.get()[site_name]
+    lake = lake_resource.get()
+    site = registry_resource.get()[site_name]
     plan = tasks.calibration.plan_calibration(
-        store, site, night, config.detect_cosmics, force=config.force
+        lake, site, night, config.detect_cosmics, force=config.force
     )
     todo, kept, masters = plan.todo, plan.kept, plan.masters
     context.log.info(f"{len(todo)} frames to calibrate, {len(kept)} already up to date")
     done = dask.map(
         tasks.calibrate_one,
         todo,
-        lake=store,
+        lake=lake,
         site=site,
         masters=masters,
         detect_cosmics=config.detect_cosmics,
     )
     table, unaccounted = tasks.calibration.calibrated_table(plan, done)
-    store.write_manifest("calibrated_frames", site_name, night, table)
+    lake.write_manifest("calibrated_frames", site_name, night, table)
     status = table.status.value_counts().to_dict()
     nan_counts = table["n_nan_unmasked"] if "n_nan_unmasked" in table else 0 * table.index
     nan_frames = table[pd.Series(nan_counts, index=table.index).fillna(0) > 0]

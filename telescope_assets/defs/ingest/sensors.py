@@ -54,37 +54,37 @@ def _partition_request(run_key: str, site: str, night: str, tags: dict) -> dg.Ru
     # between visits the evaluation itself watches (ops/watch.py).
     minimum_interval_seconds=1,
     default_status=dg.DefaultSensorStatus.STOPPED,
-    description="Validates files in the incoming store, moves them into the lake (or "
+    description="Validates files in the drop zone (incoming), moves them into the lake (or "
     "quarantine) and requests a run for every site × night that received frames.",
 )
 def new_frames(
     context: dg.SensorEvaluationContext,
     incoming: IncomingResource,
-    lake: LakeResource,
-    registry: RegistryResource,
+    lake_resource: LakeResource,
+    registry_resource: RegistryResource,
 ) -> dg.SensorResult:
     """Ingest a bounded batch, then request runs for every ledger batch after the cursor.
 
-    With nothing to do, it watches the incoming store for a few seconds (``ops/watch.py``)
+    With nothing to do, it watches the drop zone for a few seconds (``ops/watch.py``)
     and ingests a frame the moment it is there.
     """
-    store = lake.get()
+    lake = lake_resource.get()
     cursor = context.cursor
-    if cursor is None and store.exists(store.offline_cursor()):
-        cursor = store.read_json(store.offline_cursor())["batch_id"]
+    if cursor is None and lake.exists(lake.offline_cursor()):
+        cursor = lake.read_json(lake.offline_cursor())["batch_id"]
     drop_zone = incoming.get()
-    if not batches_after(store, cursor):
+    if not batches_after(lake, cursor):
         watch(lambda: waiting_files(drop_zone, incoming.settle_seconds), watch_seconds())
     result = ingest(
         drop_zone,
-        store,
-        registry.get(),
+        lake,
+        registry_resource.get(),
         max_files=incoming.max_files_per_tick,
         settle_seconds=incoming.settle_seconds,
         truncated_grace_seconds=incoming.truncated_grace_seconds,
         night_range=night_range(),
     )
-    pending = batches_after(store, cursor)
+    pending = batches_after(lake, cursor)
     if result.batch_id:
         context.log.info(
             f"batch {result.batch_id}: {len(result.accepted)} accepted, "
@@ -93,7 +93,7 @@ def new_frames(
         )
     if not pending:
         return dg.SensorResult(skip_reason="no new frames", cursor=cursor)
-    return dg.SensorResult(run_requests=run_requests_for(store, pending), cursor=pending[-1])
+    return dg.SensorResult(run_requests=run_requests_for(lake, pending), cursor=pending[-1])
 
 
 @dg.sensor(
@@ -103,7 +103,7 @@ def new_frames(
     description="Finds site × night partitions whose raw frames have no complete products "
     "(a run killed between stages, a run never launched) and requests one more run of each.",
 )
-def reconciler(context: dg.SensorEvaluationContext, lake: LakeResource) -> dg.SensorResult:
+def reconciler(context: dg.SensorEvaluationContext, lake_resource: LakeResource) -> dg.SensorResult:
     """One run per unfinished partition and state (``tasks/reconcile.py``).
 
     It also removes the temporary files of writes that never finished (older than an hour).
@@ -113,11 +113,11 @@ def reconciler(context: dg.SensorEvaluationContext, lake: LakeResource) -> dg.Se
     """
     from telescope_assets.tasks.reconcile import remove_stale_temporaries, unfinished_partitions
 
-    store = lake.get()
-    removed = remove_stale_temporaries(store, older_than=3600)
+    lake = lake_resource.get()
+    removed = remove_stale_temporaries(lake, older_than=3600)
     if removed:
         context.log.info(f"removed the temporary files of writes that never finished: {removed}")
-    found = unfinished_partitions(store)
+    found = unfinished_partitions(lake)
     if found:
         context.log.info("; ".join(f"{item.site} {item.night}: {item.reason}" for item in found))
     requests = [

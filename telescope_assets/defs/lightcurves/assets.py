@@ -22,9 +22,9 @@ __all__ = ["anomalies", "light_curves", "nightly_job", "nightly_report", "variab
 # default mapping from a multi-partitioned asset to one of its dimensions.
 
 
-def _known_variables(store) -> set[str]:
-    known = lc_tasks.catalogued_variables(store)
-    found = lc_tasks.read_variability(store)
+def _known_variables(lake) -> set[str]:
+    known = lc_tasks.catalogued_variables(lake)
+    found = lc_tasks.read_variability(lake)
     if len(found):
         known |= set(found.object_id[found.var_class.isin(["periodic", "eclipsing", "irregular"])])
     return known
@@ -41,7 +41,7 @@ def _known_variables(store) -> set[str]:
     pool=LIGHT_CURVE_STORE,
 )
 def light_curves(
-    context: dg.AssetExecutionContext, lake: LakeResource, dask: DaskResource
+    context: dg.AssetExecutionContext, lake_resource: LakeResource, dask: DaskResource
 ) -> dg.MaterializeResult:
     """One light curve per object and filter, across nights and sites, on one system.
 
@@ -54,11 +54,11 @@ def light_curves(
     ``light_curve_store`` pool runs one night at a time (the object registry is shared).
     """
     night = context.partition_key
-    store = lake.get()
-    info = lc_tasks.ingest_night(store, night)
-    offsets, summary = lc_tasks.refresh_offsets(store, _known_variables(store))
-    tiles = lc_tasks.all_tiles(store)
-    fused_counts = dask.map(lc_tasks.fuse_tile, tiles, lake=store, offsets=offsets)
+    lake = lake_resource.get()
+    info = lc_tasks.ingest_night(lake, night)
+    offsets, summary = lc_tasks.refresh_offsets(lake, _known_variables(lake))
+    tiles = lc_tasks.all_tiles(lake)
+    fused_counts = dask.map(lc_tasks.fuse_tile, tiles, lake=lake, offsets=offsets)
     frames = info["frames"]
     tonight = offsets[offsets.night == night] if len(offsets) else offsets
     excluded = frames[~frames.used] if len(frames) else frames
@@ -94,7 +94,7 @@ def light_curves(
     pool=LIGHT_CURVE_STORE,
 )
 def variability(
-    context: dg.AssetExecutionContext, lake: LakeResource, dask: DaskResource
+    context: dg.AssetExecutionContext, lake_resource: LakeResource, dask: DaskResource
 ) -> dg.MaterializeResult:
     """Per object: χ², robust amplitude, skewness, von Neumann η, a period and a class.
 
@@ -104,9 +104,9 @@ def variability(
     or too_few (< 8 epochs). Recomputed for every tile, since a new night changes every
     light curve's offsets.
     """
-    store = lake.get()
-    tiles = lc_tasks.all_tiles(store)
-    tables = dask.map(lc_tasks.variability_tile, tiles, lake=store)
+    lake = lake_resource.get()
+    tiles = lc_tasks.all_tiles(lake)
+    tables = dask.map(lc_tasks.variability_tile, tiles, lake=lake)
     table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
     classes = table.var_class.value_counts().to_dict() if len(table) else {}
     periodic = (
@@ -128,7 +128,7 @@ def variability(
     }
     if len(periodic):
         top = periodic.iloc[0]
-        curve = lc_tasks.read_fused(store, [int(top.tile)])
+        curve = lc_tasks.read_fused(lake, [int(top.tile)])
         png = plots.phased_light_curve(
             curve[curve.object_id == top.object_id], float(top.period), str(top.object_id)
         )
@@ -146,7 +146,9 @@ def variability(
         "anomaly_model",
     ],
 )
-def anomalies(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+def anomalies(
+    context: dg.AssetExecutionContext, lake_resource: LakeResource
+) -> dg.MaterializeResult:
     """Objects and frames ranked by how unusual they are.
 
     Objects: an isolation forest (scikit-learn, 300 trees, fixed seed) on the
@@ -155,13 +157,13 @@ def anomalies(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Mater
     frame by ``frame_quality``, whose model version is recorded here.
     """
     night = context.partition_key
-    store = lake.get()
-    ranked = lc_tasks.rank_anomalies(lc_tasks.read_variability(store))
-    frames = store.night_table("frame_quality", night)
+    lake = lake_resource.get()
+    ranked = lc_tasks.rank_anomalies(lc_tasks.read_variability(lake))
+    frames = lake.night_table("frame_quality", night)
     if len(frames) and "anomaly_score" in frames:
         frames = frames.sort_values("anomaly_score", ascending=False, na_position="last")
-    store.write_parquet(store.anomalies(night, "objects"), ranked)
-    store.write_parquet(store.anomalies(night, "frames"), frames)
+    lake.write_parquet(lake.anomalies(night, "objects"), ranked)
+    lake.write_parquet(lake.anomalies(night, "frames"), frames)
     ae_versions = (
         sorted({str(v) for v in frames.anomaly_model.dropna()}) if "anomaly_model" in frames else []
     )
@@ -195,7 +197,9 @@ def anomalies(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Mater
     ],
 )
 def nightly_report(
-    context: dg.AssetExecutionContext, lake: LakeResource, registry: RegistryResource
+    context: dg.AssetExecutionContext,
+    lake_resource: LakeResource,
+    registry_resource: RegistryResource,
 ) -> dg.MaterializeResult:
     """The morning report of one night, every site: HTML in the lake, Markdown here.
 
@@ -206,15 +210,15 @@ def nightly_report(
     is not waited for past the night's deadline).
     """
     night = context.partition_key
-    store = lake.get()
-    data = night_report.gather(store, night, registry.get().names)
+    lake = lake_resource.get()
+    data = night_report.gather(lake, night, registry_resource.get().names)
     sections = night_report.render(data)
-    path = store.report(night)
-    store.write_bytes(path, night_report.render_html(night, sections).encode())
+    path = lake.report(night)
+    lake.write_bytes(path, night_report.render_html(night, sections).encode())
     n_images = sum(len(s.images) for s in sections)
     return dg.MaterializeResult(
         metadata={
-            "path": dg.MetadataValue.path(store.full(path)),
+            "path": dg.MetadataValue.path(lake.full(path)),
             "n_sections": len(sections),
             "n_plots": n_images,
             "n_frames": len(data.quality),

@@ -43,7 +43,7 @@ def _latest(instance, asset: str, site: str, night: str) -> int | None:
     "for until local noon after the night, then reported dark.",
 )
 def nightly_reports(
-    context: dg.SensorEvaluationContext, registry: RegistryResource
+    context: dg.SensorEvaluationContext, registry_resource: RegistryResource
 ) -> dg.SensorResult:
     """Check the latest nights, and older nights that received late frames.
 
@@ -64,7 +64,7 @@ def nightly_reports(
     }
     after = seen[-1].storage_id if seen else after
     requests, reasons = nightly_requests(
-        context.instance, registry.get(), dt.datetime.now(dt.UTC), nights=late
+        context.instance, registry_resource.get(), dt.datetime.now(dt.UTC), nights=late
     )
     late -= {r.partition_key for r in requests}
     cursor = json.dumps({"raw_after": after, "late": sorted(late)[-MAX_LATE:]})

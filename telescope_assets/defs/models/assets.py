@@ -31,12 +31,12 @@ class TrainingSetConfig(dg.Config):
     seed: int = 1
 
 
-def _training_set(name, generate, config, lake, describe) -> dg.MaterializeResult:
-    store = lake.get()
+def _training_set(name, generate, config, lake_resource, describe) -> dg.MaterializeResult:
+    lake = lake_resource.get()
     train = generate(config.n_train, config.seed)
     evaluation = generate(config.n_eval, EVAL_SEEDS[name])
-    version = save_arrays(store, store.training(name, "train"), train)
-    eval_version = save_arrays(store, store.training(name, "eval"), evaluation)
+    version = save_arrays(lake, lake.training(name, "train"), train)
+    eval_version = save_arrays(lake, lake.training(name, "eval"), evaluation)
     return dg.MaterializeResult(
         metadata={
             "n_train": config.n_train,
@@ -52,7 +52,7 @@ def _training_set(name, generate, config, lake, describe) -> dg.MaterializeResul
 
 @dg.asset(group_name="training", kinds={"numpy"})
 def frame_quality_training_set(
-    config: TrainingSetConfig, lake: LakeResource
+    config: TrainingSetConfig, lake_resource: LakeResource
 ) -> dg.MaterializeResult:
     """Simulated frame thumbnails with seeing, transparency, ellipticity, class and flags."""
     from telescope_assets.simulate.training import FLAG_NAMES, QUALITY_CLASSES, quality_examples
@@ -69,11 +69,13 @@ def frame_quality_training_set(
             "anomalous_fraction": float(a["anomalous"].mean()),
         }
 
-    return _training_set("frame_quality", quality_examples, config, lake, describe)
+    return _training_set("frame_quality", quality_examples, config, lake_resource, describe)
 
 
 @dg.asset(group_name="training", kinds={"numpy"})
-def real_bogus_training_set(config: TrainingSetConfig, lake: LakeResource) -> dg.MaterializeResult:
+def real_bogus_training_set(
+    config: TrainingSetConfig, lake_resource: LakeResource
+) -> dg.MaterializeResult:
     """Simulated 63×63 science/reference/difference triplets of five real/bogus classes."""
     from telescope_assets.simulate.training import RB_CLASSES, real_bogus_examples
 
@@ -83,7 +85,7 @@ def real_bogus_training_set(config: TrainingSetConfig, lake: LakeResource) -> dg
             "classes": dg.MetadataValue.json(dict(zip(RB_CLASSES, counts.tolist(), strict=True)))
         }
 
-    return _training_set("real_bogus", real_bogus_examples, config, lake, describe)
+    return _training_set("real_bogus", real_bogus_examples, config, lake_resource, describe)
 
 
 class TrainingConfig(dg.Config):
@@ -93,12 +95,12 @@ class TrainingConfig(dg.Config):
     max_epochs: int | None = None  # None: the model kind's default
 
 
-def _train(context, kind, data_name, config, lake, mlflow) -> dg.MaterializeResult:
+def _train(context, kind, data_name, config, lake_resource, mlflow) -> dg.MaterializeResult:
     from telescope_assets.tasks.models import train_and_register
 
-    store = lake.get()
-    train = load_arrays(store, store.training(data_name, "train"))
-    evaluation = load_arrays(store, store.training(data_name, "eval"))
+    lake = lake_resource.get()
+    train = load_arrays(lake, lake.training(data_name, "train"))
+    evaluation = load_arrays(lake, lake.training(data_name, "eval"))
     upstream = context.instance.get_latest_materialization_event(
         dg.AssetKey(f"{data_name}_training_set")
     )
@@ -190,10 +192,10 @@ def _model_asset(kind: str, data_name: str, description: str):
     def _asset(
         context: dg.AssetExecutionContext,
         config: TrainingConfig,
-        lake: LakeResource,
+        lake_resource: LakeResource,
         mlflow: MlflowResource,
     ) -> dg.MaterializeResult:
-        return _train(context, kind, data_name, config, lake, mlflow)
+        return _train(context, kind, data_name, config, lake_resource, mlflow)
 
     return _asset
 

@@ -49,8 +49,8 @@ class SiteModelConfig(dg.Config):
 def site_real_bogus_model(
     context: dg.AssetExecutionContext,
     config: SiteModelConfig,
-    lake: LakeResource,
-    registry: RegistryResource,
+    lake_resource: LakeResource,
+    registry_resource: RegistryResource,
     mlflow: MlflowResource,
 ) -> dg.MaterializeResult:
     """The site's own real/bogus champion (``real_bogus_<site>@champion`` in MLflow).
@@ -63,11 +63,11 @@ def site_real_bogus_model(
     from telescope_assets.tasks import site_learning, site_models
 
     site_name = context.partition_key
-    store = lake.get()
-    site = registry.get()[site_name]
-    nights = config.nights or store.manifest_nights("transient_frames", site_name)
+    lake = lake_resource.get()
+    site = registry_resource.get()[site_name]
+    nights = config.nights or lake.manifest_nights("transient_frames", site_name)
     train, evaluation, counts = site_learning.site_examples(
-        store,
+        lake,
         site,
         nights,
         passes=config.passes,
@@ -75,9 +75,9 @@ def site_real_bogus_model(
         progress=lambda fid: context.log.info(f"fakes through {fid}"),
     )
     site_learning.save_site_examples(
-        store, site_models.site_model_name(site_name), train, evaluation
+        lake, site_models.site_model_name(site_name), train, evaluation
     )
-    network_sets = site_learning.network_examples(store)
+    network_sets = site_learning.network_examples(lake)
     tags = {"dagster_run_id": context.run.run_id, "site": site_name, "nights": ",".join(nights)}
     report = site_models.learn_site(
         site_name,
@@ -91,7 +91,7 @@ def site_real_bogus_model(
     )
     scores = report.pop("scores")
     report["examples"] = counts
-    store.write_json(store.site_model(site_name), report)
+    lake.write_json(lake.site_model(site_name), report)
     figures = [{"model": who, **report[who]} for who in ("network", "fine_tuned") if who in report]
     plot = site_scores(scores, site_models.ALERT_THRESHOLD, f"{site_name}: held-out examples")
     champion = report["site_champion"]
@@ -145,14 +145,14 @@ def learning_request(site: str, nights: list[str]) -> dg.RunRequest:
 )
 def site_learning(
     context: dg.SensorEvaluationContext,
-    lake: LakeResource,
-    registry: RegistryResource,
+    lake_resource: LakeResource,
+    registry_resource: RegistryResource,
     mlflow: MlflowResource,
 ) -> dg.SensorResult:
     """One ``site_models_job`` run per provisional site whose nights changed."""
     from telescope_assets.tasks.site_learning import sites_due
 
-    due = sites_due(lake.get(), registry.get().names, mlflow.tracking_uri)
+    due = sites_due(lake_resource.get(), registry_resource.get().names, mlflow.tracking_uri)
     requests = [learning_request(site, nights) for site, nights in due]
     if not requests:
         return dg.SensorResult(skip_reason="no provisional site with enough new frames")

@@ -54,7 +54,9 @@ SHOWN_REFERENCES = (
     deps=["calibrated_frames", "source_catalogs", "frame_quality"],
 )
 def reference_images(
-    context: dg.AssetExecutionContext, lake: LakeResource, registry: RegistryResource
+    context: dg.AssetExecutionContext,
+    lake_resource: LakeResource,
+    registry_resource: RegistryResource,
 ) -> dg.MaterializeResult:
     """Deep stacks (site, field, filter) of the best frames of earlier nights, for this night.
 
@@ -68,8 +70,8 @@ def reference_images(
     ``REFERENCE_WAIT``), then goes on.
     """
     site_name, night = site_night(context)
-    store = lake.get()
-    site = registry.get()[site_name]
+    lake = lake_resource.get()
+    site = registry_resource.get()[site_name]
     waiting = _earlier_runs_in_flight(context.instance, site_name, night)
     if waiting and context.retry_number < REFERENCE_WAIT["retries"]:
         # An earlier night of this site is queued or running (a backfill, a slow copy):
@@ -78,8 +80,8 @@ def reference_images(
         raise dg.RetryRequested(
             max_retries=REFERENCE_WAIT["retries"], seconds_to_wait=REFERENCE_WAIT["seconds"]
         )
-    table = transient_tasks.references_for_night(store, site, night)
-    store.write_manifest("reference_images", site_name, night, table)
+    table = transient_tasks.references_for_night(lake, site, night)
+    lake.write_manifest("reference_images", site_name, night, table)
     built = int((table.status == "built").sum()) if len(table) else 0
     return dg.MaterializeResult(
         metadata={
@@ -102,8 +104,8 @@ def reference_images(
 )
 def transient_candidates(
     context: dg.AssetExecutionContext,
-    lake: LakeResource,
-    registry: RegistryResource,
+    lake_resource: LakeResource,
+    registry_resource: RegistryResource,
     dask: DaskResource,
     mlflow: MlflowResource,
 ) -> dg.MaterializeResult:
@@ -116,39 +118,37 @@ def transient_candidates(
     class probabilities and its version.
     """
     site_name, night = site_night(context)
-    store = lake.get()
-    site = registry.get()[site_name]
+    lake = lake_resource.get()
+    site = registry_resource.get()[site_name]
     # Asked of a worker (no MLflow in this process), once: before any subtraction, say
     # what to do; every candidate is then scored by this version.
     # The site's own champion once it is qualified, else the network's (provisional).
     model = dask.run(site_models.scoring_model, mlflow.tracking_uri, site_name)
     if model is None:
         raise dg.Failure(description=str(mlflow.no_champion("real_bogus")))
-    catalogs = store.read_manifest("source_catalogs", site_name, night)
-    quality = store.read_manifest("frame_quality", site_name, night)
-    refs = store.read_manifest("reference_images", site_name, night)
+    catalogs = lake.read_manifest("source_catalogs", site_name, night)
+    quality = lake.read_manifest("frame_quality", site_name, night)
+    refs = lake.read_manifest("reference_images", site_name, night)
     # Incremental: a frame whose catalogue and reference are unchanged keeps its
     # difference and, when the champion is the same version, its scores.
-    previous = store.rows_by_frame(store.manifest("transient_frames", site_name, night))
-    todo, kept, skipped = transient_tasks.plan_subtractions(
-        catalogs, quality, refs, previous, store
-    )
+    previous = lake.rows_by_frame(lake.manifest("transient_frames", site_name, night))
+    todo, kept, skipped = transient_tasks.plan_subtractions(catalogs, quality, refs, previous, lake)
     context.log.info(f"{len(todo)} frames to subtract, {len(kept)} up to date")
-    done = dask.map(tasks.Guarded(transient_tasks.difference_pair), todo, lake=store, site=site)
+    done = dask.map(tasks.Guarded(transient_tasks.difference_pair), todo, lake=lake, site=site)
     if failed := tasks.split_failed(done)[1]:
         context.log.error(tasks.failure_lines(failed))
     frames = pd.DataFrame([*kept, *done, *skipped])
     subtracted = transient_tasks.to_score(kept, done)
-    scored = store.manifest("transient_candidates", site_name, night)  # earlier scores
+    scored = lake.manifest("transient_candidates", site_name, night)  # earlier scores
     # On a dask worker, which keeps the model loaded between runs of a standing cluster.
     table = dask.run(
-        alert_tasks.score_frames, subtracted, store, mlflow.tracking_uri, model["version"],
+        alert_tasks.score_frames, subtracted, lake, mlflow.tracking_uri, model["version"],
         scored, model["name"],
     )  # fmt: skip
     if len(table):
         table["provisional"] = model["provisional"]
-    store.write_manifest("transient_candidates", site_name, night, table)
-    store.write_manifest("transient_frames", site_name, night, frames)
+    lake.write_manifest("transient_candidates", site_name, night, table)
+    lake.write_manifest("transient_frames", site_name, night, frames)
     n_real = int((table.rb_class == "real").sum()) if len(table) else 0
     return dg.MaterializeResult(
         metadata={
@@ -220,8 +220,8 @@ SHOWN_ALERT_COLUMNS = [
 def alerts(
     context: dg.AssetExecutionContext,
     config: AlertConfig,
-    lake: LakeResource,
-    registry: RegistryResource,
+    lake_resource: LakeResource,
+    registry_resource: RegistryResource,
 ) -> dg.MaterializeResult:
     """Candidates with a real score above the threshold, associated with objects, as Avro.
 
@@ -234,7 +234,7 @@ def alerts(
     site_name, night = site_night(context)
     thresholds = alert_tasks.AlertThresholds(**config.model_dump())
     table, n_written = alert_tasks.issue_alerts(
-        lake.get(), registry.get()[site_name], night, thresholds
+        lake_resource.get(), registry_resource.get()[site_name], night, thresholds
     )
     kinds = table.object_kind.value_counts().to_dict() if len(table) else {}
     show = SHOWN_ALERT_COLUMNS
