@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export DAGSTER_HOME := $(CURDIR)
 
-.PHONY: install system-deps demo test lint format ui ui-readonly mlflow-ui stack-up stack-down stack-status bench bench-transients bench-subtraction bench-heldout bench-latency bench-lightcurves lake-integrity clean
+.PHONY: install system-deps demo test lint format ui ui-readonly mlflow-ui stack-up stack-down stack-status bench bench-transients bench-subtraction bench-heldout bench-latency bench-lightcurves bench-variables lake-integrity clean
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required"'
@@ -86,6 +86,11 @@ bench-latency: install
 bench-heldout: install
 	$(BIN)/python bench/heldout_families.py frame_quality
 	$(BIN)/python bench/heldout_families.py real_bogus
+
+## After `make demo`: the report's new variables against truth (constant stars called
+## variable, galaxies, alias flags).
+bench-variables: install
+	$(BIN)/python bench/variables.py
 
 ## Light-curve update time and memory as nights accumulate, beside a full rebuild.
 bench-lightcurves: install

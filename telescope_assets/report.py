@@ -79,22 +79,12 @@ def gather(lake: Lake, night: str, sites: list[str], max_packets: int = 6) -> Ni
     quarantined = pd.DataFrame(
         [q | {"site": site} for site in sites for q in lake.quarantined(site, night)]
     )
-    var = lc_tasks.read_variability(lake)
-    new_vars = pd.DataFrame()
-    fused = pd.DataFrame()
-    if len(var):
-        varying = var[var.var_class.isin(["periodic", "eclipsing", "irregular"])]
-        # New: not a catalogued star's id (an uncatalogued object), or a catalogued
-        # star the reference catalogue does not call variable.
-        known = lc_tasks.catalogued_variables(lake)
-        new_vars = varying[~varying.object_id.isin(known)]
-        # Periodic and eclipsing first (most significant period first), then irregular.
-        new_vars = (
-            new_vars.assign(_order=(new_vars.var_class == "irregular").astype(int))
-            .sort_values(["_order", "log_fap"])
-            .drop(columns="_order")
-        )
-        fused = lc_tasks.read_fused(lake, sorted(set(new_vars.tile.head(6))))
+    new_vars = lc_tasks.new_variables(lake)
+    fused = (
+        lc_tasks.read_fused(lake, sorted(set(new_vars.tile.head(6))))
+        if len(new_vars)
+        else pd.DataFrame()
+    )
     anomalies, frames = pd.DataFrame(), pd.DataFrame()
     if lake.exists(lake.anomalies(night, "objects")):
         anomalies = lake.read_parquet(lake.anomalies(night, "objects"))
@@ -262,6 +252,7 @@ def _variables_section(data: NightData) -> Section:
         for oid, per, cls in zip(top.object_id, top.period, top.var_class, strict=True)
     ]
     cols = ["object_id", "var_class", "period", "fap", "amplitude", "n_epochs", "alias_risk"]
+    cols += [c for c in ("day_alias", "ensemble_z") if c in v]
     return Section(
         SECTIONS[4],
         f"{len(v)} variable object(s) that the reference catalogue does not know.",

@@ -335,9 +335,20 @@ def fuse(points: pd.DataFrame, window_minutes: float = 30.0) -> pd.DataFrame:
     -------
     pandas.DataFrame
         ``object_id``, ``filter``, ``mjd`` (weighted), ``mag``, ``mag_err``,
-        ``n_points``, ``sites`` (comma-joined), ``frame_ids`` (comma-joined).
+        ``n_points``, ``sites`` (comma-joined), ``frame_ids`` (comma-joined),
+        ``seeing_arcsec`` (weighted; NaN where the points carry none).
     """
-    columns = ["object_id", "filter", "mjd", "mag", "mag_err", "n_points", "sites", "frame_ids"]
+    columns = [
+        "object_id",
+        "filter",
+        "mjd",
+        "mag",
+        "mag_err",
+        "n_points",
+        "sites",
+        "frame_ids",
+        "seeing_arcsec",
+    ]
     if points.empty:
         return pd.DataFrame(columns=columns)
     p = points.sort_values(["object_id", "filter", "mjd"]).reset_index(drop=True)
@@ -386,9 +397,18 @@ def fuse(points: pd.DataFrame, window_minutes: float = 30.0) -> pd.DataFrame:
             "n_points": n,
             "sites": sites,
             "frame_ids": frames,
+            "seeing_arcsec": _weighted_seeing(p, group, w, sw),
         }
     )
     return out[np.isfinite(out.mag)].reset_index(drop=True)
+
+
+def _weighted_seeing(points: pd.DataFrame, group, w, sw) -> np.ndarray:
+    """The fused points' seeing (weighted like their fluxes); NaN where not recorded."""
+    if "seeing_arcsec" not in points:
+        return np.full(len(sw), np.nan)
+    seeing = points.seeing_arcsec.to_numpy(float)
+    return np.bincount(group, w * seeing) / sw
 
 
 def _group_residuals(points: pd.DataFrame) -> pd.Series:

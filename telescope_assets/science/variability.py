@@ -12,10 +12,21 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
-__all__ = ["CLASSES", "FEATURES", "Variability", "characterise", "is_alias", "period_search"]
+__all__ = [
+    "CLASSES",
+    "FEATURES",
+    "Variability",
+    "against_ensemble",
+    "characterise",
+    "day_alias",
+    "ensemble_z",
+    "is_alias",
+    "period_search",
+]
 
-CLASSES = ("constant", "periodic", "eclipsing", "irregular", "too_few")
+CLASSES = ("constant", "periodic", "eclipsing", "irregular", "seeing_dependent", "too_few")
 #: Light-curve features given to the isolation forest (see ``anomalies``).
 FEATURES = (
     "chi2_red",
@@ -32,14 +43,35 @@ FEATURES = (
 MIN_EPOCHS = 8
 #: A period is believed when its Lomb–Scargle false-alarm probability is below this.
 FAP_PERIODIC = 1e-3
-#: A curve varies when its reduced χ² about the mean exceeds this.
+#: A curve varies when its reduced χ² about the mean, its most deviant point left out,
+#: exceeds this.
 CHI2_VARIABLE = 5.0
+#: A curve varies only when its χ² also stands this many robust σ above the χ² of the
+#: objects of its brightness in the same data (:func:`ensemble_z`): errors are never
+#: exactly right (flat fields, crowding, zero points), and most stars are constant.
+ENSEMBLE_Z = 4.0
+#: Objects per magnitude bin of the ensemble; with fewer objects in all than this, there
+#: is no ensemble and χ² alone decides.
+ENSEMBLE_BIN = 100
+#: A varying curve is ``seeing_dependent`` (a galaxy or a blend measured through an
+#: aperture that grows with the seeing, not a star that varies) when a linear term in the
+#: frames' seeing leaves a reduced χ² below :data:`CHI2_VARIABLE` or this fraction of
+#: the χ² it had. On the demo of 2026-12-07 the term left 1–20 % of the χ² of every
+#: galaxy and blend called variable, and 106 % of that of every simulated variable.
+SEEING_EXPLAINED = 0.1
 #: Below this relative string-length margin over the best unrelated candidate, the
 #: period may be an alias (flagged ``alias_risk``).
 ALIAS_MARGIN = 0.05
 #: A period is also believed when its string length lies this many robust σ below
 #: that of random trial periods.
 JUDGE_Z_PERIODIC = 5.0
+#: The sampling's own periods (days): a site sees a field at about the same hour every
+#: night (the solar day), and a field returns to the same hour angle every sidereal day.
+DAY_PERIODS = {"1-day": 1.0, "sidereal": 0.99726958}
+#: A period is flagged (``day_alias``) when its frequency lies within this fraction of
+#: k cycles per day (k = 1–4) or of 1/k per day (k = 2, 3): what a few nights of
+#: nightly sampling cannot tell from the day itself.
+DAY_ALIAS_TOL = 0.02
 #: Magnitudes skewed beyond this (mostly bright, sometimes much fainter) look like eclipses.
 ECLIPSE_SKEW = 0.75
 
@@ -52,6 +84,9 @@ class Variability:
     n_bands: int
     baseline_days: float
     chi2_red: float
+    chi2_red_robust: float
+    chi2_red_seeing: float
+    seeing_slope: float
     amplitude: float
     std: float
     skew: float
@@ -65,6 +100,7 @@ class Variability:
     alias_of: float
     alias_margin: float
     alias_risk: bool
+    day_alias: str
     var_class: str
 
     def as_dict(self) -> dict:
@@ -298,16 +334,32 @@ def _second_minimum(t, y, dy, period: float, width: float = 0.05) -> bool:
     return bool(np.median(y[second]) - base > 3 * noise)
 
 
-def characterise(t, mag, err, band=None) -> Variability:
+def _seeing_fit(y, err, seeing, dof: int) -> tuple[float, float]:
+    """Reduced χ² left by one linear term in the seeing, and its slope (mag/arcsec).
+
+    NaN for both when a point has no seeing or the seeing did not change.
+    """
+    if not np.isfinite(seeing).all() or np.ptp(seeing) == 0 or dof < 2:
+        return float("nan"), float("nan")
+    w = 1 / err**2
+    x = seeing - np.average(seeing, weights=w)
+    slope = float(np.sum(w * x * y) / np.sum(w * x**2))
+    return float(np.sum(w * (y - slope * x) ** 2) / (dof - 1)), slope
+
+
+def characterise(t, mag, err, band=None, seeing=None) -> Variability:
     """Statistics, period and class of one object's light curve (all bands together).
 
     Each band is centred on its own weighted mean, so colours do not look like
-    variability; the period search runs on all bands at once.
+    variability; the period search runs on all bands at once. With ``seeing`` (each
+    point's frame seeing, arcsec), a curve whose changes the seeing explains is
+    ``seeing_dependent``, not variable (:data:`SEEING_EXPLAINED`).
     """
     t, mag, err = (np.asarray(a, float) for a in (t, mag, err))
     band = np.asarray(band if band is not None else np.zeros(len(t), dtype=object))
+    seeing = np.full(len(t), np.nan) if seeing is None else np.asarray(seeing, float)
     good = np.isfinite(t) & np.isfinite(mag) & np.isfinite(err) & (err > 0)
-    t, mag, err, band = t[good], mag[good], err[good], band[good]
+    t, mag, err, band, seeing = t[good], mag[good], err[good], band[good], seeing[good]
     n = len(t)
     nan = float("nan")
     if n < MIN_EPOCHS:
@@ -316,6 +368,9 @@ def characterise(t, mag, err, band=None) -> Variability:
             n_bands=len(np.unique(band)),
             baseline_days=float(np.ptp(t)) if n else 0.0,
             chi2_red=nan,
+            chi2_red_robust=nan,
+            chi2_red_seeing=nan,
+            seeing_slope=nan,
             amplitude=nan,
             std=nan,
             skew=nan,
@@ -329,10 +384,19 @@ def characterise(t, mag, err, band=None) -> Variability:
             alias_of=nan,
             alias_margin=nan,
             alias_risk=False,
+            day_alias="",
             var_class="too_few",
         )
     y = _band_centered(mag, err, band)
-    chi2_red = float(np.sum((y / err) ** 2) / max(n - len(np.unique(band)), 1))
+    dof = n - len(np.unique(band))
+    pulls2 = (y / err) ** 2
+    chi2_red = float(pulls2.sum() / max(dof, 1))
+    # Without its most deviant point: one hot pixel, a neighbour's cosmic ray or a
+    # satellite crossing the aperture on one frame does not make a star variable.
+    keep = np.arange(n) != np.argmax(pulls2)
+    rest = _band_centered(mag[keep], err[keep], band[keep])
+    rest_dof = keep.sum() - len(np.unique(band[keep]))
+    chi2_robust = float(np.sum((rest / err[keep]) ** 2) / max(rest_dof, 1))
     p5, p95 = np.percentile(y, [5, 95])
     std = float(np.std(y))
     skew = float(np.mean((y - y.mean()) ** 3) / max(std, 1e-9) ** 3)
@@ -340,10 +404,11 @@ def characterise(t, mag, err, band=None) -> Variability:
     ys = y[order]
     eta = float(np.sum(np.diff(ys) ** 2) / (n - 1) / max(np.var(ys), 1e-12))
     beyond = float(np.mean(np.abs(y - y.mean()) > 2 * std))
+    chi2_seeing, slope = _seeing_fit(y, err, seeing, dof)
     eclipse_like = skew > ECLIPSE_SKEW
     ps = period_search(t, y, err, band, eclipses=eclipse_like)
     significant = ps["fap"] < FAP_PERIODIC or ps["judge_z"] > JUDGE_Z_PERIODIC
-    periodic = significant and chi2_red > CHI2_VARIABLE
+    periodic = significant and chi2_robust > CHI2_VARIABLE
     # Eclipses: the star sits at maximum light and spends a little time much fainter
     # (magnitudes skew positive). Folded at half the period, primary and secondary
     # eclipses overlay into a tighter curve, so the search prefers half; an
@@ -352,9 +417,12 @@ def characterise(t, mag, err, band=None) -> Variability:
         ps["alias_of"] = ps["period"]
         ps["period"] *= 2
         ps["doubled"] = True
-    if periodic:
+    follows_seeing = chi2_seeing <= max(CHI2_VARIABLE, SEEING_EXPLAINED * chi2_red)
+    if chi2_robust > CHI2_VARIABLE and follows_seeing:
+        var_class = "seeing_dependent"
+    elif periodic:
         var_class = "eclipsing" if eclipse_like or ps["doubled"] else "periodic"
-    elif chi2_red > CHI2_VARIABLE:
+    elif chi2_robust > CHI2_VARIABLE:
         var_class = "irregular"
     else:
         var_class = "constant"
@@ -363,6 +431,9 @@ def characterise(t, mag, err, band=None) -> Variability:
         n_bands=len(np.unique(band)),
         baseline_days=float(np.ptp(t)),
         chi2_red=chi2_red,
+        chi2_red_robust=chi2_robust,
+        chi2_red_seeing=chi2_seeing,
+        seeing_slope=slope,
         amplitude=float(p95 - p5),
         std=std,
         skew=skew,
@@ -375,7 +446,8 @@ def characterise(t, mag, err, band=None) -> Variability:
         log_period=float(np.log10(ps["period"])),
         alias_of=ps["alias_of"],
         alias_margin=ps["alias_margin"],
-        alias_risk=ps["alias_risk"],
+        alias_risk=ps["alias_risk"] or bool(day_alias(ps["period"])),
+        day_alias=day_alias(ps["period"]),
         var_class=var_class,
     )
 
@@ -389,3 +461,81 @@ def is_alias(found: float, true: float, tol: float = 0.01) -> bool:
             return True
     f_true, f = 1 / true, 1 / found
     return any(abs(f - (f_true + k)) < tol * f_true for k in (-2, -1, 1, 2))
+
+
+def day_alias(period: float, tol: float = DAY_ALIAS_TOL) -> str:
+    """Which of the sampling's own periods ``period`` sits on ("" for none).
+
+    Near one cycle per solar or sidereal day, a harmonic of it (2, 3, 4 per day) or a
+    subharmonic (every 2 or 3 days), a period found from nightly sampling may be the
+    sampling's and not the star's: it is flagged, not rejected (a real 0.5-day RR Lyrae
+    is flagged too, rightly: few nights cannot tell it from the alias). The name is the
+    nearer of the two days.
+
+    >>> day_alias(0.999), day_alias(0.4987), day_alias(2.01), day_alias(0.61)
+    ('1-day', 'sidereal', '1-day', '')
+    """
+    if not np.isfinite(period) or period <= 0:
+        return ""
+    f = 1.0 / period
+    best, name = np.inf, ""
+    for label, day in DAY_PERIODS.items():
+        for k in (1, 2, 3, 4, 1 / 2, 1 / 3):
+            off = abs(f / (k / day) - 1)
+            if off < tol and off < best:
+                best, name = off, label
+    return name
+
+
+def ensemble_z(chi2_red, mag, per_bin: int = ENSEMBLE_BIN) -> np.ndarray:
+    """How many robust σ each object's log χ²_red lies above its brightness's ensemble.
+
+    The objects are split into magnitude bins of about ``per_bin`` each (quantiles of
+    ``mag``); within a bin, the median and 1.4826 × MAD of log10 χ²_red describe the
+    constant majority, whatever the photometric errors got wrong at that brightness
+    (the comparison-star method of variability surveys). NaN where χ²_red or the
+    magnitude is not finite, and everywhere when fewer than ``per_bin`` objects have both.
+
+    >>> rng = np.random.default_rng(1)
+    >>> chi2 = 3 * rng.chisquare(40, 400) / 40  # errors underestimated by √3
+    >>> z = ensemble_z(np.r_[chi2, 30.0], np.r_[rng.uniform(12, 18, 400), 15.0])
+    >>> bool((z[:-1] > ENSEMBLE_Z).mean() < 0.01), bool(z[-1] > ENSEMBLE_Z)
+    (True, True)
+    """
+    chi2 = np.asarray(chi2_red, float)
+    mag = np.asarray(mag, float)
+    z = np.full(chi2.shape, np.nan)
+    ok = np.isfinite(chi2) & (chi2 > 0) & np.isfinite(mag)
+    if ok.sum() < per_bin:
+        return z
+    x = np.log10(chi2[ok])
+    n_bins = int(ok.sum() // per_bin)
+    edges = np.quantile(mag[ok], np.linspace(0, 1, n_bins + 1))
+    which = np.clip(np.searchsorted(edges, mag[ok], side="right") - 1, 0, n_bins - 1)
+    zs = np.empty(x.size)
+    for b in range(n_bins):
+        here = which == b
+        centre = np.median(x[here])
+        scale = 1.4826 * np.median(np.abs(x[here] - centre))
+        zs[here] = (x[here] - centre) / max(scale, 1e-6)
+    z[ok] = zs
+    return z
+
+
+def against_ensemble(table: pd.DataFrame) -> pd.DataFrame:
+    """Objects' classes judged against each other: a copy with ``ensemble_z``.
+
+    ``table`` holds one row per object (the fields of :class:`Variability` and the
+    object's ``median_<band>`` magnitudes). An object called periodic, eclipsing or
+    irregular keeps its class only when its χ² lies more than :data:`ENSEMBLE_Z` robust σ
+    above that of the objects of its brightness (:func:`ensemble_z`); otherwise it is
+    ``constant``. Where there are too few objects for an ensemble (``ensemble_z`` NaN),
+    the classes stay as χ² alone made them.
+    """
+    bands = [c for c in table.columns if c.startswith("median_")]
+    mag = table[bands].median(axis=1).to_numpy() if bands else np.full(len(table), np.nan)
+    z = ensemble_z(table.chi2_red_robust.to_numpy(float), mag)
+    out = table.assign(ensemble_z=z)
+    varying = out.var_class.isin(["periodic", "eclipsing", "irregular"]).to_numpy()
+    out.loc[varying & (z <= ENSEMBLE_Z), "var_class"] = "constant"
+    return out

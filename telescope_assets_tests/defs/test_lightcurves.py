@@ -22,6 +22,7 @@ from telescope_assets.lake import Lake
 from telescope_assets.registry import load_registry
 from telescope_assets.report import SECTIONS
 from telescope_assets.resources import DaskResource, LakeResource, RegistryResource
+from telescope_assets.science.variability import CLASSES
 from telescope_assets.simulate.catalogs import publish_catalogs, simulate_catalogs
 from telescope_assets.simulate.network import write_reference_catalogs
 from telescope_assets.simulate.sky import make_sky
@@ -113,7 +114,7 @@ def test_nights_fuse_across_sites_and_a_backfill_duplicates_nothing(network):
     fused = lc_tasks.read_fused(lake)
     assert fused.n_points.sum() == len(after)
     var = lc_tasks.read_variability(lake)
-    assert set(var.var_class) <= {"constant", "periodic", "eclipsing", "irregular", "too_few"}
+    assert set(var.var_class) <= set(CLASSES)
     assert var.object_id.is_unique
     ranked = lake.read_parquet(f"anomalies/{NIGHTS[0]}/objects.parquet")
     assert ranked["rank"].tolist() == list(range(1, len(ranked) + 1))

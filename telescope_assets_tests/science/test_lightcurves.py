@@ -127,6 +127,13 @@ def test_fused_errors_are_consistent_with_the_scatter():
     out = lc.fuse(clash)
     assert len(out) == 1
     assert out.mag_err.iloc[0] > 0.05
+    # Points without a seeing fuse to NaN; with one, to the mean weighted as the fluxes
+    # (inverse variance in flux: 1 / flux² for equal magnitude errors).
+    assert np.isnan(out.seeing_arcsec.iloc[0])
+    seen = lc.fuse(clash.assign(seeing_arcsec=[2.0, 3.0]))
+    weights = 10 ** (0.8 * clash.mag.to_numpy())
+    expected = np.average([2.0, 3.0], weights=weights)
+    assert seen.seeing_arcsec.iloc[0] == pytest.approx(expected, rel=1e-9)
 
 
 def test_offsets_applied_with_their_errors():

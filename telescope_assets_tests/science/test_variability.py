@@ -4,7 +4,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from telescope_assets.science.variability import characterise, is_alias
+from telescope_assets.science.variability import (
+    CLASSES,
+    ENSEMBLE_Z,
+    against_ensemble,
+    characterise,
+    day_alias,
+    is_alias,
+)
 from telescope_assets.simulate.catalogs import simulate_catalogs
 from telescope_assets.simulate.sky import make_sky
 from telescope_assets.tasks.lightcurves import rank_anomalies
@@ -53,8 +60,8 @@ def test_simulated_periodic_variables_get_their_period(month):
 def test_constant_stars_are_constant(month):
     constant = month[month.var_type == "constant"]
     assert len(constant) > 300
-    # Measured 0 of the constant stars called variable.
-    assert (constant.var_class == "constant").mean() >= 0.98
+    # Measured 0 of the constant stars called variable (the target: at most 1 %).
+    assert (constant.var_class == "constant").mean() >= 0.99
 
 
 def test_dippers_rank_first_among_anomalies(month):
@@ -92,3 +99,93 @@ def test_too_few_epochs_and_aliases():
     assert is_alias(0.5 * 2, 0.5)
     assert is_alias(1 / (1 / 0.6 + 1), 0.6)
     assert not is_alias(0.6 * 1.003, 0.6)
+
+
+VARYING = ("periodic", "eclipsing", "irregular")
+
+
+def _nightly(n_nights: int = 20, per_night: int = 3, seed: int = 0):
+    """Epochs of a field seen a few times a night (hours apart) for ``n_nights`` nights."""
+    rng = np.random.default_rng(seed)
+    t = np.concatenate(
+        [night + np.sort(rng.uniform(0, 0.3, per_night)) for night in range(n_nights)]
+    )
+    return rng, 61000.0 + t
+
+
+def test_one_wild_point_does_not_make_a_star_variable():
+    # A hot pixel or a satellite in the aperture on one frame: 0.7 mag brighter once.
+    rng, t = _nightly()
+    err = np.full(t.size, 0.01)
+    mag = 16 + rng.normal(0, err)
+    mag[7] -= 0.7
+    v = characterise(t, mag, err)
+    assert v.chi2_red > 50
+    assert v.chi2_red_robust < 2
+    assert v.var_class == "constant"
+    # Two nights of a real fading are not one wild point.
+    mag[20:26] += 0.3
+    assert characterise(t, mag, err).var_class == "irregular"
+
+
+def test_curves_that_follow_the_seeing_are_not_variable():
+    rng, t = _nightly(seed=1)
+    seeing = rng.uniform(1.5, 4.0, t.size)
+    err = np.full(t.size, 0.02)
+    # A galaxy through an aperture of 1.5 × FWHM: brighter in poor seeing (the demo's
+    # galaxies: -0.13 to -0.53 mag per arcsec).
+    galaxy = 17 - 0.35 * (seeing - 2.5) + rng.normal(0, err)
+    g = characterise(t, galaxy, err, seeing=seeing)
+    assert g.chi2_red > 50
+    assert g.var_class == "seeing_dependent"
+    assert g.seeing_slope == pytest.approx(-0.35, abs=0.05)
+    # Without the seeing, the same curve is called variable.
+    assert characterise(t, galaxy, err).var_class in VARYING
+    # A pulsator seen through the same seeing is periodic, and a supernova rising on
+    # the galaxy is variable (which kind of variable a rising curve is, these classes
+    # do not say): the seeing does not explain them.
+    pulsator = 15 + 0.3 * np.sin(2 * np.pi * t / 0.37) + rng.normal(0, err)
+    assert characterise(t, pulsator, err, seeing=seeing).var_class == "periodic"
+    supernova = -2.5 * np.log10(10 ** (-0.4 * galaxy) + 10 ** (-0.4 * (21 - 0.2 * (t - t[0]))))
+    assert characterise(t, supernova, err, seeing=seeing).var_class in VARYING
+
+
+def test_the_ensemble_calls_off_errors_that_are_too_small():
+    # 400 constant stars whose errors were underestimated 4×: χ² alone calls them
+    # variable; against the stars of their brightness they are constant. A real
+    # variable among them stays.
+    rng, t = _nightly(n_nights=10, seed=2)
+    rows = []
+    for i in range(401):
+        err = np.full(t.size, 0.01)
+        mag = rng.uniform(14, 19) + rng.normal(0, 4 * err)
+        if i == 400:
+            mag += 0.2 * np.sin(2 * np.pi * t / 3.3)
+        v = characterise(t, mag, err)
+        rows.append({"object_id": i, "median_r": np.median(mag), **v.as_dict()})
+    table = pd.DataFrame(rows)
+    assert (table.var_class.iloc[:400] != "constant").mean() > 0.9
+    judged = against_ensemble(table)
+    assert (judged.var_class.iloc[:400] != "constant").mean() <= 0.01
+    assert judged.ensemble_z.iloc[400] > ENSEMBLE_Z
+    assert judged.var_class.iloc[400] != "constant"
+    assert set(judged.var_class) <= set(CLASSES)
+
+
+def test_periods_near_a_day_carry_an_alias_flag():
+    assert [day_alias(p) for p in (1.0, 0.9972, 0.5, 0.3335, 0.2499, 2.0, 3.0)] == [
+        "1-day",
+        "sidereal",
+        "1-day",
+        "1-day",
+        "1-day",
+        "1-day",
+        "1-day",
+    ]
+    assert [day_alias(p) for p in (0.37, 0.61, 0.75, 1.5, 5.0, float("nan"))] == [""] * 6
+    # A half-day pulsator seen nightly: its period is flagged, as it must be.
+    rng, t = _nightly(n_nights=12, per_night=4, seed=3)
+    err = np.full(t.size, 0.01)
+    v = characterise(t, 15 + 0.3 * np.sin(2 * np.pi * t / 0.5) + rng.normal(0, err), err)
+    assert v.day_alias == "1-day"
+    assert v.alias_risk

@@ -6,7 +6,6 @@ refreshes what depends on all nights: offsets, fused curves, variability, rankin
 """
 
 import dagster as dg
-import pandas as pd
 
 from telescope_assets import plots
 from telescope_assets import report as night_report
@@ -101,13 +100,14 @@ def variability(
     The period is the best of the Lomb–Scargle peaks, their 1- and 2-day aliases and
     their doubles (box least squares too for eclipse-like curves), with the periodogram's
     false-alarm probability; the class is constant / periodic / eclipsing / irregular,
-    or too_few (< 8 epochs). Recomputed for every tile, since a new night changes every
-    light curve's offsets.
+    or too_few (< 8 epochs); a variable class holds only where the object's χ² also
+    stands out from the objects of its brightness (the ensemble). Periods near one
+    solar or sidereal day or its harmonics carry ``day_alias``. Recomputed for every
+    tile, since a new night changes every light curve's offsets.
     """
     lake = lake_resource.get()
     tiles = lc_tasks.all_tiles(lake)
-    tables = dask.map(lc_tasks.variability_tile, tiles, lake=lake)
-    table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+    table = lc_tasks.write_variability(lake, dask.map(lc_tasks.variability_tile, tiles, lake=lake))
     classes = table.var_class.value_counts().to_dict() if len(table) else {}
     periodic = (
         table[table.var_class.isin(["periodic", "eclipsing"])].sort_values("log_fap")
@@ -116,6 +116,7 @@ def variability(
     )
     metadata = {
         "n_objects": len(table),
+        "n_day_alias": int((table.day_alias != "").sum()) if len(table) else 0,
         "classes": dg.MetadataValue.json(classes),
         "n_periodic": len(periodic),
         "periodic": md_table(
