@@ -85,12 +85,15 @@ def test_real_rr_lyrae_periods_or_their_aliases():
         found.append((v.period, row.Per, v.var_class))
     found = pd.DataFrame(found, columns=["period", "true", "var_class"])
     within = np.abs(found.period / found.true - 1) < 0.01
-    # Measured 56 of 61 (91.8 %) within 1 % of Sesar et al.'s periods ...
-    assert within.mean() >= 0.9
-    # ... and every miss is a 1-day or ×2 alias of the true period, flagged as such.
+    # Measured 60 of 61 (98.4 %) within 1 % of Sesar et al.'s periods (56 before the
+    # leading candidates were judged at their own best frequency) ...
+    assert within.mean() >= 0.95
+    # ... and every miss is a 1-day or ×2 alias of the true period.
     misses = found[~within]
     assert all(is_alias(p, t) for p, t in zip(misses.period, misses.true, strict=True))
-    assert (found.var_class.isin(["periodic", "eclipsing"])).all()
+    # Pulsators, none called eclipsing (one RRc was, at twice its period, before a
+    # doubled period had to fit significantly better).
+    assert (found.var_class == "periodic").all()
 
 
 def test_too_few_epochs_and_aliases():
