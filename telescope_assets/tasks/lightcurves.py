@@ -33,6 +33,7 @@ __all__ = [
     "night_detections",
     "rank_anomalies",
     "refresh_offsets",
+    "unfit_for_offsets",
     "variability_tile",
     "write_variability",
 ]
@@ -212,6 +213,21 @@ def catalogued_variables(lake: Lake) -> set[str]:
         if "variable" in table and "source_id" in table:
             known |= set(table.source_id[table.variable.astype(bool)])
     return known
+
+
+def unfit_for_offsets(lake: Lake) -> set[str]:
+    """Objects whose points must not tie sites together.
+
+    The catalogued variables, and those the pipeline found variable or
+    ``seeing_dependent`` (a blend's brightness follows the seeing, which differs
+    between sites).
+    """
+    unfit = catalogued_variables(lake)
+    found = read_variability(lake)
+    if len(found):
+        bad = ["periodic", "eclipsing", "irregular", "seeing_dependent"]
+        unfit |= set(found.object_id[found.var_class.isin(bad)])
+    return unfit
 
 
 def calibration_stars(points: pd.DataFrame, max_err: float = 0.03) -> pd.DataFrame:

@@ -21,14 +21,6 @@ __all__ = ["anomalies", "light_curves", "nightly_job", "nightly_report", "variab
 # default mapping from a multi-partitioned asset to one of its dimensions.
 
 
-def _known_variables(lake) -> set[str]:
-    known = lc_tasks.catalogued_variables(lake)
-    found = lc_tasks.read_variability(lake)
-    if len(found):
-        known |= set(found.object_id[found.var_class.isin(["periodic", "eclipsing", "irregular"])])
-    return known
-
-
 @dg.asset(
     partitions_def=nights,
     group_name="lightcurves",
@@ -55,7 +47,7 @@ def light_curves(
     night = context.partition_key
     lake = lake_resource.get()
     info = lc_tasks.ingest_night(lake, night)
-    offsets, summary = lc_tasks.refresh_offsets(lake, _known_variables(lake))
+    offsets, summary = lc_tasks.refresh_offsets(lake, lc_tasks.unfit_for_offsets(lake))
     tiles = lc_tasks.all_tiles(lake)
     fused_counts = dask.map(lc_tasks.fuse_tile, tiles, lake=lake, offsets=offsets)
     frames = info["frames"]
