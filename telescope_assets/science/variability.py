@@ -8,7 +8,7 @@ Pure functions on arrays (time in days, magnitudes, errors, band names).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -219,6 +219,32 @@ def _bls_peaks(t, y, dy, freq, n_peaks: int) -> list[float]:
     return [float(1 / periods[i]) for i in peaks]
 
 
+def _choose(judge, t, y, dy, band, candidates: list, chi2, gram, eclipses: bool) -> int:
+    """Index of the winning candidate (``candidates`` and ``chi2`` refined in place).
+
+    The first half of ``candidates`` are single periods, the second their doubles. The
+    periodogram's grid (a tenth of a peak's width) can leave the phase drifting by 5 % of
+    a cycle over the baseline, which a sharp light curve's harmonics feel: the leading
+    candidates are judged again at their own best frequency, each doubled one with its
+    single (at a frequency slightly off, the doubled one, whose harmonics stop lower,
+    can win by that alone). A doubled winner of a curve that is not eclipse-like must
+    fit significantly better than its single (:func:`_doubling_holds`).
+    """
+    step = gram.freq[1] - gram.freq[0]
+    n_single = len(candidates) // 2
+    for j in sorted({int(i) % n_single for i in np.argsort(chi2)[:N_REFINE]}):
+        for i in (j, j + n_single):
+            f, chi2[i] = _refine(
+                judge, t, y, dy, band, 1 / candidates[i], step / (1 + i // n_single)
+            )
+            candidates[i] = 1 / f
+    best = int(np.argmin(chi2))
+    doubled = best >= n_single
+    if doubled and not eclipses and not _doubling_holds(t, y, dy, band, candidates[best] / 2):
+        best = int(np.argmin(chi2[:n_single]))
+    return best
+
+
 def period_search(
     t,
     y,
@@ -263,26 +289,7 @@ def period_search(
     doubled_flags = [False] * len(frequencies) + [True] * len(frequencies)
     judge = _string_length if eclipses else _fourier_chi2
     chi2 = np.array([judge(t, y, dy, band, p) for p in candidates])
-    # The periodogram's grid (a tenth of a peak's width) can leave the phase drifting by
-    # 5 % of a cycle over the baseline, which a sharp light curve's harmonics feel: the
-    # leading candidates are judged again at their own best frequency, each doubled one
-    # with its single (at a frequency slightly off, the doubled one, whose harmonics stop
-    # lower, can win by that alone).
-    step = gram.freq[1] - gram.freq[0]
-    n_single = len(frequencies)
-    for j in sorted({int(i) % n_single for i in np.argsort(chi2)[:N_REFINE]}):
-        for i in (j, j + n_single):
-            f, chi2[i] = _refine(
-                judge, t, y, dy, band, 1 / candidates[i], step / (1 + i // n_single)
-            )
-            candidates[i] = 1 / f
-    best = int(np.argmin(chi2))
-    if (
-        doubled_flags[best]
-        and not eclipses
-        and not _doubling_holds(t, y, dy, band, candidates[best] / 2)
-    ):
-        best = int(np.argmin(chi2[: len(frequencies)]))
+    best = _choose(judge, t, y, dy, band, candidates, chi2, gram, eclipses)
     chosen = float(candidates[best])
     best_f = gram.freq[gram.peaks[0]]
     top = float(gram.power[gram.peaks[0]])
@@ -408,6 +415,20 @@ def _seeing_fit(y, err, seeing, dof: int) -> tuple[float, float]:
     return float(np.sum(w * (y - slope * x) ** 2) / (dof - 1)), slope
 
 
+def _too_few(t, band) -> Variability:
+    """What :func:`characterise` says of a curve with fewer than :data:`MIN_EPOCHS`."""
+    unknown = {f.name: float("nan") for f in fields(Variability) if f.type == "float"}
+    return Variability(
+        n_epochs=len(t),
+        n_bands=len(np.unique(band)),
+        baseline_days=float(np.ptp(t)) if len(t) else 0.0,
+        alias_risk=False,
+        day_alias="",
+        var_class="too_few",
+        **{k: v for k, v in unknown.items() if k != "baseline_days"},
+    )
+
+
 def characterise(t, mag, err, band=None, seeing=None) -> Variability:
     """Statistics, period and class of one object's light curve (all bands together).
 
@@ -422,32 +443,8 @@ def characterise(t, mag, err, band=None, seeing=None) -> Variability:
     good = np.isfinite(t) & np.isfinite(mag) & np.isfinite(err) & (err > 0)
     t, mag, err, band, seeing = t[good], mag[good], err[good], band[good], seeing[good]
     n = len(t)
-    nan = float("nan")
     if n < MIN_EPOCHS:
-        return Variability(
-            n_epochs=n,
-            n_bands=len(np.unique(band)),
-            baseline_days=float(np.ptp(t)) if n else 0.0,
-            chi2_red=nan,
-            chi2_red_robust=nan,
-            chi2_red_seeing=nan,
-            seeing_slope=nan,
-            amplitude=nan,
-            std=nan,
-            skew=nan,
-            eta=nan,
-            beyond_2sigma=nan,
-            period=nan,
-            ls_power=nan,
-            fap=nan,
-            log_fap=nan,
-            log_period=nan,
-            alias_of=nan,
-            alias_margin=nan,
-            alias_risk=False,
-            day_alias="",
-            var_class="too_few",
-        )
+        return _too_few(t, band)
     y = _band_centered(mag, err, band)
     dof = n - len(np.unique(band))
     pulls2 = (y / err) ** 2
