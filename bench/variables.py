@@ -21,8 +21,6 @@ from telescope_assets.lake import Lake
 from telescope_assets.science import variability
 from telescope_assets.tasks import lightcurves as lc_tasks
 
-VARYING = ["periodic", "eclipsing", "irregular"]
-
 
 def truth_kinds(lake: Lake, truth: Path, table: pd.DataFrame) -> pd.Series:
     """Each object's truth: the star's ``var_type``, ``galaxy``, or ``other``."""
@@ -63,7 +61,7 @@ def main(argv=None) -> int:
     constant = table[table.truth == "constant"]
     listed = lc_tasks.new_variables(lake)
     listed = listed.merge(table[["object_id", "truth"]], on="object_id", how="left")
-    called = constant.var_class.isin(VARYING).sum()
+    called = constant.var_class.isin(variability.VARYING).sum()
     in_report = (listed.truth == "constant").sum()
     print(
         f"constant stars called variable: {called}/{len(constant)}"

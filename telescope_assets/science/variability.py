@@ -17,6 +17,7 @@ import pandas as pd
 __all__ = [
     "CLASSES",
     "FEATURES",
+    "VARYING",
     "Variability",
     "against_ensemble",
     "characterise",
@@ -27,6 +28,8 @@ __all__ = [
 ]
 
 CLASSES = ("constant", "periodic", "eclipsing", "irregular", "seeing_dependent", "too_few")
+#: The classes that call an object variable.
+VARYING = ("periodic", "eclipsing", "irregular")
 #: Light-curve features given to the isolation forest (see ``anomalies``).
 FEATURES = (
     "chi2_red",
@@ -475,6 +478,7 @@ def characterise(t, mag, err, band=None, seeing=None) -> Variability:
         ps["alias_of"] = ps["period"]
         ps["period"] *= 2
         ps["doubled"] = True
+    near_day = day_alias(ps["period"])
     follows_seeing = chi2_seeing <= max(CHI2_VARIABLE, SEEING_EXPLAINED * chi2_red)
     if chi2_robust > CHI2_VARIABLE and follows_seeing:
         var_class = "seeing_dependent"
@@ -504,8 +508,8 @@ def characterise(t, mag, err, band=None, seeing=None) -> Variability:
         log_period=float(np.log10(ps["period"])),
         alias_of=ps["alias_of"],
         alias_margin=ps["alias_margin"],
-        alias_risk=ps["alias_risk"] or bool(day_alias(ps["period"])),
-        day_alias=day_alias(ps["period"]),
+        alias_risk=ps["alias_risk"] or bool(near_day),
+        day_alias=near_day,
         var_class=var_class,
     )
 
@@ -594,6 +598,6 @@ def against_ensemble(table: pd.DataFrame) -> pd.DataFrame:
     mag = table[bands].median(axis=1).to_numpy() if bands else np.full(len(table), np.nan)
     z = ensemble_z(table.chi2_red_robust.to_numpy(float), mag)
     out = table.assign(ensemble_z=z)
-    varying = out.var_class.isin(["periodic", "eclipsing", "irregular"]).to_numpy()
+    varying = out.var_class.isin(VARYING).to_numpy()
     out.loc[varying & (z <= ENSEMBLE_Z), "var_class"] = "constant"
     return out

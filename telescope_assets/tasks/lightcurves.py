@@ -225,8 +225,8 @@ def unfit_for_offsets(lake: Lake) -> set[str]:
     unfit = catalogued_variables(lake)
     found = read_variability(lake)
     if len(found):
-        bad = ["periodic", "eclipsing", "irregular", "seeing_dependent"]
-        unfit |= set(found.object_id[found.var_class.isin(bad)])
+        bad = found.var_class.isin([*variability.VARYING, "seeing_dependent"])
+        unfit |= set(found.object_id[bad])
     return unfit
 
 
@@ -342,7 +342,7 @@ def new_variables(lake: Lake) -> pd.DataFrame:
     table = read_variability(lake)
     if not len(table):
         return table
-    varying = table[table.var_class.isin(["periodic", "eclipsing", "irregular"])]
+    varying = table[table.var_class.isin(variability.VARYING)]
     new = varying[~varying.object_id.isin(catalogued_variables(lake))]
     order = (new.var_class == "irregular").astype(int)
     return new.assign(_order=order).sort_values(["_order", "log_fap"]).drop(columns="_order")

@@ -7,6 +7,7 @@ import pytest
 from telescope_assets.science.variability import (
     CLASSES,
     ENSEMBLE_Z,
+    VARYING,
     against_ensemble,
     characterise,
     day_alias,
@@ -102,9 +103,6 @@ def test_too_few_epochs_and_aliases():
     assert is_alias(0.5 * 2, 0.5)
     assert is_alias(1 / (1 / 0.6 + 1), 0.6)
     assert not is_alias(0.6 * 1.003, 0.6)
-
-
-VARYING = ("periodic", "eclipsing", "irregular")
 
 
 def _nightly(n_nights: int = 20, per_night: int = 3, seed: int = 0):
