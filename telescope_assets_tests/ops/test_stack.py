@@ -37,3 +37,15 @@ def test_environment_points_every_client_at_the_stack(tmp_path):
     assert env["TELESCOPE_DAGSTER_PG_URL"].endswith("/t1_dagster")
     assert env["TELESCOPE_DAGSTER_PG_URL"].startswith("postgresql+psycopg2://")
     assert env["TELESCOPE_MLFLOW_ARTIFACTS"] == ""  # the server's proxied store
+
+
+def test_the_instance_is_production_with_runs_sized_to_the_machine(tmp_path):
+    import yaml
+
+    production = yaml.safe_load((stack_cli.REPO / "deploy/production/dagster.yaml").read_text())
+    assert production["concurrency"]["runs"]["max_concurrent_runs"] == 8
+    written = yaml.safe_load(stack_cli.instance_yaml(2))
+    assert written["concurrency"]["runs"].pop("max_concurrent_runs") == 2
+    production["concurrency"]["runs"].pop("max_concurrent_runs")
+    assert written == production
+    assert 1 <= StackConfig(state=tmp_path).max_runs <= 8
