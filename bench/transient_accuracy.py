@@ -6,7 +6,9 @@ S/N of an ideal PSF-weighted measurement in the difference, from the frame's mea
 noise and seeing, the photon noise of the transient itself (tonight's and, averaged, the
 reference frames') and of its host galaxy's light under it (the simulator's truth), with
 the reference's share added — and whether an alert lies within 2″. False alerts: alerts
-matching neither a simulated transient nor a simulated variable star.
+matching neither a simulated transient, a simulated variable star nor a simulated
+asteroid (within 2.5 px of where the simulator put it on that frame); asteroid alerts
+are counted apart, with how many of them the pipeline linked into tracklets.
 
     python bench/transient_accuracy.py [LAKE] [TRUTH] [MLFLOW_URI]
         (defaults: data/lake data/truth sqlite:///models/mlflow.db: the demo's)
@@ -38,6 +40,48 @@ from telescope_assets.tasks.alerts import AlertThresholds
 RADIUS = 2.0 / 3600
 #: The alerts asset's default, applied here too.
 MIN_STAR_FRACTION = AlertThresholds.min_star_fraction
+
+
+ASTEROID_RADIUS_PX = 2.5
+
+
+def _asteroids_by_frame(truth: Path) -> dict[str, pd.DataFrame]:
+    """The simulator's asteroids on each frame (pixel positions at mid-exposure)."""
+    sources = pd.read_parquet(truth / "sources.parquet")
+    ast = sources[sources.kind == "asteroid"]
+    return {fid: rows for fid, rows in ast.groupby("frame_id")}
+
+
+def _is_asteroid(alert, asteroids: dict[str, pd.DataFrame]) -> bool:
+    rows = asteroids.get(alert.frame_id)
+    if rows is None:
+        return False
+    return bool((np.hypot(rows.x - alert.x, rows.y - alert.y) < ASTEROID_RADIUS_PX).any())
+
+
+def asteroid_linking(lake: Lake, truth: Path, asteroid_alerts: pd.DataFrame) -> dict:
+    """Of the asteroids alerted ≥ 3 times in a night, how many the pipeline linked right.
+
+    Right: all of the object's alerts that night in one tracklet, and nothing else in it.
+    """
+    if not len(asteroid_alerts):
+        return {"asteroids_alerted_3_times": 0, "linked_right": float("nan")}
+    tables = [
+        lake.read_parquet(rel) for rel in lake.list("manifests/moving_objects", ".parquet", True)
+    ]
+    moving = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+    label = dict(zip(moving.get("alert_id", []), moving.get("tracklet_id", []), strict=True))
+    ast = asteroid_alerts.assign(tracklet=asteroid_alerts.alert_id.map(label).fillna(""))
+    right, n = 0, 0
+    for (_night, _oid), rows in ast.groupby(["night", "asteroid"]):
+        if len(rows) < 3:
+            continue
+        n += 1
+        tk = rows.tracklet.iloc[0]
+        right += bool(
+            tk and (rows.tracklet == tk).all() and (moving.tracklet_id == tk).sum() == len(rows)
+        )
+    return {"asteroids_alerted_3_times": n, "linked_right": right / n if n else float("nan")}
 
 
 def _near(ra, dec, ras, decs):
@@ -89,7 +133,8 @@ def evaluate(lake: Lake, truth: Path, nights=None, alerts_of=None) -> dict:
     stars = pd.read_parquet(truth / "stars.parquet")
     variables = stars[stars.var_type != "constant"]
     frames_truth = pd.read_parquet(truth / "frames.parquet").set_index("frame_id")
-    rows, false_alerts, n_frames, var_alerts = [], [], 0, []
+    rows, false_alerts, n_frames, var_alerts, ast_alerts = [], [], 0, [], []
+    asteroids = _asteroids_by_frame(truth)
     for rel in lake.list("manifests/transient_frames", ".parquet", recursive=True):
         frames = lake.read_parquet(rel)
         if not len(frames):
@@ -152,7 +197,15 @@ def evaluate(lake: Lake, truth: Path, nights=None, alerts_of=None) -> dict:
                 is_var = _near(a.ra, a.dec, variables.ra, variables.dec).any()
                 if is_var:
                     var_alerts.append(a.object_kind)
-                if not (is_tr or is_var):
+                is_ast = not (is_tr or is_var) and _is_asteroid(a, asteroids)
+                if is_ast:
+                    rows_ast = asteroids[a.frame_id]
+                    nearest = np.argmin(np.hypot(rows_ast.x - a.x, rows_ast.y - a.y))
+                    ast_alerts.append(
+                        {"alert_id": a.alert_id, "night": night,
+                         "asteroid": rows_ast.object_id.iloc[nearest]}
+                    )  # fmt: skip
+                if not (is_tr or is_var or is_ast):
                     false_alerts.append(a.alert_id)
     table = pd.DataFrame(rows)
     bright = table[table.snr >= 10] if len(table) else table
@@ -164,11 +217,14 @@ def evaluate(lake: Lake, truth: Path, nights=None, alerts_of=None) -> dict:
         "false_alerts": len(false_alerts),
         "false_alerts_per_10_frames": 10 * len(false_alerts) / max(n_frames, 1),
         "variable_alerts_by_kind": pd.Series(var_alerts, dtype=object).value_counts().to_dict(),
+        "asteroid_alerts": len(ast_alerts),
+        **asteroid_linking(lake, truth, pd.DataFrame(ast_alerts)),
     }
 
 
 def classify_others(others: pd.DataFrame, truth: Path) -> dict[str, int]:
-    """Alerts that are no fake: a simulated transient, a simulated variable, or false."""
+    """Alerts that are no fake: a simulated transient, variable, asteroid, or false."""
+    asteroids = _asteroids_by_frame(truth)
     transients = pd.read_parquet(truth / "transients.parquet")
     stars = pd.read_parquet(truth / "stars.parquet")
     variables = stars[stars.var_type != "constant"]
@@ -178,6 +234,8 @@ def classify_others(others: pd.DataFrame, truth: Path) -> dict[str, int]:
             kinds.append("transient")
         elif _near(a.ra, a.dec, variables.ra, variables.dec).any():
             kinds.append("variable")
+        elif _is_asteroid(a, asteroids):
+            kinds.append("asteroid")
         else:
             kinds.append("false")
     return pd.Series(kinds, dtype=object).value_counts().to_dict()
@@ -351,8 +409,12 @@ def inject(
                 )
             for j in np.flatnonzero(alerted):
                 if j not in matched:  # an alert that is not a fake: the sky's own, or false
-                    others.append(cands.iloc[j][["frame_id", "ra", "dec", "snr"]].to_dict())
-    return pd.DataFrame(out), pd.DataFrame(others, columns=["frame_id", "ra", "dec", "snr"])
+                    others.append(
+                        cands.iloc[j][["frame_id", "ra", "dec", "x", "y", "snr"]].to_dict()
+                    )
+    return pd.DataFrame(out), pd.DataFrame(
+        others, columns=["frame_id", "ra", "dec", "x", "y", "snr"]
+    )
 
 
 def rescored_alerts(lake: Lake, uri: str, model: str, threshold: float):

@@ -22,6 +22,7 @@ builders, named after the product; no other module spells a lake path out::
     alerts/{site}/{night}/{alert_id}.avro       alert packets
     alerts/objects.parquet                      every object alerted on
     queues/{site}/{alert_id}.json               follow-up requests, one queue per site
+    mpc/{site}/{night}.txt                      asteroid observations, MPC 80-column format
     manifests/{asset}/{site}/{night}.parquet    per-partition tables, each of its declared
                                                 schema (manifests.py)
     lightcurves/objects/{tile}.parquet          objects of a sky tile
@@ -505,6 +506,11 @@ class Lake(Store):
     def alert_objects() -> str:
         """The table of every object an alert was issued for, across sites and nights."""
         return "alerts/objects.parquet"
+
+    @staticmethod
+    def mpc_report(site: str, night: str) -> str:
+        """A site × night's asteroid observations in the MPC's 80-column format."""
+        return f"mpc/{site}/{night}.txt"
 
     @staticmethod
     def queue(site: str, alert_id: str) -> str:

@@ -59,8 +59,6 @@ NOT_YET_MIRRORED = {
     "simulate/fields.py",
     "simulate/network.py",
     "simulate/optics.py",
-    "simulate/render.py",
-    "simulate/sky.py",
     "tasks/alerts.py",
     "tasks/calibration.py",
     "tasks/catalogs.py",

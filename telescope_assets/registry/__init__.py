@@ -144,6 +144,9 @@ class Site:
     #: Frames arrive already bias-, dark- and flat-corrected (by the acquisition
     #: software): no masters are made or waited for.
     precalibrated: bool = False
+    #: The Minor Planet Center's code of the observatory, for its asteroid reports;
+    #: ``XXX`` (the MPC's "no code yet") until it has one.
+    mpc_code: str = "XXX"
 
     def canonical_filter(self, value: str | None) -> str | None:
         """The site's name for a filter as a header writes it (``None`` if unknown).
@@ -298,6 +301,11 @@ def _check_filters(site: Site, where: str) -> None:
         )
     if not _NIGHT.match(site.first_night):
         raise RegistryError(f"{where}: first_night is a date YYYY-MM-DD, not {site.first_night!r}")
+    if not (len(site.mpc_code) == 3 and site.mpc_code.isalnum()):
+        raise RegistryError(
+            f"{where}: mpc_code {site.mpc_code!r} is not three letters or digits (the MPC's "
+            "observatory code, e.g. 950; XXX until the site has one)"
+        )
     if not 1.0 <= site.detection_nsigma <= 50.0:
         raise RegistryError(f"{where}: detection_nsigma {site.detection_nsigma} is not 1–50")
 
@@ -336,6 +344,7 @@ def _site_from_entry(name: str, entry: dict[str, Any], source: str) -> Site:
             first_night=str(entry.get("first_night", DEFAULT_FIRST_NIGHT)),
             detection_nsigma=float(entry.get("detection_nsigma", 3.0)),
             precalibrated=_boolean(entry.get("precalibrated", False), f"{where}: precalibrated"),
+            mpc_code=str(entry.get("mpc_code", "XXX")),
         )
     except (KeyError, TypeError) as exc:
         raise RegistryError(f"{where}: missing or malformed field ({exc})") from exc

@@ -33,7 +33,7 @@ from telescope_assets.simulate.render import (
     render_raw,
     write_fits,
 )
-from telescope_assets.simulate.sky import Sky, make_sky, rng_for
+from telescope_assets.simulate.sky import Sky, asteroid_positions, make_sky, rng_for
 
 __all__ = ["DEMO_NIGHTS", "Exposure", "SimulationConfig", "plan_night", "simulate_network"]
 
@@ -87,6 +87,15 @@ class Exposure:
 
 def _mjd(when: dt.datetime) -> float:
     return MJD_UNIX_EPOCH + when.timestamp() / 86400.0
+
+
+def night_span(nights) -> tuple[float, float]:
+    """MJD from noon UTC of the first night's date to noon UTC after the last night's."""
+    if not nights:
+        return (0.0, 0.0)
+    start = _mjd(dt.datetime.fromisoformat(min(nights)).replace(hour=12, tzinfo=dt.UTC))
+    end = _mjd(dt.datetime.fromisoformat(max(nights)).replace(hour=12, tzinfo=dt.UTC))
+    return (start, end + 1.0)
 
 
 def plan_night(site: Site, night: str, sky: Sky, cfg: SimulationConfig) -> list[Exposure]:
@@ -253,7 +262,31 @@ def _science_sources(sky: Sky, site, exp: Exposure, cond, true_wcs, cfg):
     tr = sky.transient_mags(mjd, exp.band, exp.field)
     ok, x, y, flux = place(tr, "transient", tr.mag.to_numpy())
     sources.append(Source(x[ok], y[ok], flux[ok]))
-    return sources, pd.concat(truth, ignore_index=True), zp
+    movers = _movers(sky, site, exp, true_wcs, place, zp)
+    return sources, movers, pd.concat(truth, ignore_index=True), zp
+
+
+def _movers(sky: Sky, site, exp: Exposure, true_wcs, place, zp: float) -> list[Source]:
+    """The asteroids on a frame, trailed: their light spread along their path in the exposure.
+
+    Truth is where each is at mid-exposure.
+    """
+    mid = _mjd(exp.when) + exp.exptime / 2 / 86400
+    ast = sky.asteroid_mags(mid, exp.band, exp.field)
+    ok, *_ = place(ast, "asteroid", ast.mag.to_numpy())
+    if not ok.any():
+        return []
+    ast = ast[ok]
+    trail_px = ast.rate_arcsec_per_hour.to_numpy() * exp.exptime / 3600 / site.camera.pixel_scale
+    steps = int(np.clip(np.ceil(trail_px.max() * 2), 1, 200))
+    movers = []
+    for k in range(steps):
+        t = _mjd(exp.when) + exp.exptime * (k + 0.5) / steps / 86400
+        ra, dec = asteroid_positions(ast, t)
+        x, y = true_wcs.all_world2pix(ra, dec, 0)
+        flux = 10 ** (-0.4 * (ast.mag.to_numpy() - zp)) * exp.exptime
+        movers.append(Source(x, y, flux / steps))
+    return movers
 
 
 def _filename(site: Site, exp: Exposure, night: str, seq: int) -> str:
@@ -303,7 +336,7 @@ def simulate_network(
     """
     cfg = cfg or SimulationConfig()
     incoming, truth = Path(incoming), Path(truth)
-    sky = make_sky(cfg.seed, stars_per_field=cfg.stars_per_field)
+    sky = make_sky(cfg.seed, stars_per_field=cfg.stars_per_field, mjd_span=night_span(cfg.nights))
     sites = [registry[s] for s in (cfg.sites or registry.names)]
     plans = [
         (site, night, plan_night(site, night, sky, cfg)) for site in sites for night in cfg.nights
@@ -363,8 +396,11 @@ def _science_frame(site, night, exp, seq, cfg, sky, defects, moon_illumination, 
     true_ra = exp.ra + err[0] / np.cos(np.radians(exp.dec))
     true_dec = exp.dec + err[1]
     true_wcs = _wcs(site, true_ra, true_dec, rot)
-    sources, src_truth, zp = _science_sources(sky, site, exp, cond, true_wcs, cfg)
-    raw, extra = render_raw(site, defects, "science", exp.exptime, exp.band, sources, cond, rng)
+    sources, movers, src_truth, zp = _science_sources(sky, site, exp, cond, true_wcs, cfg)
+    raw, extra = render_raw(
+        site, defects, "science", exp.exptime, exp.band, sources, cond, rng,
+        movers=movers, mover_rng=rng_for(cfg.seed, "asteroids", site.name, night, seq),
+    )  # fmt: skip
     header_wcs = dict(_wcs(site, exp.ra, exp.dec).to_header())
     data = write_fits(
         raw, site, "science", exp.when, exp.exptime, exp.band, exp.field, (exp.ra, exp.dec),
@@ -414,6 +450,7 @@ def _write_truth(truth: Path, frames, source_tables, sky: Sky, seed: int) -> Non
     sky.stars.to_parquet(truth / "stars.parquet", index=False)
     sky.galaxies.to_parquet(truth / "galaxies.parquet", index=False)
     sky.transients.to_parquet(truth / "transients.parquet", index=False)
+    sky.asteroids.to_parquet(truth / "asteroids.parquet", index=False)
     write_reference_catalogs(sky, truth / "refcat", seed)
 
 

@@ -189,6 +189,8 @@ def render_raw(
     cond: Conditions,
     rng: np.random.Generator,
     flat_level_e: float = 0.0,
+    movers: list[Source] = (),
+    mover_rng: np.random.Generator | None = None,
 ) -> tuple[np.ndarray, dict]:
     """Simulate one raw frame in ADU as the camera writes it.
 
@@ -212,6 +214,12 @@ def render_raw(
         Noise source.
     flat_level_e : float
         Electrons per pixel of a flat exposure.
+    movers : list of Source
+        Asteroids (science frames). Their photons are drawn from ``mover_rng`` and added
+        to the frame's own, which Poisson statistics allow: every pixel they do not touch
+        is the same as in the frame without them.
+    mover_rng : numpy.random.Generator, optional
+        The movers' noise source.
 
     Returns
     -------
@@ -235,6 +243,10 @@ def render_raw(
         if cond.new_hot_column is not None:
             electrons[:, cond.new_hot_column] += 20.0 * exptime
     electrons = rng.poisson(np.clip(electrons, 0, None)).astype(np.float64)
+    if kind == "science" and movers:
+        fwhm_px = cond.seeing_arcsec / cam.pixel_scale
+        light = render_sources(shape, movers, fwhm_px, cond) * defects.flat[band]
+        electrons += mover_rng.poisson(np.clip(light, 0, None))
     if kind != "bias":
         extra["n_cosmic_rays"] = _add_cosmic_rays(electrons, exptime, rng)
     full_well = cam.saturation * cam.gain

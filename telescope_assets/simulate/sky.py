@@ -9,17 +9,24 @@ Every site observes the same sky, so the same star has the same true magnitude
 everywhere; what differs between sites is the telescope, the camera and the weather.
 Magnitudes are in an AB-like ``g``/``r`` system; the reference catalogue written from
 here is the stand-in for Gaia.
+
+Asteroids cross the fields: main-belt objects at 15–60″/h, mostly westward (near
+opposition), r = 16–21, and now and then a near-Earth object at 0.5–10°/day, r = 16–19.
+Each moves on a straight line at a constant rate (over days, which is good within a
+night; there is no orbit and no parallax between sites), so different sites see it at
+different places.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import zlib
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["FIELDS", "Field", "Sky", "make_sky", "rng_for"]
+__all__ = ["FIELDS", "Field", "Sky", "asteroid_positions", "make_asteroids", "make_sky", "rng_for"]
 
 
 @dataclass(frozen=True)
@@ -57,6 +64,9 @@ class Sky:
     galaxies: pd.DataFrame
     transients: pd.DataFrame
     fields: tuple[Field, ...]
+    asteroids: pd.DataFrame = dataclasses.field(
+        default_factory=lambda: make_asteroids(0, (), 0.0, 0.0)
+    )
 
     def star_mags(self, mjd: float, band: str, field: str) -> pd.DataFrame:
         """True magnitudes of every star of a field at time ``mjd`` in ``band``."""
@@ -68,6 +78,12 @@ class Sky:
         """True magnitudes of the transients of a field at ``mjd`` (NaN before explosion)."""
         tr = self.transients[self.transients.field == field]
         return tr.assign(mag=transient_mag(tr, mjd, band))
+
+    def asteroid_mags(self, mjd: float, band: str, field: str) -> pd.DataFrame:
+        """The asteroids of a field where they are at ``mjd``, with their magnitudes."""
+        ast = self.asteroids[self.asteroids.field == field]
+        ra, dec = asteroid_positions(ast, mjd)
+        return ast.assign(ra=ra, dec=dec, mag=ast[band].to_numpy())
 
 
 def _variable_delta(stars: pd.DataFrame, mjd: float, band: str) -> np.ndarray:
@@ -250,7 +266,66 @@ def _field_transients(rng, field: Field, galaxies: list[dict]) -> list[dict]:
     return rows
 
 
-def make_sky(seed: int, fields: tuple[Field, ...] = FIELDS, stars_per_field: int = 1400) -> Sky:
+#: Asteroids whose track passes through each field, per day: main belt and near-Earth.
+MAIN_BELT_PER_DAY = 2.0
+NEO_PER_DAY = 0.5
+ASTEROID_COLUMNS = (
+    "object_id", "field", "kind", "mjd_ref", "ra_ref", "dec_ref",
+    "rate_arcsec_per_hour", "pa_deg", "r", "g",
+)  # fmt: skip
+
+
+def make_asteroids(seed: int, fields, mjd_start: float, mjd_end: float) -> pd.DataFrame:
+    """Asteroids crossing ``fields`` between ``mjd_start`` and ``mjd_end``.
+
+    Each is at a random place of its field at a random time ``mjd_ref`` of the span
+    (widened by a day each side, so that the first night is not empty) and moves at
+    ``rate_arcsec_per_hour`` towards ``pa_deg`` (east of north).
+    """
+    rows = []
+    days = max(mjd_end - mjd_start, 0.0) + 2.0
+    for f in fields:
+        rng = rng_for(seed, "asteroids", f.name)
+        cosd = np.cos(np.radians(f.dec))
+        for kind, per_day in (("main_belt", MAIN_BELT_PER_DAY), ("neo", NEO_PER_DAY)):
+            n = int(rng.poisson(per_day * days)) if mjd_end > mjd_start else 0
+            for i in range(n):
+                neo = kind == "neo"
+                # Main belt: 15–60″/h westward ±20°; NEO: 0.5–10°/day in any direction.
+                rate = rng.uniform(75, 1500) if neo else rng.uniform(15, 60)
+                pa = rng.uniform(0, 360) if neo else rng.normal(270, 20)
+                r = rng.uniform(16, 19) if neo else 16 + 5 * rng.power(3.0)
+                rows.append({
+                    "object_id": f"{f.name}-{'N' if neo else 'A'}{i:03d}",
+                    "field": f.name,
+                    "kind": kind,
+                    "mjd_ref": mjd_start - 1 + rng.uniform(0, days),
+                    "ra_ref": f.ra + rng.uniform(-1, 1) * FIELD_HALF_WIDTH_DEG / cosd,
+                    "dec_ref": f.dec + rng.uniform(-1, 1) * FIELD_HALF_WIDTH_DEG,
+                    "rate_arcsec_per_hour": rate,
+                    "pa_deg": pa % 360,
+                    "r": r,
+                    "g": r + 0.4,
+                })  # fmt: skip
+    return pd.DataFrame(rows, columns=list(ASTEROID_COLUMNS))
+
+
+def asteroid_positions(asteroids: pd.DataFrame, mjd) -> tuple[np.ndarray, np.ndarray]:
+    """Where each asteroid is at ``mjd`` (degrees)."""
+    hours = (np.asarray(mjd, float) - asteroids.mjd_ref.to_numpy()) * 24.0
+    rate = asteroids.rate_arcsec_per_hour.to_numpy() / 3600.0  # degrees per hour
+    pa = np.radians(asteroids.pa_deg.to_numpy())
+    dec = asteroids.dec_ref.to_numpy() + rate * np.cos(pa) * hours
+    ra = asteroids.ra_ref.to_numpy() + rate * np.sin(pa) * hours / np.cos(np.radians(dec))
+    return ra, dec
+
+
+def make_sky(
+    seed: int,
+    fields: tuple[Field, ...] = FIELDS,
+    stars_per_field: int = 1400,
+    mjd_span: tuple[float, float] = (0.0, 0.0),
+) -> Sky:
     """Generate the shared sky.
 
     Parameters
@@ -261,6 +336,8 @@ def make_sky(seed: int, fields: tuple[Field, ...] = FIELDS, stars_per_field: int
         Pointings to populate.
     stars_per_field : int
         Stars per field between r = 12 and 21.5 (about 1/3 of them land on one frame).
+    mjd_span : tuple of float
+        When asteroids cross the fields (none by default).
 
     Returns
     -------
@@ -278,4 +355,5 @@ def make_sky(seed: int, fields: tuple[Field, ...] = FIELDS, stars_per_field: int
         galaxies=pd.DataFrame(gal_rows),
         transients=pd.DataFrame(tr_rows),
         fields=tuple(fields),
+        asteroids=make_asteroids(seed, fields, *mjd_span),
     )

@@ -21,6 +21,7 @@ from telescope_assets.lake import Lake
 from telescope_assets.registry import Site, SiteRegistry
 from telescope_assets.science.ephemeris import observability
 from telescope_assets.science.nights import night_of
+from telescope_assets.tasks.moving_objects import moving_alert_ids
 
 __all__ = [
     "NightPlan",
@@ -183,8 +184,9 @@ def plan_night(
 ) -> NightPlan:
     """Follow-up of one site x night's transient alerts at every other site.
 
-    Known variable stars get no follow-up. Each request is written to its site's queue
-    once (idempotent per alert and site). Incremental: an alert planned by an earlier
+    Known variable stars and moving objects get no follow-up (a request made before its
+    alert joined a tracklet is withdrawn from the queue). Each request is written to its
+    site's queue once (idempotent per alert and site). Incremental: an alert planned by an earlier
     call (its requests or refusals are in the partition's manifests) is not planned
     again, so a run late in the night plans its own alerts, not the whole night's. The
     manifests ``followup_requests`` and ``followup_refusals`` are rewritten whole.
@@ -204,13 +206,32 @@ def plan_night(
         earlier_refused = earlier_refused[earlier_refused.alert_id.isin(ids)]
     planned = set(earlier.get("alert_id", [])) | set(earlier_refused.get("alert_id", []))
     records = [r for r in wanted.to_dict("records") if r["alert_id"] not in planned]
+    n_planned_now = len(records)
+    # Asteroids get no follow-up; a request made before the alert joined a tracklet is
+    # withdrawn from its queue.
+    moving = moving_alert_ids(lake, site, night)
+    refusals = [
+        {"site": "all", "night": night, "reason": f"moving object {moving[r['alert_id']]}",
+         "alert_id": r["alert_id"]}
+        for r in records if r["alert_id"] in moving
+    ]  # fmt: skip
+    records = [r for r in records if r["alert_id"] not in moving]
+    withdrawn = earlier[earlier.alert_id.isin(list(moving))] if len(earlier) else earlier
+    for req in withdrawn.itertuples():
+        lake.delete(lake.queue(req.site, req.alert_id))
+    refusals += [
+        {"site": req.site, "night": night, "alert_id": req.alert_id,
+         "reason": f"withdrawn: moving object {moving[req.alert_id]}"}
+        for req in withdrawn.itertuples()
+    ]  # fmt: skip
+    earlier = earlier[~earlier.alert_id.isin(list(moving))] if len(earlier) else earlier
     plans = []
     if records:  # the other sites' recent conditions are read only when they rank something
         conditions = {
             name: recent_conditions(lake, name, night) for name in registry.names if name != site
         }
         plans = run(plan_alerts, records, registry, conditions)
-    requests, refusals, written = [], [], 0
+    requests, written = [], 0
     for alert, (reqs, refused) in zip(records, plans, strict=True):
         for req in reqs:
             path = lake.queue(req["site"], alert["alert_id"])
@@ -225,4 +246,4 @@ def plan_night(
     )
     lake.write_manifest("followup_requests", site, night, out)
     lake.write_manifest("followup_refusals", site, night, refused_all)
-    return NightPlan(out, refused_all, len(wanted), len(records), written)
+    return NightPlan(out, refused_all, len(wanted), n_planned_now, written)

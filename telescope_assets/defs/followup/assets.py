@@ -1,4 +1,4 @@
-"""Follow-up requests at the other sites, and the job that makes them."""
+"""Moving objects and follow-up requests at the other sites, and the job that makes them."""
 
 import dagster as dg
 
@@ -6,18 +6,60 @@ from telescope_assets.defs.metadata import md_table
 from telescope_assets.defs.partitions import site_night, site_nights
 from telescope_assets.resources import DaskResource, LakeResource, RegistryResource
 from telescope_assets.tasks import followup as followup_tasks
+from telescope_assets.tasks import moving_objects as moving_tasks
 
-__all__ = ["followup_job", "followup_requests"]
+__all__ = ["followup_job", "followup_requests", "moving_objects"]
 
 #: Columns of the requests shown in the UI.
 SHOWN = ("request_id", "site", "priority", "window_start", "window_end", "filters", "exptime")
+
+
+#: Columns of the tracklets shown in the UI.
+SHOWN_TRACKLETS = (
+    "designation", "n_detections", "n_sites", "sites", "rate_arcsec_per_hour", "pa_deg",
+    "rms_arcsec", "ra", "dec",
+)  # fmt: skip
+
+
+@dg.asset(
+    partitions_def=site_nights,
+    group_name="followup",
+    kinds={"parquet", "text"},
+    deps=["alerts"],
+)
+def moving_objects(
+    context: dg.AssetExecutionContext,
+    lake_resource: LakeResource,
+    registry_resource: RegistryResource,
+) -> dg.MaterializeResult:
+    """The night's alerts of every site linked into tracklets; this site's MPC report.
+
+    A tracklet is ≥ 3 detections from different exposures on one straight line at a
+    constant rate (1–1500″/h), at one site or across sites
+    (:func:`telescope_assets.science.tracklets.link`). The site's alerts of a tracklet
+    are written to its ``moving_objects`` manifest with the rate and position angle, and
+    its observations to ``mpc/<site>/<night>.txt`` in the MPC's 80-column format.
+    """
+    site_name, night = site_night(context)
+    lake = lake_resource.get()
+    found = moving_tasks.link_night(lake, registry_resource.get(), site_name, night)
+    shown = found.tracklets
+    return dg.MaterializeResult(
+        metadata={
+            "n_alerts_night": found.n_alerts,
+            "n_tracklets_night": len(shown),
+            "n_linked_here": len(found.detections),
+            "mpc_report": dg.MetadataValue.path(lake.url_of(lake.mpc_report(site_name, night))),
+            "tracklets": md_table(shown[[c for c in SHOWN_TRACKLETS if c in shown]]),
+        }
+    )
 
 
 @dg.asset(
     partitions_def=site_nights,
     group_name="followup",
     kinds={"json"},
-    deps=["alerts"],
+    deps=["alerts", "moving_objects"],
 )
 def followup_requests(
     context: dg.AssetExecutionContext,
@@ -27,7 +69,8 @@ def followup_requests(
 ) -> dg.MaterializeResult:
     """Observation requests at every other site that can see each new transient tonight.
 
-    Known variable stars get no follow-up. Requests are written to
+    Known variable stars and moving objects get no follow-up (a request made before its
+    alert joined a tracklet is withdrawn). Requests are written to
     ``queues/<site>/<alert_id>.json`` once (idempotent per alert and site), ranked by the
     earliest good window and the site's recent conditions; an alert planned by an earlier
     run is not planned again (:func:`telescope_assets.tasks.followup.plan_night`).
