@@ -122,6 +122,22 @@ def sky_coverage(quality) -> bytes:
     return _png(plt, fig)
 
 
+def tracklets_plot(moving) -> bytes:
+    """Each tracklet's detections on the sky, joined in time order, a marker per site."""
+    plt, fig, ax = _figure(figsize=(5, 3), dpi=80)
+    markers = dict(zip(sorted(set(moving.site)), "osD^v<>", strict=False))
+    for desig, g in moving.sort_values("mjd").groupby("designation"):
+        (line,) = ax.plot(g.ra, g.dec, "-", lw=1, label=desig)
+        for site, h in g.groupby("site"):
+            ax.scatter(h.ra, h.dec, marker=markers.get(site, "o"), s=18, color=line.get_color())
+    ax.invert_xaxis()
+    ax.set_xlabel("RA (deg)", fontsize=8)
+    ax.set_ylabel("Dec (deg)", fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.legend(fontsize=6)
+    return _png(plt, fig)
+
+
 def cutout_triplet(images, title: str) -> bytes:
     """Science, reference and difference cutouts side by side."""
     import numpy as np

@@ -28,6 +28,7 @@ SECTIONS = (
     "Seeing and transparency through the night",
     "Sky coverage",
     "Alerts and follow-up",
+    "Moving objects",
     "New variables",
     "Top anomalies",
     "Model versions used",
@@ -44,6 +45,8 @@ class NightData:
     quality: pd.DataFrame
     alerts: pd.DataFrame
     followup: pd.DataFrame
+    moving: pd.DataFrame  # the sites' alerts of a tracklet (``moving_objects``)
+    mpc_reports: dict[str, str]  # site -> where its MPC report is
     variables: pd.DataFrame
     fused: pd.DataFrame
     anomalies: pd.DataFrame
@@ -73,6 +76,12 @@ def gather(lake: Lake, night: str, sites: list[str], max_packets: int = 6) -> Ni
     )
     alerts = lake.night_table("alerts", night, sites)
     followup = lake.night_table("followup_requests", night, sites)
+    moving = lake.night_table("moving_objects", night, sites)
+    mpc_reports = {
+        site: lake.url_of(lake.mpc_report(site, night))
+        for site in sites
+        if lake.exists(lake.mpc_report(site, night))
+    }
     raw_counts = {}
     for site in sites:
         raw_counts[site] = len(lake.read_manifest("raw_frames", site, night))
@@ -104,6 +113,8 @@ def gather(lake: Lake, night: str, sites: list[str], max_packets: int = 6) -> Ni
         quality=quality,
         alerts=alerts,
         followup=followup,
+        moving=moving,
+        mpc_reports=mpc_reports,
         variables=new_vars,
         fused=fused,
         anomalies=anomalies,
@@ -225,10 +236,15 @@ def _alerts_section(data: NightData) -> Section:
     columns = ("alert_id", "site", "object_kind", "mag", "snr", "p_real")
     table = a[[c for c in columns if c in a]].copy()
     table["followup_sites"] = table.alert_id.map(by_alert).fillna("")
+    moving = set(data.moving.alert_id) if len(data.moving) else set()
     table["followup"] = np.where(
         table.followup_sites != "",
         "requested",
-        np.where(table.object_kind == "transient", "no site can observe", "not needed"),
+        np.where(
+            table.alert_id.isin(moving),
+            "moving object",
+            np.where(table.object_kind == "transient", "no site can observe", "not needed"),
+        ),
     )
     images = [(aid, _cutout_png(p)) for aid, p in data.packets.items()]
     kinds = a.object_kind.value_counts().to_dict()
@@ -236,11 +252,33 @@ def _alerts_section(data: NightData) -> Section:
     return Section(SECTIONS[3], text, table, images)
 
 
+def _moving_section(data: NightData) -> Section:
+    """Tonight's tracklets, their tracks on the sky, and the sites' MPC reports."""
+    m = data.moving
+    if not len(m):
+        return Section(SECTIONS[4], "No moving objects tonight.")
+    table = (
+        m.groupby("designation")
+        .agg(
+            sites=("site", lambda s: ", ".join(sorted(set(s)))),
+            n_detections=("n_detections", "first"),
+            rate_arcsec_per_hour=("rate_arcsec_per_hour", "first"),
+            pa_deg=("pa_deg", "first"),
+            mag=("mag", "median"),
+        )
+        .reset_index()
+        .round(2)
+    )
+    reports = "; ".join(f"{site}: {url}" for site, url in sorted(data.mpc_reports.items()))
+    text = f"{len(table)} tracklet(s) of asteroids, no follow-up asked. MPC reports: {reports}."
+    return Section(SECTIONS[4], text, table, [("tracks", plots.tracklets_plot(m))])
+
+
 def _variables_section(data: NightData) -> Section:
     """New variables, with phased light curves of the first six."""
     v = data.variables
     if not len(v):
-        return Section(SECTIONS[4], "No new variables.")
+        return Section(SECTIONS[5], "No new variables.")
     top = v.head(6)
     images = [
         (
@@ -254,7 +292,7 @@ def _variables_section(data: NightData) -> Section:
     cols = ["object_id", "var_class", "period", "fap", "amplitude", "n_epochs", "alias_risk"]
     cols += [c for c in ("day_alias", "ensemble_z") if c in v]
     return Section(
-        SECTIONS[4],
+        SECTIONS[5],
         f"{len(v)} variable object(s) that the reference catalogue does not know.",
         v[cols].head(20),
         images,
@@ -265,7 +303,7 @@ def _anomalies_section(data: NightData) -> Section:
     """The most anomalous objects (with light curves) and frames."""
     an, fr = data.anomalies, data.anomalous_frames
     if not (len(an) or len(fr)):
-        return Section(SECTIONS[5], "Nothing to rank tonight.")
+        return Section(SECTIONS[6], "Nothing to rank tonight.")
     images = []
     for oid in an.object_id.head(3) if len(an) else []:
         curve = data.fused[data.fused.object_id == oid]
@@ -279,7 +317,7 @@ def _anomalies_section(data: NightData) -> Section:
         text += "; strangest frames: " + ", ".join(
             f"{r.site}/{str(r.frame_id)[:12]} ({r.anomaly_score:.3g})" for r in top.itertuples()
         )
-    return Section(SECTIONS[5], text + ".", table, images)
+    return Section(SECTIONS[6], text + ".", table, images)
 
 
 def _models_section(data: NightData) -> Section:
@@ -298,18 +336,18 @@ def _models_section(data: NightData) -> Section:
     if len(an) and "forest" in an:
         versions["isolation forest (objects)"] = str(an.forest.iloc[0])
     if not versions:
-        return Section(SECTIONS[6], "No model ran tonight.", None)
+        return Section(SECTIONS[7], "No model ran tonight.", None)
     table = pd.DataFrame({"model": list(versions), "version": list(versions.values())})
-    return Section(SECTIONS[6], "Models whose outputs this report shows.", table)
+    return Section(SECTIONS[7], "Models whose outputs this report shows.", table)
 
 
 def _quarantine_section(data: NightData) -> Section:
     """Files quarantined, with their reasons."""
     qu = data.quarantined
     if not len(qu):
-        return Section(SECTIONS[7], "No file quarantined.")
+        return Section(SECTIONS[8], "No file quarantined.")
     cols = [c for c in ("site", "filename", "reason", "frame_id") if c in qu]
-    return Section(SECTIONS[7], f"{len(qu)} file(s) quarantined.", qu[cols])
+    return Section(SECTIONS[8], f"{len(qu)} file(s) quarantined.", qu[cols])
 
 
 #: One builder per section, in :data:`SECTIONS` order.
@@ -318,6 +356,7 @@ SECTION_BUILDERS = (
     _conditions_section,
     _coverage_section,
     _alerts_section,
+    _moving_section,
     _variables_section,
     _anomalies_section,
     _models_section,

@@ -9,6 +9,7 @@ import datetime as dt
 import json
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -151,6 +152,28 @@ def add_alert_and_quarantine(lake, night):
         lake.quarantine(site, night, "f00d", "json"),
         {"filename": "tololo/broken.fits", "reason": "truncated FITS"},
     )
+    # An asteroid's tracklet of three detections, and the site's MPC report.
+    hours = np.array([0.0, 1.5, 3.0])
+    lake.write_manifest(
+        "moving_objects",
+        site,
+        night,
+        pd.DataFrame(
+            {
+                "alert_id": ["m1", "m2", "m3"],
+                "site": site,
+                "mjd": 61118.0 + hours / 24,
+                "ra": 187.5 - 30 * hours / 3600,
+                "dec": -20.0,
+                "mag": 18.9,
+                "designation": "T00AST1",
+                "n_detections": 3,
+                "rate_arcsec_per_hour": 30.0,
+                "pa_deg": 270.0,
+            }
+        ),
+    )
+    lake.write_bytes(lake.mpc_report(site, night), b"COD 807\n")
 
 
 def test_report_has_every_section_for_a_night_and_for_an_empty_night(network):
@@ -174,6 +197,7 @@ def test_report_has_every_section_for_a_night_and_for_an_empty_night(network):
         "No science frames tonight.",
         "No field observed tonight.",
         "No alerts tonight.",
+        "No moving objects tonight.",
         "No new variables.",
         "Nothing to rank tonight.",
         "No model ran tonight.",
@@ -186,6 +210,8 @@ def test_report_has_every_section_for_a_night_and_for_an_empty_night(network):
     assert "requested" in html
     assert "real_bogus/3" in html
     assert "truncated FITS" in html
+    assert "T00AST1" in html
+    assert f"mpc/tololo/{NIGHTS[1]}.txt" in html
 
     empty = run(network, EMPTY_NIGHT)
     html = lake.read_bytes(f"reports/{EMPTY_NIGHT}/report.html").decode()
