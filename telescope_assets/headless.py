@@ -386,7 +386,10 @@ def _latest_storage_id(instance, asset: str) -> int | None:
 
 
 def summary(lake, partitions) -> pd.DataFrame:  # noqa: F821 (pandas is imported lazily)
-    """One row per ``(site, night)``: frames, calibration, catalogs, quality, alerts."""
+    """One row per ``(site, night)``: frames, calibration, catalogs, quality, alerts.
+
+    ``of asteroids``: the alerts of the partition that belong to a tracklet.
+    """
     import pandas as pd
 
     rows = []
@@ -422,6 +425,7 @@ def summary(lake, partitions) -> pd.DataFrame:  # noqa: F821 (pandas is imported
                 "new transients": int((alerts.object_kind == "transient").sum())
                 if len(alerts)
                 else 0,
+                "of asteroids": len(lake.read_manifest("moving_objects", site, night)),
                 "follow-up requests": len(requests),
             }
         )

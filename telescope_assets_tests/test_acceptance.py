@@ -8,8 +8,9 @@ so it runs beside a developer's stack. Two sites, three simulated nights:
 * the first two nights are the archive: ingested into the S3 lake, then backfilled
   through Dagster's GraphQL API (``launchPartitionBackfill``, as the UI launches one);
 * the third is live: its frames are uploaded to the S3 incoming bucket with the sensors
-  on, and a bright transient added to one frame of each site must come out as an alert
-  with follow-up requests at other sites, without anyone launching anything;
+  on, and a bright transient added to two frames of one field at each site must come out
+  as two alerts of one object, the second with follow-up requests at other sites (the
+  first alone is held: an asteroid would have moved), without anyone launching anything;
 * the MLflow registry is read through its REST API, and headless Chromium loads the
   Dagster and MLflow UIs (screenshots kept under ``test-artifacts/acceptance``);
 * the same frames through the embedded default (in-process, local lake, local MLflow
@@ -94,23 +95,28 @@ def _wait_for(what: str, check, timeout: float, every: float = 3.0):
 # -- the simulated network ----------------------------------------------------------------
 
 
-def _inject(path: Path, site, refcat: pd.DataFrame, seeing_arcsec: float) -> dict:
-    """Add a point source, far from every catalogued star, to a raw frame (in place)."""
+def _inject(path: Path, site, refcat: pd.DataFrame, frame, at=None) -> dict:
+    """Add a point source to a raw frame (in place): at sky position ``at``, or far from
+    every catalogued star. Placed by the frame's true pointing (the simulator's truth), so
+    that two frames get it at one place of the sky."""
     from astropy.io import fits
-    from astropy.wcs import WCS
 
+    from telescope_assets.simulate.network import true_wcs
     from telescope_assets.simulate.render import Conditions, Source, render_sources
 
     cam = site.camera
     with fits.open(path) as hdul:
         data = hdul[0].data.astype(np.float64)
         header = hdul[0].header
-        wcs = WCS(header)
-    x_star, y_star = wcs.all_world2pix(refcat.ra, refcat.dec, 0)
-    grid = np.array([(x, y) for x in range(60, 200, 7) for y in range(60, 200, 7)], float)
-    dist = np.hypot(grid[:, None, 0] - x_star, grid[:, None, 1] - y_star).min(axis=1)
-    x, y = grid[int(np.argmax(dist))]
-    fwhm = seeing_arcsec / cam.pixel_scale
+    wcs = true_wcs(site, frame.true_crval1, frame.true_crval2, frame.true_rotation_deg)
+    if at is None:
+        x_star, y_star = wcs.all_world2pix(refcat.ra, refcat.dec, 0)
+        grid = np.array([(x, y) for x in range(60, 200, 7) for y in range(60, 200, 7)], float)
+        dist = np.hypot(grid[:, None, 0] - x_star, grid[:, None, 1] - y_star).min(axis=1)
+        x, y = grid[int(np.argmax(dist))]
+    else:
+        x, y = (float(v) for v in wcs.all_world2pix(at[0], at[1], 0))
+    fwhm = frame.seeing_arcsec / cam.pixel_scale
     image = render_sources(
         data.shape,
         [Source(np.array([x]), np.array([y]), np.array([TRANSIENT_E]))],
@@ -147,11 +153,19 @@ def network(tmp_path_factory, registry):
         shutil.copy(root / "all" / row.filename, dest / row.filename)
     injected = {}
     for site in SITES:
-        first = frames[
+        science = frames[
             (frames.site == site) & (frames.night == LIVE) & (frames.kind == "science")
-        ].iloc[0]
+        ]
+        first = science.iloc[0]
+        # The same field again later that night: a second detection at the same place,
+        # which follow-up waits for (an asteroid would have moved).
+        again = science[(science.field == first.field) & (science.mjd > first.mjd)].iloc[0]
         refcat = pd.read_parquet(root / "truth" / "refcat" / f"{first.field}.parquet")
-        injected[site] = _inject(live / first.filename, registry[site], refcat, first.seeing_arcsec)
+        injected[site] = _inject(live / first.filename, registry[site], refcat, first)
+        injected[site]["again"] = _inject(
+            live / again.filename, registry[site], refcat, again,
+            at=(injected[site]["ra"], injected[site]["dec"]),
+        )  # fmt: skip
         injected[site]["frame"] = first.filename
     return {"root": root, "frames": frames, "history": history, "live": live, "injected": injected}
 
@@ -419,20 +433,38 @@ def test_frames_dropped_into_s3_become_alerts_and_followups_on_their_own(
     registry = load_registry(os.environ.get("TELESCOPE_ASSETS_REGISTRY"))
     for site, where in network["injected"].items():
         alerts = lake.read_parquet(lake.manifest("alerts", site, LIVE))
-        near = alerts[np.hypot(alerts.x - where["x"], alerts.y - where["y"]) < 2.0]
-        assert len(near) == 1, (site, alerts[["x", "y", "p_real", "object_kind"]])
-        alert = near.iloc[0]
-        assert alert.object_kind == "transient"
-        # Lineage: the raw frame, the reference and the model version.
-        assert lake.exists(f"raw/{site}/{LIVE}/{alert.frame_id}.fits")
-        refs = lake.read_parquet(lake.manifest("reference_images", site, LIVE))
-        assert alert.reference_id in set(refs.reference_id)
-        assert alert.rb_model == f"real_bogus/{published['real_bogus']}"
-        assert lake.exists(alert.packet_path)
+        again = where["again"]
+        near = alerts[
+            (np.hypot(alerts.x - where["x"], alerts.y - where["y"]) < 2.0)
+            | (np.hypot(alerts.x - again["x"], alerts.y - again["y"]) < 2.0)
+        ].sort_values("mjd")
+        # Two detections, one per frame, of one object at one place of the sky.
+        assert len(near) == 2, (site, alerts[["x", "y", "p_real", "object_kind"]])
+        assert near.frame_id.nunique() == 2
+        assert near.object_id.nunique() == 1
+        assert set(near.object_kind) == {"transient"}
+        for alert in near.itertuples():
+            # Lineage: the raw frame, the reference and the model version.
+            assert lake.exists(f"raw/{site}/{LIVE}/{alert.frame_id}.fits")
+            refs = lake.read_parquet(lake.manifest("reference_images", site, LIVE))
+            assert alert.reference_id in set(refs.reference_id)
+            assert alert.rb_model == f"real_bogus/{published['real_bogus']}"
+            assert lake.exists(alert.packet_path)
+        first, alert = near.iloc[0], near.iloc[1]
 
-        requests = lake.read_parquet(lake.manifest("followup_requests", site, LIVE))
-        mine = requests[requests.alert_id == alert.alert_id]
-        assert len(mine) >= 1
+        # The first detection alone is held (an asteroid would have moved); the second,
+        # hours later at the same place, is followed up (its run may end a moment after
+        # the first's).
+        def planned(alert_id=alert.alert_id, site=site):
+            table = lake.read_parquet(lake.manifest("followup_requests", site, LIVE))
+            mine = table[table.alert_id == alert_id] if len(table) else table
+            return mine if len(mine) else None
+
+        mine = _wait_for("the second detection's follow-up", planned, timeout=180, every=3)
+        refusals = lake.read_parquet(lake.manifest("followup_refusals", site, LIVE))
+        held = refusals[refusals.alert_id == first.alert_id].reason
+        assert len(held) == 1
+        assert held.str.startswith("held: no second detection").all()
         assert site not in set(mine.site)
         for req in mine.itertuples():
             # Checked independently: the target is above airmass 2 at the requested site

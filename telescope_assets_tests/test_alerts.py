@@ -202,10 +202,13 @@ def test_followup_requests_plans_each_alert_once_across_runs(tmp_path):
     mjd = 40587.0 + when.timestamp() / 86400
     # A target Tololo and Sutherland can see, one nobody in the south can, a known variable.
     rows = [
-        _alert_row(alert_id="a1", site="lapalma", night="2026-03-19", ra=150.0, dec=-30.0, mjd=mjd),
-        _alert_row(alert_id="a2", site="lapalma", night="2026-03-19", ra=150.0, dec=60.0, mjd=mjd),
-        _alert_row(alert_id="v1", site="lapalma", night="2026-03-19", object_kind="known_variable"),
+        _alert_row(alert_id="a1", object_id="o1", site="lapalma", ra=150.0, dec=-30.0, mjd=mjd),
+        _alert_row(alert_id="a2", object_id="o2", site="lapalma", ra=150.0, dec=60.0, mjd=mjd),
+        _alert_row(alert_id="v1", site="lapalma", object_kind="known_variable"),
     ]
+    # Each transient was seen the night before too (a first detection alone is held).
+    earlier = [_alert_row(alert_id=f"e{i}", object_id=f"o{i}", mjd=mjd - 1) for i in (1, 2, 3)]
+    lake.write_parquet(lake.manifest("alerts", "tololo", "2026-03-18"), pd.DataFrame(earlier))
     manifest = lake.manifest("alerts", "lapalma", "2026-03-19")
     resources = {
         "lake_resource": LakeResource(root=str(tmp_path / "lake")),
@@ -236,13 +239,17 @@ def test_followup_requests_plans_each_alert_once_across_runs(tmp_path):
     pd.testing.assert_frame_equal(again, requests)
 
     # A new transient is planned alone; the earlier requests are kept as they were.
-    new = _alert_row(
-        alert_id="a3", site="lapalma", night="2026-03-19", ra=151.0, dec=-31.0, mjd=mjd
+    new = _alert_row(alert_id="a3", object_id="o3", site="lapalma", ra=151.0, dec=-31.0, mjd=mjd)
+    # ... and a first detection of a new object, held (an asteroid would be elsewhere next).
+    first_seen = _alert_row(
+        alert_id="a4", object_id="o4", site="lapalma", ra=151.5, dec=-31.0, mjd=mjd
     )
-    lake.write_parquet(manifest, pd.DataFrame([*rows, new]))
+    lake.write_parquet(manifest, pd.DataFrame([*rows, new, first_seen]))
     third = run()
-    assert third["n_alerts_planned_now"] == 1
+    assert third["n_alerts_planned_now"] == 2
     after = lake.read_parquet(lake.manifest("followup_requests", "lapalma", "2026-03-19"))
     pd.testing.assert_frame_equal(after.iloc[: len(requests)], requests)
     assert set(after.alert_id) == {"a1", "a3"}
     assert lake.exists(lake.queue("tololo", "a3"))
+    refused = lake.read_parquet(lake.manifest("followup_refusals", "lapalma", "2026-03-19"))
+    assert refused.set_index("alert_id").reason["a4"].startswith("held: no second detection")

@@ -220,6 +220,14 @@ def _wcs(site: Site, ra: float, dec: float, rotation_deg: float = 0.0):
     return w
 
 
+def true_wcs(site: Site, ra: float, dec: float, rotation_deg: float):
+    """A frame's true WCS, from the truth table's ``true_crval1/2`` and ``true_rotation_deg``.
+
+    The header's WCS is the nominal pointing; the frame was rendered with this one.
+    """
+    return _wcs(site, ra, dec, rotation_deg)
+
+
 def _science_sources(sky: Sky, site, exp: Exposure, cond, true_wcs, cfg):
     mjd = _mjd(exp.when)
     zp = frame_zero_point(site, exp.band, exp.airmass, cond.transparency)

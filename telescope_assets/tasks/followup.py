@@ -21,6 +21,7 @@ from telescope_assets.lake import Lake
 from telescope_assets.registry import Site, SiteRegistry
 from telescope_assets.science.ephemeris import observability
 from telescope_assets.science.nights import night_of
+from telescope_assets.tasks.alerts import alert_history
 from telescope_assets.tasks.moving_objects import moving_alert_ids
 
 __all__ = [
@@ -51,6 +52,28 @@ def alerts_to_follow(records) -> list[tuple[int, str]]:
         for storage_id, partition, n_alerts in records
         if partition is not None and (n_alerts is None or int(n_alerts.value) != 0)
     ]
+
+
+#: A new object is followed up from a detection that has another one at the same place
+#: (its object, matched within 2″) at least this long before or after it: by then an
+#: asteroid has moved on (15″/h is 5″ in 20 minutes) and a supernova has not. Its first
+#: detection alone is held, as ZTF's filters ask for two detections before follow-up.
+CONFIRM_DAYS = 20 / 1440
+
+
+def confirmed(records: list[dict], history: dict[str, list[dict]]) -> set[str]:
+    """Ids of the alerts whose object has another detection :data:`CONFIRM_DAYS` apart.
+
+    >>> history = {"o1": [{"mjd": 1.0}, {"mjd": 1.02}], "o2": [{"mjd": 1.0}]}
+    >>> sorted(confirmed([{"alert_id": "a", "object_id": "o1", "mjd": 1.02},
+    ...                   {"alert_id": "b", "object_id": "o2", "mjd": 1.0}], history))
+    ['a']
+    """
+    return {
+        r["alert_id"]
+        for r in records
+        if any(abs(h["mjd"] - r["mjd"]) >= CONFIRM_DAYS for h in history.get(r["object_id"], []))
+    }
 
 
 #: S/N a follow-up exposure aims for, and its limits (seconds).
@@ -185,11 +208,14 @@ def plan_night(
     """Follow-up of one site x night's transient alerts at every other site.
 
     Known variable stars and moving objects get no follow-up (a request made before its
-    alert joined a tracklet is withdrawn from the queue). Each request is written to its
-    site's queue once (idempotent per alert and site). Incremental: an alert planned by an earlier
-    call (its requests or refusals are in the partition's manifests) is not planned
-    again, so a run late in the night plans its own alerts, not the whole night's. The
-    manifests ``followup_requests`` and ``followup_refusals`` are rewritten whole.
+    alert joined a tracklet is withdrawn from the queue), nor does an object's detection
+    until another one at its place is :data:`CONFIRM_DAYS` apart (:func:`confirmed`;
+    held, it is not planned again: the object's later detection is). Each request is
+    written to its site's queue once (idempotent per alert and site). Incremental: an
+    alert planned by an earlier call (its requests or refusals are in the partition's
+    manifests) is not planned again, so a run late in the night plans its own alerts,
+    not the whole night's. The manifests ``followup_requests`` and ``followup_refusals``
+    are rewritten whole.
 
     ``run(plan_alerts, records, registry, conditions)`` computes the plans: the asset
     passes its dask cluster, whose workers keep their ephemerides warm; by default here.
@@ -216,6 +242,13 @@ def plan_night(
         for r in records if r["alert_id"] in moving
     ]  # fmt: skip
     records = [r for r in records if r["alert_id"] not in moving]
+    sure = confirmed(records, alert_history(lake, {r["object_id"] for r in records}))
+    refusals += [
+        {"site": "all", "night": night, "alert_id": r["alert_id"],
+         "reason": "held: no second detection at this place 20 min apart yet (asteroids move)"}
+        for r in records if r["alert_id"] not in sure
+    ]  # fmt: skip
+    records = [r for r in records if r["alert_id"] in sure]
     withdrawn = earlier[earlier.alert_id.isin(list(moving))] if len(earlier) else earlier
     for req in withdrawn.itertuples():
         lake.delete(lake.queue(req.site, req.alert_id))
