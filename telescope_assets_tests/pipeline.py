@@ -7,7 +7,7 @@ faults (``reliability/test_alert_publication.py``); not a test module itself.
 import dagster as dg
 
 from telescope_assets.defs.catalogs.assets import frame_quality, source_catalogs
-from telescope_assets.defs.followup.assets import followup_requests
+from telescope_assets.defs.followup.assets import followup_requests, moving_objects
 from telescope_assets.defs.frames.assets import calibrated_frames, calibration_masters, raw_frames
 from telescope_assets.defs.models.assets import anomaly_model, frame_quality_model, real_bogus_model
 from telescope_assets.defs.transients.assets import alerts, reference_images, transient_candidates
@@ -24,6 +24,7 @@ ASSETS = [
     reference_images,
     transient_candidates,
     alerts,
+    moving_objects,
     followup_requests,
 ]
 MODELS = [m.to_source_asset() for m in (anomaly_model, frame_quality_model, real_bogus_model)]

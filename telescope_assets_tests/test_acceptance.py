@@ -138,7 +138,9 @@ def network(tmp_path_factory, registry):
         seed=4,  # a seed whose three nights are clear at both sites
         nights=(*HISTORY, LIVE),
         sites=SITES,
-        science_per_night=3,
+        # Four a night: each site observes one field twice in r, where the transient is
+        # put twice (a second detection at one place, which follow-up waits for).
+        science_per_night=4,
         stars_per_field=3000,
         truncated_uploads=0.0,
         defect_rates=dict.fromkeys(
@@ -156,10 +158,11 @@ def network(tmp_path_factory, registry):
         science = frames[
             (frames.site == site) & (frames.night == LIVE) & (frames.kind == "science")
         ]
-        first = science.iloc[0]
-        # The same field again later that night: a second detection at the same place,
-        # which follow-up waits for (an asteroid would have moved).
-        again = science[(science.field == first.field) & (science.mjd > first.mjd)].iloc[0]
+        # A field observed twice that night: a second detection at the same place, which
+        # follow-up waits for (an asteroid would have moved).
+        first, again = (
+            science[science.field.duplicated(keep=False)].sort_values("mjd").iloc[:2].itertuples()
+        )
         refcat = pd.read_parquet(root / "truth" / "refcat" / f"{first.field}.parquet")
         injected[site] = _inject(live / first.filename, registry[site], refcat, first)
         injected[site]["again"] = _inject(
@@ -439,7 +442,12 @@ def test_frames_dropped_into_s3_become_alerts_and_followups_on_their_own(
             | (np.hypot(alerts.x - again["x"], alerts.y - again["y"]) < 2.0)
         ].sort_values("mjd")
         # Two detections, one per frame, of one object at one place of the sky.
-        assert len(near) == 2, (site, alerts[["x", "y", "p_real", "object_kind"]])
+        cands = lake.read_parquet(lake.manifest("transient_candidates", site, LIVE))
+        close = cands[
+            (np.hypot(cands.x - where["x"], cands.y - where["y"]) < 4.0)
+            | (np.hypot(cands.x - again["x"], cands.y - again["y"]) < 4.0)
+        ]
+        assert len(near) == 2, (site, near, close[["frame_id", "x", "y", "snr", "p_real"]])
         assert near.frame_id.nunique() == 2
         assert near.object_id.nunique() == 1
         assert set(near.object_kind) == {"transient"}
