@@ -114,12 +114,17 @@ def sky_coverage(quality) -> bytes:
             alpha=0.5,
             label=site,
         )
+    _sky_axes(ax, legend_size=7)
+    return _png(plt, fig)
+
+
+def _sky_axes(ax, legend_size: int) -> None:
+    """RA growing to the left, as the sky is seen; labelled axes and a legend."""
     ax.invert_xaxis()
     ax.set_xlabel("RA (deg)", fontsize=8)
     ax.set_ylabel("Dec (deg)", fontsize=8)
     ax.tick_params(labelsize=7)
-    ax.legend(fontsize=7)
-    return _png(plt, fig)
+    ax.legend(fontsize=legend_size)
 
 
 def tracklets_plot(moving) -> bytes:
@@ -130,11 +135,7 @@ def tracklets_plot(moving) -> bytes:
         (line,) = ax.plot(g.ra, g.dec, "-", lw=1, label=desig)
         for site, h in g.groupby("site"):
             ax.scatter(h.ra, h.dec, marker=markers.get(site, "o"), s=18, color=line.get_color())
-    ax.invert_xaxis()
-    ax.set_xlabel("RA (deg)", fontsize=8)
-    ax.set_ylabel("Dec (deg)", fontsize=8)
-    ax.tick_params(labelsize=7)
-    ax.legend(fontsize=6)
+    _sky_axes(ax, legend_size=6)
     return _png(plt, fig)
 
 
