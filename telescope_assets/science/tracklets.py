@@ -18,8 +18,8 @@ its detections leave the pool, and the search repeats.
 
 Positions are in a tangent plane around each pair's first detection, in arcseconds
 (east, north). At least :data:`MIN_DETECTIONS` of a tracklet's detections must lie at
-places the astrometry tells apart (two sites observing a supernova a minute apart see it
-at one place). The rate is in arcsec/hour and the position angle in degrees east of
+places the astrometry tells apart (back-to-back exposures of a supernova see it at one
+place). The rate is in arcsec/hour and the position angle in degrees east of
 north, as the MPC and astronomers quote them.
 """
 
@@ -120,9 +120,9 @@ def _supporters(hours, xi, eta, i: int, j: int, free: np.ndarray) -> np.ndarray:
 def _resolved(xi, eta, members: np.ndarray) -> int:
     """How many of the members lie at places more than two tolerances from each other.
 
-    Motion is shown only between places the astrometry tells apart: two sites observing
-    a supernova a minute apart put two detections at one place, which with a third
-    point anywhere would otherwise make a "line".
+    Motion is shown only between places the astrometry tells apart: back-to-back
+    exposures of a supernova (a minute apart) put two detections at one place, which
+    with a third point anywhere would otherwise make a "line".
     """
     kept: list[int] = []
     for k in members:

@@ -127,3 +127,19 @@ def test_one_detection_per_exposure_and_a_straight_line_only():
     assert len(found) == 1
     assert found[0].members in ((0, 2, 3), (1, 2, 3))
     assert labels[4] == ""
+
+
+def test_two_detections_at_one_place_and_a_third_point_are_no_tracklet():
+    # A supernova in back-to-back exposures (a minute apart), and an unrelated detection
+    # two hours later 100″ away: the line through the first and the third passes within
+    # 0.8″ of the second, but motion is shown at two places only.
+    hours = np.array([0.0, 1 / 60, 2.0])
+    det = pd.DataFrame(
+        {"mjd": 61000 + hours / 24, "ra": 150 + np.array([0.0, 0.05, 100]) / 3600, "dec": 0.0}
+    )
+    found, labels = tracklets.link(det, "n")
+    assert found == []
+    assert list(labels) == ["", "", ""]
+    # Three places apart on the same line are one.
+    det.loc[1, ["mjd", "ra"]] = [61000 + 1 / 24, 150 + 50 / 3600]
+    assert len(tracklets.link(det, "n")[0]) == 1
