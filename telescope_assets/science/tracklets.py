@@ -1,9 +1,9 @@
 """Moving objects: detections of one night linked into tracklets of linear motion.
 
 An asteroid is a new point source in every difference image it falls on, each time at
-another place. Over one night its motion on the sky is a straight line at a constant
-rate to well within an arcsecond (a main-belt asteroid's curvature over 10 hours is
-below 0.1″; a near-Earth object's parallax between sites is not modelled, see
+another place. Over one night its motion on the sky is close to a straight line at a
+constant rate (the simulator's is exactly; a real path curves by up to about an
+arcsecond and the observer's parallax adds more, which is not corrected, see
 ``docs/transients.md``). So a tracklet is any set of at least :data:`MIN_DETECTIONS`
 detections, from different exposures of any sites, that one linear motion reproduces
 within :data:`TOLERANCE_ARCSEC`, at a rate between :data:`MIN_RATE` and
