@@ -236,7 +236,7 @@ def fit_zero_point(
     # with least squares, letting stars back in when the model moves towards them.
     first = np.abs(delta - np.median(delta[base])) < 5 * max(mad_std(delta[base]), 0.01)
     use = base & first
-    w = 1.0 / np.maximum(err, 0.002) ** 2
+    w = 1.0 / np.maximum(err, 0.01) ** 2
     fit_colour = colour is not None and use.sum() >= 20
     scale = max(mad_std(delta[use]), 1e-4)
     coef = np.array([np.median(delta[use]), 0.0])

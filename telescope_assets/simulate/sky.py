@@ -307,7 +307,8 @@ def make_asteroids(seed: int, fields, mjd_start: float, mjd_end: float) -> pd.Da
                     "r": r,
                     "g": r + 0.4,
                 })  # fmt: skip
-    return pd.DataFrame(rows, columns=list(ASTEROID_COLUMNS))
+    numeric = dict.fromkeys(ASTEROID_COLUMNS[3:], float)  # typed even when empty
+    return pd.DataFrame(rows, columns=list(ASTEROID_COLUMNS)).astype(numeric)
 
 
 def asteroid_positions(asteroids: pd.DataFrame, mjd) -> tuple[np.ndarray, np.ndarray]:

@@ -198,6 +198,39 @@ class NightPlan:
     n_written_now: int  # queue files written by this call
 
 
+def _screen(
+    lake: Lake, site: str, night: str, records: list[dict], earlier: pd.DataFrame
+) -> tuple[list[dict], pd.DataFrame, list[dict]]:
+    """The alerts to plan, the earlier requests to keep, and the refusals of the others.
+
+    Asteroids get no follow-up, and a request made before its alert joined a tracklet is
+    withdrawn from its queue; a detection not yet :func:`confirmed` is held.
+    """
+    moving = moving_alert_ids(lake, site, night)
+    refusals = [
+        {"site": "all", "night": night, "reason": f"moving object {moving[r['alert_id']]}",
+         "alert_id": r["alert_id"]}
+        for r in records if r["alert_id"] in moving
+    ]  # fmt: skip
+    records = [r for r in records if r["alert_id"] not in moving]
+    sure = confirmed(records, alert_history(lake, {r["object_id"] for r in records}))
+    refusals += [
+        {"site": "all", "night": night, "alert_id": r["alert_id"],
+         "reason": "held: no second detection at this place 20 min apart yet (asteroids move)"}
+        for r in records if r["alert_id"] not in sure
+    ]  # fmt: skip
+    withdrawn = earlier[earlier.alert_id.isin(list(moving))] if len(earlier) else earlier
+    for req in withdrawn.itertuples():
+        lake.delete(lake.queue(req.site, req.alert_id))
+    refusals += [
+        {"site": req.site, "night": night, "alert_id": req.alert_id,
+         "reason": f"withdrawn: moving object {moving[req.alert_id]}"}
+        for req in withdrawn.itertuples()
+    ]  # fmt: skip
+    kept = earlier[~earlier.alert_id.isin(list(moving))] if len(earlier) else earlier
+    return [r for r in records if r["alert_id"] in sure], kept, refusals
+
+
 def plan_night(
     lake: Lake,
     registry: SiteRegistry,
@@ -233,31 +266,7 @@ def plan_night(
     planned = set(earlier.get("alert_id", [])) | set(earlier_refused.get("alert_id", []))
     records = [r for r in wanted.to_dict("records") if r["alert_id"] not in planned]
     n_planned_now = len(records)
-    # Asteroids get no follow-up; a request made before the alert joined a tracklet is
-    # withdrawn from its queue.
-    moving = moving_alert_ids(lake, site, night)
-    refusals = [
-        {"site": "all", "night": night, "reason": f"moving object {moving[r['alert_id']]}",
-         "alert_id": r["alert_id"]}
-        for r in records if r["alert_id"] in moving
-    ]  # fmt: skip
-    records = [r for r in records if r["alert_id"] not in moving]
-    sure = confirmed(records, alert_history(lake, {r["object_id"] for r in records}))
-    refusals += [
-        {"site": "all", "night": night, "alert_id": r["alert_id"],
-         "reason": "held: no second detection at this place 20 min apart yet (asteroids move)"}
-        for r in records if r["alert_id"] not in sure
-    ]  # fmt: skip
-    records = [r for r in records if r["alert_id"] in sure]
-    withdrawn = earlier[earlier.alert_id.isin(list(moving))] if len(earlier) else earlier
-    for req in withdrawn.itertuples():
-        lake.delete(lake.queue(req.site, req.alert_id))
-    refusals += [
-        {"site": req.site, "night": night, "alert_id": req.alert_id,
-         "reason": f"withdrawn: moving object {moving[req.alert_id]}"}
-        for req in withdrawn.itertuples()
-    ]  # fmt: skip
-    earlier = earlier[~earlier.alert_id.isin(list(moving))] if len(earlier) else earlier
+    records, earlier, refusals = _screen(lake, site, night, records, earlier)
     plans = []
     if records:  # the other sites' recent conditions are read only when they rank something
         conditions = {
