@@ -78,6 +78,15 @@ MIN_FIT_STAMPS = 5
 MAX_SCALE_ERROR = 0.2
 
 
+#: Spline order of the image's resampling (:func:`align`). Bilinear interpolation (1)
+#: smooths a pixel by an amount that depends on its fractional offset, which changes
+#: across a frame that is rotated or distorted against the other, so no single kernel
+#: matches it: on 400² frames with 300 stars, a reference of three dithered frames left
+#: star cores up to 6–7σ in the difference and 1–5 false detections per frame; cubic
+#: splines, 3.2–3.9σ and 0–1 (measured 2026-12-07, three PSF families).
+IMAGE_ORDER = 3
+
+
 #: Spacing (pixels) of the grid on which :func:`pixel_map` evaluates the WCS exactly; a
 #: bicubic spline fills in between. Distortions of a camera's WCS are smooth on this
 #: scale: the map is within 1e-4 px of the exact one (tested), at a 1000th of the cost.
@@ -128,18 +137,21 @@ def _resample(image, ys, xs, order: int) -> np.ndarray:
 
 
 def align(image, err, mask, wcs_from, wcs_to, shape):
-    """Resample an image, its error and mask onto another WCS grid (bilinear).
+    """Resample an image, its error and mask onto another WCS grid.
 
     Returns ``(image, err, mask)`` on the target grid; pixels the input does not cover
-    get ``NO_REFERENCE`` in the mask and zero data. The variance is resampled with the
-    same weights, which slightly overstates it (correlated noise is not tracked); the
-    mask by nearest neighbour. One :func:`pixel_map` serves all three.
+    get ``NO_REFERENCE`` in the mask and zero data. The image is interpolated by cubic
+    spline (:data:`IMAGE_ORDER`), its masked pixels first set to its sky so that a cosmic
+    ray or a bad column does not spread; the variance is resampled bilinearly, which
+    slightly overstates it (correlated noise is not tracked); the mask by nearest
+    neighbour. One :func:`pixel_map` serves all three.
     """
     from concurrent.futures import ThreadPoolExecutor
 
     ys, xs = pixel_map(wcs_from, wcs_to, shape)
+    bad = (mask != 0) | ~np.isfinite(image)
     planes = [
-        (np.nan_to_num(image), 1),
+        (np.where(bad, _sky(image, mask), image), IMAGE_ORDER),
         (np.nan_to_num(err**2, nan=0.0), 1),
         (mask.astype(float), 0),
     ]
@@ -159,8 +171,12 @@ def align_reproject(image, err, mask, wcs_from, wcs_to, shape):
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
+        bad = (mask != 0) | ~np.isfinite(image)
         data, footprint = reproject_interp(
-            (np.nan_to_num(image), wcs_from), wcs_to, shape_out=shape, order="bilinear"
+            (np.where(bad, _sky(image, mask), image), wcs_from),
+            wcs_to,
+            shape_out=shape,
+            order="bicubic",
         )
         var, _ = reproject_interp(
             (np.nan_to_num(err**2, nan=0.0), wcs_from), wcs_to, shape_out=shape, order="bilinear"
@@ -186,23 +202,32 @@ def _aligned(data, var, bad, outside):
 
 
 def stack(images, errs, masks, scales):
-    """Inverse-variance weighted mean of aligned frames on one photometric system.
+    """Weighted mean of aligned frames on one photometric system, one weight per frame.
 
     ``scales`` multiply each frame into the common system (e.g. ``10**(0.4*(zp0 - zp))``).
-    A pixel masked in every frame keeps the OR of the masks; otherwise it is clean.
+    A frame's weight is the inverse of its sky variance (the median of its scaled
+    variance over its good pixels), the same at every pixel it covers: weights from each
+    pixel's own variance would count the sources' photons, so a bright star's core would
+    come from other frames than a faint galaxy's, the stack's PSF would change with
+    brightness, and a kernel fitted on bright stars would not match the galaxies. The
+    error is propagated. A pixel masked in every frame keeps the OR of the masks;
+    otherwise it is clean.
     """
     num = np.zeros(images[0].shape)
     wsum = np.zeros(images[0].shape)
+    var = np.zeros(images[0].shape)
     any_mask = np.zeros(images[0].shape, np.uint8)
     for image, err, mask, scale in zip(images, errs, masks, scales, strict=True):
-        good = (mask == 0) & (err > 0)
-        w = np.where(good, 1.0 / np.where(good, (scale * err) ** 2, 1.0), 0.0)
-        num += w * scale * image
+        good = (mask == 0) & (err > 0) & np.isfinite(err)
+        frame_weight = 1.0 / float(np.median((scale * err[good]) ** 2)) if good.any() else 0.0
+        w = np.where(good, frame_weight, 0.0)
+        num += w * scale * np.where(good, image, 0.0)
+        var += w**2 * np.where(good, (scale * err) ** 2, 0.0)
         wsum += w
         any_mask |= mask.astype(np.uint8)
     covered = wsum > 0
     out = np.where(covered, num / np.where(covered, wsum, 1.0), 0.0)
-    err = np.where(covered, 1.0 / np.sqrt(np.where(covered, wsum, 1.0)), 0.0)
+    err = np.where(covered, np.sqrt(var) / np.where(covered, wsum, 1.0), 0.0)
     mask = np.where(covered, 0, np.where(any_mask == 0, NO_REFERENCE, any_mask)).astype(np.uint8)
     return out, err, mask
 

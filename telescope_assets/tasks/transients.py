@@ -37,9 +37,9 @@ __all__ = [
     "to_score",
 ]
 
-REFERENCE_VERSION = "ref-1"
+REFERENCE_VERSION = "ref-2"
 #: Version of the subtraction and detection code: a change re-subtracts every frame.
-DIFFERENCE_VERSION = "diff-6"
+DIFFERENCE_VERSION = "diff-7"
 #: Frames stacked into a reference (the best by seeing among the usable earlier ones).
 REFERENCE_FRAMES = 3
 #: Most candidates kept per frame (the highest S/N); more means a failed subtraction.
