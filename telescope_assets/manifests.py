@@ -135,6 +135,7 @@ _FIELDS: dict[str, list[tuple[str, pa.DataType]]] = {
         ("zp_n_stars", pa.int64()),
         ("zp_scatter", pa.float64()),
         ("colour_term", pa.float64()),
+        ("colour_pivot", pa.float64()),
         ("transparency", pa.float64()),
         ("aperture_radius_px", pa.float64()),
         ("aperture_correction", pa.float64()),

@@ -22,10 +22,11 @@ from telescope_assets_tests.conftest import NIGHT, real_data, small_registry
 SITE = "sidingspring"
 
 
-def _catalogue(root, registry, **config):
+def _catalogue(root, registry, science_per_night=4, **config):
     """Simulate one clear night at SITE, reduce it, and catalogue every science frame."""
     cfg = SimulationConfig(
-        seed=3, nights=(NIGHT,), sites=(SITE,), science_per_night=4, stars_per_field=4000,
+        seed=3, nights=(NIGHT,), sites=(SITE,), science_per_night=science_per_night,
+        stars_per_field=4000,
         truncated_uploads=0.0, defect_rates=dict.fromkeys(
             ("tracking", "defocus", "satellite", "hot_column", "poor_seeing"), 0.0),
         **config,
@@ -54,7 +55,7 @@ def _catalogue(root, registry, **config):
 @pytest.fixture(scope="module")
 def catalogued(tmp_path_factory):
     registry = small_registry().with_camera(SITE, shape=(512, 512))
-    return _catalogue(tmp_path_factory.mktemp("catalogs"), registry)
+    return _catalogue(tmp_path_factory.mktemp("catalogs"), registry, science_per_night=8)
 
 
 def _matched(c, frame_id):
@@ -78,7 +79,7 @@ def _matched(c, frame_id):
 
 def test_every_frame_is_catalogued_with_a_solution(catalogued):
     q = catalogued["quality"]
-    assert len(q) == 4
+    assert len(q) == 8
     assert q.wcs_ok.all()
     assert (q.quality_flags == "").all()
     assert (q.n_sources > 100).all()

@@ -34,7 +34,9 @@ __all__ = [
 #: Bump when catalogs change: every frame's catalog becomes stale and is redone.
 #: cat-6: aperture correction from a fitted curve of growth; frames without a header WCS
 #: solved from their pointing; airmass from the site, time and pointing.
-CATALOG_VERSION = "cat-6"
+#: cat-7: the zero point from calibration stars that no neighbour's light reaches, at the
+#: calibration stars' median colour.
+CATALOG_VERSION = "cat-7"
 #: Stars whose 2-D Gaussian fits give a frame's seeing (their median FWHM).
 FWHM_STARS = 50
 
@@ -338,6 +340,7 @@ def calibrate_photometry(w: FrameWork) -> None:
         sources.loc[sources.index[det], "ref_id"] = ref.source_id.to_numpy()[refi]
         sources.loc[sources.index[det], "ref_mag"] = ref[band].to_numpy()[refi]
         usable = w.clean.to_numpy()[det] & ~ref.variable.to_numpy()[refi].astype(bool)
+        usable = _isolated_calibrators(w, det, refi, usable)
         colour = None
         if {"g", "r"} <= set(ref.columns):
             colour = (ref.g - ref.r).to_numpy()[refi][usable]
@@ -477,6 +480,7 @@ def quality_row(w: FrameWork) -> dict[str, Any]:
         "zp_n_stars": zp.n_used,
         "zp_scatter": zp.scatter,
         "colour_term": zp.colour_term,
+        "colour_pivot": zp.colour_pivot,
         "transparency": w.transparency,
         "aperture_radius_px": w.radius,
         "aperture_correction": growth.correction,
@@ -500,6 +504,61 @@ def quality_row(w: FrameWork) -> dict[str, Any]:
         "pipeline_version": __version__,
         "seconds": time.perf_counter() - w.start,
     }
+
+
+#: A calibration star is used when its neighbours put less than this fraction of its own
+#: light in its aperture (estimated from the reference catalogue and the detections).
+MAX_CALIBRATOR_CONTAMINATION = 0.002
+#: Neighbours count out to the aperture plus this many FWHM.
+CALIBRATOR_REACH_FWHM = 4.0
+#: Fewer clean calibrators than this: the zero point uses every usable star (a crowded
+#: field), and the frame is flagged ``zp_crowded``.
+MIN_ISOLATED_CALIBRATORS = 10
+
+
+def _isolated_calibrators(w: FrameWork, det, refi, usable: np.ndarray) -> np.ndarray:
+    """``usable`` calibration stars that their neighbours' light does not reach.
+
+    A neighbour adds its light to a star's aperture: on a dense simulated field (4000
+    stars on 512², 3.3″ seeing) stars with a neighbour within 10 px brighter than 1 % of
+    them were measured 1.5 % (S/N 50–100) to 8 % (S/N 10–20) too bright, and the zero
+    points of eight frames came out +0.007 to +0.014 mag (2026-12-07). Each star's
+    contamination is the neighbours' flux times the share of a Moffat (the frame's curve
+    of growth, else β = 3 at its FWHM) that its aperture holds at their distance; the
+    neighbours are the reference catalogue's stars (to its depth) and the frame's own
+    detections (galaxies, and stars the catalogue lacks), the larger of the two sums.
+    """
+    sources, ref, band = w.sources, w.ref, w.band
+    fwhm = w.fwhm if np.isfinite(w.fwhm) else 3.0
+    beta = w.growth.beta if np.isfinite(w.growth.beta) and w.growth.beta > 1.2 else 3.0
+    alpha = (
+        w.growth.alpha if np.isfinite(w.growth.alpha) else fwhm / (2 * np.sqrt(2 ** (1 / beta) - 1))
+    )
+    reach = w.radius + CALIBRATOR_REACH_FWHM * fwhm
+    grid = np.linspace(0, reach, 64)
+    table = photcal.offset_aperture_fraction(grid, w.radius, alpha, beta)
+
+    def fraction(d):
+        return np.interp(d, grid, table)
+
+    x = sources.x.to_numpy()[det]
+    y = sources.y.to_numpy()[det]
+    ref_mag = ref[band].to_numpy()
+    finite = np.isfinite(ref_mag)
+    rx, ry = w.wcs.all_world2pix(ref.ra.to_numpy()[finite], ref.dec.to_numpy()[finite], 0)
+    position = np.cumsum(finite) - 1  # a catalogue row's index among the finite ones
+    from_ref = photcal.contamination(
+        (rx, ry, 10 ** (-0.4 * ref_mag[finite])), position[refi], reach, fraction, (x, y)
+    )
+    flux = sources.flux_ap.to_numpy()
+    from_det = photcal.contamination(
+        (sources.x.to_numpy(), sources.y.to_numpy(), flux), det, reach, fraction
+    )
+    clean = usable & (np.maximum(from_ref, from_det) < MAX_CALIBRATOR_CONTAMINATION)
+    if clean.sum() >= MIN_ISOLATED_CALIBRATORS:
+        return clean
+    w.flags.append("zp_crowded")
+    return usable
 
 
 #: Radii of the curve of growth, in units of the photometric aperture (1.5 FWHM): out to
