@@ -286,15 +286,8 @@ def fit_zero_point(
     if colour is not None:
         use &= np.isfinite(colour)
     if use.sum() < min_stars:
-        return ZeroPoint(
-            np.nan,
-            np.nan,
-            0.0,
-            int(use.sum()),
-            np.nan,
-            False,
-            f"only {int(use.sum())} usable stars",
-        )
+        n = int(use.sum())
+        return ZeroPoint(np.nan, np.nan, 0.0, n, np.nan, False, f"only {n} usable stars")
     delta = m_ref - m_inst
     base = use.copy()
     # Start from the median, which outliers (variables, blends) cannot drag, then refit
