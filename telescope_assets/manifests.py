@@ -286,6 +286,11 @@ _FIELDS: dict[str, list[tuple[str, pa.DataType]]] = {
         ("moon_separation_deg", pa.float64()),
         ("recent_transparency", pa.float64()),
         ("recent_seeing_arcsec", pa.float64()),
+        ("limiting_mag", pa.float64()),
+        ("science_priority", pa.float64()),
+        ("rate_mag_per_day", pa.float64()),
+        ("rate_err", pa.float64()),
+        ("predicted_fade_mjd", pa.float64()),
     ],
     "followup_refusals": [
         ("site", TEXT),

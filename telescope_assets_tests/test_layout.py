@@ -60,7 +60,6 @@ NOT_YET_MIRRORED = {
     "tasks/alerts.py",
     "tasks/calibration.py",
     "tasks/catalogs.py",
-    "tasks/followup.py",
     "tasks/lightcurves.py",
     "tasks/reconcile.py",
     "tasks/site_learning.py",

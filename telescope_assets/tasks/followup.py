@@ -76,22 +76,95 @@ def confirmed(records: list[dict], history: dict[str, list[dict]]) -> set[str]:
     }
 
 
+#: A site's single-exposure limit (5σ, mag) until its frame quality says: a small
+#: telescope's in a minute under a grey sky.
+DEFAULT_LIMITING_MAG = 20.0
+
+
+def science_priority(mag: float, age_days: float, rate: float, rate_err: float) -> float:
+    """The scientific value of following an object up now, from what is known of it.
+
+    ``brightness × youth × trend``: brightness ``10^(-0.2 (mag − 18))`` (the S/N an
+    exposure buys: 2.5 at 16 mag, 0.4 at 20); youth ``exp(−age / 10 d)`` since its first
+    detection (early data are what cannot be had later); trend 2 while it rises
+    significantly (``rate < −2 σ``: before its peak), else 1. Class and novelty join when
+    alerts are typed (issue 20, part 3). Higher is more valuable.
+
+    >>> round(science_priority(18.0, 0.0, 0.0, 1.0), 3)
+    1.0
+    >>> round(science_priority(16.0, 10.0, 0.05, 0.01), 3)  # brighter, older, fading
+    0.924
+    """
+    brightness = 10 ** (-0.2 * (mag - 18.0)) if np.isfinite(mag) else 0.4
+    youth = np.exp(-max(age_days, 0.0) / 10.0) if np.isfinite(age_days) else 1.0
+    rising = np.isfinite(rate) and np.isfinite(rate_err) and rate < -2 * rate_err
+    return float(brightness * youth * (2.0 if rising else 1.0))
+
+
+def with_evolution(records: list[dict], history: dict[str, list[dict]]) -> list[dict]:
+    """Each alert with its object's fitted evolution, rate and :func:`science_priority`.
+
+    The evolution is :func:`~telescope_assets.science.evolution.fit_evolution`'s, over
+    the object's detections: its alerts at every site and night (``history``, which holds
+    this alert once its manifest is written). Fewer than two nights give no fit, and the
+    priority then uses the alert's own magnitude and no trend.
+    """
+    from telescope_assets.science.evolution import fit_evolution
+
+    out = []
+    for r in records:
+        points = {h["alert_id"]: h for h in history.get(r["object_id"], [])} | {r["alert_id"]: r}
+        rows = sorted(points.values(), key=lambda h: h["mjd"])
+        ev = fit_evolution(
+            [h["mjd"] for h in rows], [h["mag"] for h in rows],
+            [h.get("mag_err", np.nan) for h in rows], [h["filter"] for h in rows],
+        )  # fmt: skip
+        rate, rate_err = ev.rate(r["filter"]) if ev.ok else (np.nan, np.nan)
+        age = float(r["mjd"] - rows[0]["mjd"])
+        out.append(
+            r | {
+                "evolution": ev if ev.ok else None,
+                "rate_mag_per_day": rate,
+                "rate_err": rate_err,
+                "science_priority": science_priority(float(r["mag"]), age, rate, rate_err),
+            }
+        )  # fmt: skip
+    return out
+
+
+def _predicted_mag(evolution, when: dt.datetime, filters, mag: float) -> float:
+    """The object's brightest predicted magnitude in ``filters`` at ``when``.
+
+    ``mag`` itself without a fitted evolution.
+    """
+    if evolution is None:
+        return mag
+    mjd = 40587.0 + when.timestamp() / 86400.0
+    return float(min(evolution.predict([mjd], band)[0][0] for band in filters))
+
+
 #: S/N a follow-up exposure aims for, and its limits (seconds).
 TARGET_SNR, MIN_EXPTIME, MAX_EXPTIME = 20.0, 30.0, 600.0
 
 
 def recent_conditions(lake: Lake, site: str, night: str) -> dict[str, float]:
-    """Median transparency and seeing of the site's latest frame-quality night ≤ ``night``."""
+    """Median transparency, seeing and limit of the latest frame-quality night ≤ ``night``."""
     nights = [n for n in lake.manifest_nights("frame_quality", site) if n <= night]
     for n in sorted(nights, reverse=True):
         table = lake.read_parquet(lake.manifest("frame_quality", site, n))
         if len(table) and table.transparency.notna().any():
+            limit = table.limiting_mag.astype(float) if "limiting_mag" in table else None
             return {
                 "night": n,
                 "transparency": float(np.nanmedian(table.transparency.astype(float))),
                 "seeing_arcsec": float(np.nanmedian(table.seeing_arcsec.astype(float))),
+                "limiting_mag": (
+                    float(np.nanmedian(limit))
+                    if limit is not None and limit.notna().any()
+                    else np.nan
+                ),
             }
-    return {"night": None, "transparency": np.nan, "seeing_arcsec": np.nan}
+    return {"night": None, "transparency": np.nan, "seeing_arcsec": np.nan, "limiting_mag": np.nan}
 
 
 def exposure_for(site: Site, band: str, mag: float, seeing_arcsec: float) -> float:
@@ -127,6 +200,16 @@ def plan_alert(
         cond = conditions.get(name, {})
         seeing = cond.get("seeing_arcsec", np.nan)
         mag = float(alert["mag"]) if np.isfinite(alert["mag"]) else 19.0
+        predicted = _predicted_mag(alert.get("evolution"), vis.start, site.filters, mag)
+        limit = cond.get("limiting_mag", np.nan)
+        limit = float(limit) if np.isfinite(limit) else DEFAULT_LIMITING_MAG
+        if predicted > limit:
+            refused.append(
+                {"site": name, "night": night,
+                 "reason": f"predicted {predicted:.1f} mag, below the site's limit {limit:.1f}"}
+            )  # fmt: skip
+            continue
+        mag = predicted
         requests.append(
             {
                 "request_id": f"{alert['alert_id']}@{name}",
@@ -145,6 +228,11 @@ def plan_alert(
                 "moon_separation_deg": round(vis.moon_separation_deg, 1),
                 "recent_transparency": cond.get("transparency", np.nan),
                 "recent_seeing_arcsec": seeing,
+                "limiting_mag": limit,
+                "science_priority": float(alert.get("science_priority", np.nan)),
+                "rate_mag_per_day": float(alert.get("rate_mag_per_day", np.nan)),
+                "rate_err": float(alert.get("rate_err", np.nan)),
+                "predicted_fade_mjd": np.nan,
             }
         )
     transparency = [
@@ -156,6 +244,10 @@ def plan_alert(
     )
     for rank, i in enumerate(order, start=1):
         requests[i]["priority"] = rank
+        if alert.get("evolution") is not None:
+            limit = requests[i]["limiting_mag"]
+            band = requests[i]["filters"][0]
+            requests[i]["predicted_fade_mjd"] = alert["evolution"].fade_mjd(limit, band)[0]
     return sorted(requests, key=lambda r: r["priority"]), refused
 
 
@@ -187,6 +279,18 @@ def _concat(*tables: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True) if parts else tables[-1]
 
 
+def _by_priority(table: pd.DataFrame) -> pd.DataFrame:
+    """Requests by scientific priority (highest first), then each alert's site rank."""
+    if not len(table) or "science_priority" not in table:
+        return table
+    return table.sort_values(
+        ["science_priority", "alert_id", "priority"],
+        ascending=[False, True, True],
+        na_position="last",
+        ignore_index=True,
+    )
+
+
 @dataclass
 class NightPlan:
     """What :func:`plan_night` did for one site x night."""
@@ -200,8 +304,8 @@ class NightPlan:
 
 def _screen(
     lake: Lake, site: str, night: str, records: list[dict], earlier: pd.DataFrame
-) -> tuple[list[dict], pd.DataFrame, list[dict]]:
-    """The alerts to plan, the earlier requests to keep, and the refusals of the others.
+) -> tuple[list[dict], pd.DataFrame, list[dict], dict[str, list[dict]]]:
+    """The alerts to plan, the earlier requests to keep, the refusals, the objects' history.
 
     Asteroids get no follow-up, and a request made before its alert joined a tracklet is
     withdrawn from its queue; a detection not yet :func:`confirmed` is held.
@@ -213,7 +317,8 @@ def _screen(
         for r in records if r["alert_id"] in moving
     ]  # fmt: skip
     records = [r for r in records if r["alert_id"] not in moving]
-    sure = confirmed(records, alert_history(lake, {r["object_id"] for r in records}))
+    history = alert_history(lake, {r["object_id"] for r in records})
+    sure = confirmed(records, history)
     refusals += [
         {"site": "all", "night": night, "alert_id": r["alert_id"],
          "reason": "held: no second detection at this place 20 min apart yet (asteroids move)"}
@@ -228,7 +333,7 @@ def _screen(
         for req in withdrawn.itertuples()
     ]  # fmt: skip
     kept = earlier[~earlier.alert_id.isin(list(moving))] if len(earlier) else earlier
-    return [r for r in records if r["alert_id"] in sure], kept, refusals
+    return [r for r in records if r["alert_id"] in sure], kept, refusals, history
 
 
 def plan_night(
@@ -266,7 +371,8 @@ def plan_night(
     planned = set(earlier.get("alert_id", [])) | set(earlier_refused.get("alert_id", []))
     records = [r for r in wanted.to_dict("records") if r["alert_id"] not in planned]
     n_planned_now = len(records)
-    records, earlier, refusals = _screen(lake, site, night, records, earlier)
+    records, earlier, refusals, history = _screen(lake, site, night, records, earlier)
+    records = with_evolution(records, history)
     plans = []
     if records:  # the other sites' recent conditions are read only when they rank something
         conditions = {
@@ -282,7 +388,7 @@ def plan_night(
                 written += 1
         requests += reqs
         refusals += [r | {"alert_id": alert["alert_id"]} for r in refused]
-    out = _concat(earlier, as_table(requests))
+    out = _by_priority(_concat(earlier, as_table(requests)))
     refused_all = _concat(
         earlier_refused, pd.DataFrame(refusals, columns=["site", "night", "reason", "alert_id"])
     )
