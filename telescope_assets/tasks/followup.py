@@ -4,7 +4,9 @@ Every site other than the one that alerted is checked (astronomical night after 
 alert, airmass < 2, Moon ≥ 30° away). Observable sites are ranked by the earliest start
 of their window, then by their recent conditions (the latest frame-quality partition:
 median transparency and seeing). Each gets a request in its queue,
-``queues/<site>/<alert_id>.json``, written once (idempotent per alert and site).
+``queues/<site>/<alert_id>.json``, written once (idempotent per alert and site), unless
+the object's fitted evolution predicts it below that site's limit by then. Requests are
+ordered by the object's :func:`science_priority`.
 """
 
 from __future__ import annotations
