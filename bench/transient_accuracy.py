@@ -107,9 +107,11 @@ def expected_snr(f_diff, f_now, f_ref, n_ref, fwhm_px, sky_rms, host_per_px=0.0)
 
 
 def _galaxy_light(gal: pd.DataFrame, gx, gy, x, y, frame: dict, pixel_scale: float):
-    """Electrons per pixel at (x, y) of the truth galaxies ``gal`` centred at (gx, gy), as
-    the simulator draws them on ``frame`` (an elliptical Gaussian whose width adds the
-    PSF's, radii converted with the camera's pixel scale)."""
+    """Electrons per pixel at (x, y) of the truth galaxies ``gal`` centred at (gx, gy) on
+    ``frame``: an elliptical Gaussian whose width adds a Gaussian PSF's, radii converted
+    with the camera's pixel scale. The simulator convolves the galaxy with the frame's
+    own PSF (a Moffat): this is the light under a fake to within a few per cent, which
+    is what its expected S/N needs."""
     sig = np.hypot(gal.radius_arcsec.to_numpy() / pixel_scale, frame["fwhm_px"] / 2.355)
     pa, q = np.radians(gal.pa_deg.to_numpy()), gal.axis_ratio.to_numpy()
     dx, dy = np.asarray(x) - gx, np.asarray(y) - gy
