@@ -340,22 +340,26 @@ def calibrate_photometry(w: FrameWork) -> None:
         sources.loc[sources.index[det], "ref_id"] = ref.source_id.to_numpy()[refi]
         sources.loc[sources.index[det], "ref_mag"] = ref[band].to_numpy()[refi]
         usable = w.clean.to_numpy()[det] & ~ref.variable.to_numpy()[refi].astype(bool)
-        usable = _isolated_calibrators(w, det, refi, usable)
-        colour = None
-        if {"g", "r"} <= set(ref.columns):
-            colour = (ref.g - ref.r).to_numpy()[refi][usable]
+        colour = (ref.g - ref.r).to_numpy()[refi] if {"g", "r"} <= set(ref.columns) else None
         ref_err = (
             ref[f"{band}_err"].to_numpy()[refi]
             if f"{band}_err" in ref
             else np.full(len(refi), 0.01)
         )
-        w.zp = photcal.fit_zero_point(
-            m_inst[det][usable],
-            m_inst_err[det][usable],
-            ref[band].to_numpy()[refi][usable],
-            ref_err[usable],
-            colour=colour,
-        )
+
+        def fit(use: np.ndarray) -> photcal.ZeroPoint:
+            return photcal.fit_zero_point(
+                m_inst[det][use], m_inst_err[det][use], ref[band].to_numpy()[refi][use],
+                ref_err[use], colour=None if colour is None else colour[use],
+            )  # fmt: skip
+
+        w.zp = fit(usable & _isolated_calibrators(w, det, refi))
+        if not w.zp.ok or w.zp.n_used < MIN_ISOLATED_CALIBRATORS:
+            # Too few stars clear of neighbours (a crowded or a small frame): all of them.
+            crowded = fit(usable)
+            if crowded.ok:
+                w.zp = crowded
+                w.flags.append("zp_crowded")
         if not w.zp.ok:
             w.flags.append("zp_failed")
     zp = w.zp
@@ -511,13 +515,13 @@ def quality_row(w: FrameWork) -> dict[str, Any]:
 MAX_CALIBRATOR_CONTAMINATION = 0.002
 #: Neighbours count out to the aperture plus this many FWHM.
 CALIBRATOR_REACH_FWHM = 4.0
-#: Fewer clean calibrators than this: the zero point uses every usable star (a crowded
-#: field), and the frame is flagged ``zp_crowded``.
+#: A zero point from fewer isolated calibrators than this (or none) is fitted again on
+#: every usable star (a crowded or small frame), and the frame is flagged ``zp_crowded``.
 MIN_ISOLATED_CALIBRATORS = 10
 
 
-def _isolated_calibrators(w: FrameWork, det, refi, usable: np.ndarray) -> np.ndarray:
-    """``usable`` calibration stars that their neighbours' light does not reach.
+def _isolated_calibrators(w: FrameWork, det, refi) -> np.ndarray:
+    """Which matched stars (``det``, ``refi``) their neighbours' light does not reach.
 
     A neighbour adds its light to a star's aperture: on a dense simulated field (4000
     stars on 512², 3.3″ seeing) stars with a neighbour within 10 px brighter than 1 % of
@@ -554,11 +558,7 @@ def _isolated_calibrators(w: FrameWork, det, refi, usable: np.ndarray) -> np.nda
     from_det = photcal.contamination(
         (sources.x.to_numpy(), sources.y.to_numpy(), flux), det, reach, fraction
     )
-    clean = usable & (np.maximum(from_ref, from_det) < MAX_CALIBRATOR_CONTAMINATION)
-    if clean.sum() >= MIN_ISOLATED_CALIBRATORS:
-        return clean
-    w.flags.append("zp_crowded")
-    return usable
+    return np.maximum(from_ref, from_det) < MAX_CALIBRATOR_CONTAMINATION
 
 
 #: Radii of the curve of growth, in units of the photometric aperture (1.5 FWHM): out to
