@@ -254,7 +254,16 @@ TWO_NIGHTS = ("2026-03-18", "2026-03-19")
 
 @pytest.fixture(scope="module")
 def two_nights(tmp_path_factory, registry):
-    """Two simulated nights of tololo, made once per module (references, then alerts)."""
+    """Two simulated nights of tololo, made once per module (references, then alerts).
+
+    A transient is put into every night-2 frame of a field and filter that night 1 also
+    observed (so a reference exists), at one place of the sky: the night has alerts for
+    certain, whatever the sky's own transients and the subtraction's residuals do.
+    """
+    import pandas as pd
+
+    from telescope_assets_tests.injection import inject
+
     root = tmp_path_factory.mktemp("two_nights")
     cfg = SimulationConfig(
         seed=1,
@@ -264,5 +273,19 @@ def two_nights(tmp_path_factory, registry):
         stars_per_field=3000,
         truncated_uploads=0.0,
     )
-    simulate_network(registry, root / "incoming", root / "truth", cfg)
+    frames = simulate_network(registry, root / "incoming", root / "truth", cfg)
+    science = frames[frames.kind == "science"]
+    seen = set(
+        zip(*science[science.night == TWO_NIGHTS[0]][["field", "filter"]].T.values, strict=True)
+    )
+    tonight = science[science.night == TWO_NIGHTS[1]]
+    targets = tonight[
+        [(f, b) in seen for f, b in zip(tonight.field, tonight["filter"], strict=True)]
+    ]
+    field = targets.field.iloc[0]
+    refcat = pd.read_parquet(root / "truth" / "refcat" / f"{field}.parquet")
+    at = None
+    for frame in targets[targets.field == field].itertuples():
+        placed = inject(root / "incoming" / frame.filename, registry["tololo"], refcat, frame, at)
+        at = at or (placed["ra"], placed["dec"])
     return root

@@ -43,6 +43,7 @@ from telescope_assets.ops.stack import LOCAL_S3_KEYS, Stack, StackConfig
 from telescope_assets.simulate.network import SimulationConfig, simulate_network
 from telescope_assets_tests import champions
 from telescope_assets_tests.conftest import ephemeral_instance
+from telescope_assets_tests.injection import inject
 
 # The first test's setup holds the module's work (a network, three trained networks, the
 # stack, a backfill): about 5 minutes here, over 10 on a loaded CI machine, so the
@@ -66,7 +67,6 @@ FRAME_ASSETS = (
     "alerts",
 )
 REPO = {"repositoryName": "__repository__", "repositoryLocationName": "telescope_assets"}
-TRANSIENT_E = 60_000.0  # electrons in the injected point source: S/N of a few hundred
 
 
 def _free_ports(n: int) -> list[int]:
@@ -94,41 +94,6 @@ def _wait_for(what: str, check, timeout: float, every: float = 3.0):
 
 
 # -- the simulated network ----------------------------------------------------------------
-
-
-def _inject(path: Path, site, refcat: pd.DataFrame, frame, at=None) -> dict:
-    """Add a point source to a raw frame (in place): at sky position ``at``, or far from
-    every catalogued star. Placed by the frame's true pointing (the simulator's truth), so
-    that two frames get it at one place of the sky."""
-    from astropy.io import fits
-
-    from telescope_assets.simulate.network import true_wcs
-    from telescope_assets.simulate.render import Conditions, Source, render_sources
-
-    cam = site.camera
-    with fits.open(path) as hdul:
-        data = hdul[0].data.astype(np.float64)
-        header = hdul[0].header
-    wcs = true_wcs(site, frame.true_crval1, frame.true_crval2, frame.true_rotation_deg)
-    if at is None:
-        x_star, y_star = wcs.all_world2pix(refcat.ra, refcat.dec, 0)
-        grid = np.array([(x, y) for x in range(60, 200, 7) for y in range(60, 200, 7)], float)
-        dist = np.hypot(grid[:, None, 0] - x_star, grid[:, None, 1] - y_star).min(axis=1)
-        x, y = grid[int(np.argmax(dist))]
-    else:
-        x, y = (float(v) for v in wcs.all_world2pix(at[0], at[1], 0))
-    fwhm = frame.seeing_arcsec / cam.pixel_scale
-    image = render_sources(
-        data.shape,
-        [Source(np.array([x]), np.array([y]), np.array([TRANSIENT_E]))],
-        fwhm,
-        Conditions(),
-    )
-    rng = np.random.default_rng(0)
-    data += rng.poisson(np.clip(image, 0, None)) / cam.gain
-    fits.PrimaryHDU(data.astype(np.float32), header).writeto(path, overwrite=True)
-    ra, dec = wcs.all_pix2world(x, y, 0)
-    return {"x": float(x), "y": float(y), "ra": float(ra), "dec": float(dec)}
 
 
 @pytest.fixture(scope="module")
@@ -165,8 +130,8 @@ def network(tmp_path_factory, registry):
             science[science.field.duplicated(keep=False)].sort_values("mjd").iloc[:2].itertuples()
         )
         refcat = pd.read_parquet(root / "truth" / "refcat" / f"{first.field}.parquet")
-        injected[site] = _inject(live / first.filename, registry[site], refcat, first)
-        injected[site]["again"] = _inject(
+        injected[site] = inject(live / first.filename, registry[site], refcat, first)
+        injected[site]["again"] = inject(
             live / again.filename, registry[site], refcat, again,
             at=(injected[site]["ra"], injected[site]["dec"]),
         )  # fmt: skip
