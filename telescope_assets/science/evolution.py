@@ -19,6 +19,7 @@ priority and stops when an object is predicted too faint).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -51,8 +52,10 @@ class Evolution:
     ok: bool
     message: str = ""
 
-    def _draws(self, seed: int = 0) -> np.ndarray:
-        rng = np.random.default_rng(seed)
+    @cached_property
+    def _draws(self) -> np.ndarray:
+        """:data:`DRAWS` parameter sets from the fit's covariance (drawn once, seed 0)."""
+        rng = np.random.default_rng(0)
         return rng.multivariate_normal(self.params, self.cov, DRAWS, method="eigh")
 
     def _mag(self, p: np.ndarray, mjd, band: str) -> np.ndarray:
@@ -69,11 +72,15 @@ class Evolution:
         )
         return _ZP - 2.5 / np.log(10.0) * log_flux
 
+    def magnitude(self, mjd, band: str) -> np.ndarray:
+        """The best fit's magnitude in ``band`` at ``mjd`` (array), without uncertainty."""
+        return self._mag(self.params, mjd, band)[0]
+
     def predict(self, mjd, band: str) -> tuple[np.ndarray, np.ndarray]:
         """Magnitude in ``band`` at ``mjd`` (array) and its 1σ uncertainty."""
         mjd = np.atleast_1d(np.asarray(mjd, float))
-        best = self._mag(self.params, mjd, band)[0]
-        spread = self._mag(self._draws(), mjd, band)
+        best = self.magnitude(mjd, band)
+        spread = self._mag(self._draws, mjd, band)
         lo, hi = np.percentile(spread, [16, 84], axis=0)
         return best, (hi - lo) / 2
 
@@ -82,7 +89,7 @@ class Evolution:
         t = self.last_mjd if mjd is None else mjd
         grid = np.array([t - 0.5, t + 0.5])
         best = np.diff(self._mag(self.params, grid, band)[0])[0]
-        draws = np.diff(self._mag(self._draws(), grid, band), axis=1)[:, 0]
+        draws = np.diff(self._mag(self._draws, grid, band), axis=1)[:, 0]
         return float(best), float(np.std(draws))
 
     def fade_mjd(self, limit_mag: float, band: str, horizon_days: float = 365.0):
@@ -100,7 +107,7 @@ class Evolution:
             return np.where(below.any(axis=-1), grid[idx], np.nan)
 
         best = float(first_below(self._mag(self.params, grid, band))[0])
-        draws = first_below(self._mag(self._draws(), grid, band))
+        draws = first_below(self._mag(self._draws, grid, band))
         finite = draws[np.isfinite(draws)]
         if len(finite) < DRAWS // 2:
             return best, np.nan, np.nan

@@ -142,7 +142,7 @@ def _predicted_mag(evolution, when: dt.datetime, filters, mag: float) -> float:
     if evolution is None:
         return mag
     mjd = 40587.0 + when.timestamp() / 86400.0
-    return float(min(evolution.predict([mjd], band)[0][0] for band in filters))
+    return float(min(evolution.magnitude([mjd], band)[0] for band in filters))
 
 
 #: S/N a follow-up exposure aims for, and its limits (seconds).
