@@ -144,10 +144,11 @@ def ensure_models(defs, instance, mlflow, launched_by: str) -> None:
     # One execution per model, so that one missing its target (its blocking check
     # fails) does not stop the others in this in-process run.
     batches = [
-        ["frame_quality_training_set", "real_bogus_training_set"],
+        ["frame_quality_training_set", "real_bogus_training_set", "transient_type_training_set"],
         ["frame_quality_model"],
         ["real_bogus_model"],
         ["anomaly_model"],
+        ["transient_type_model"],
     ]
     for keys in batches:
         result = job.execute_in_process(

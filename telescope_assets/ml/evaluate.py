@@ -26,7 +26,7 @@ def predict(
                 logits = net(x, torch.as_tensor(arrays["scalars"][i : i + batch]))
                 out.setdefault("probs", []).append(torch.softmax(logits[:, :3], 1).numpy())
                 out.setdefault("flag_probs", []).append(torch.sigmoid(logits[:, 3:]).numpy())
-            elif kind == "real_bogus":
+            elif kind in ("real_bogus", "transient_type"):
                 out.setdefault("probs", []).append(torch.softmax(net(x), 1).numpy())
             else:
                 err = ((net(x) - x) ** 2).mean(dim=(1, 2, 3))
@@ -43,6 +43,8 @@ def evaluate(
         return _quality(pred, arrays)
     if kind == "real_bogus":
         return _real_bogus(pred, arrays)
+    if kind == "transient_type":
+        return _typing(pred, arrays)
     return _anomaly(pred, arrays)
 
 
@@ -100,6 +102,32 @@ def _real_bogus(pred, arrays):
         "fpr_fnr_vs_threshold.png": _plot_rates(thresholds, fprs, fnrs, threshold),
     }
     return metrics, plots
+
+
+def _typing(pred, arrays):
+    """Macro-averaged recall (the gate), per-class recall, and the two confusions that matter.
+
+    ``sn_as_moving_p90``/``moving_as_sn_p90``: supernovae called moving objects, and moving
+    objects called supernovae, at probability ≥ 0.9 (an asteroid must never be followed up
+    as a supernova, nor a supernova dropped as an asteroid).
+    """
+    from telescope_assets.ml.labels import TYPE_CLASSES
+
+    y, probs = arrays["y"], pred["probs"]
+    yhat = probs.argmax(1)
+    k = len(TYPE_CLASSES)
+    m = _confusion(y, yhat, k)
+    recall = np.diag(m) / np.maximum(m.sum(1), 1)
+    sn, moving = TYPE_CLASSES.index("supernova_like"), TYPE_CLASSES.index("moving_object")
+    metrics = {
+        "macro_recall": float(recall.mean()),
+        "accuracy": float(np.mean(yhat == y)),
+        **{f"recall_{name}": float(r) for name, r in zip(TYPE_CLASSES, recall, strict=True)},
+        "sn_as_moving_p90": int(np.sum((y == sn) & (probs[:, moving] >= 0.9))),
+        "moving_as_sn_p90": int(np.sum((y == moving) & (probs[:, sn] >= 0.9))),
+        "n_eval": len(y),
+    }
+    return metrics, {"confusion_matrix.png": _plot_confusion(m, TYPE_CLASSES)}
 
 
 def _anomaly(pred, arrays):

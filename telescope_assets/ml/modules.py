@@ -5,9 +5,9 @@ import torch
 import torch.nn.functional as F
 import torchmetrics
 
-from telescope_assets.ml.networks import ConvAutoencoder, QualityNet, RealBogusNet
+from telescope_assets.ml.networks import ConvAutoencoder, QualityNet, RealBogusNet, TypeNet
 
-__all__ = ["AutoencoderModule", "QualityModule", "RealBogusModule"]
+__all__ = ["AutoencoderModule", "QualityModule", "RealBogusModule", "TypeModule"]
 
 
 def augment(x: torch.Tensor) -> torch.Tensor:
@@ -104,3 +104,28 @@ class AutoencoderModule(_Base):
     def validation_step(self, batch, batch_idx):
         (x,) = batch
         self.log("val_loss", F.mse_loss(self.net(x), x), on_epoch=True)
+
+
+class TypeModule(_Base):
+    """Six-class cross-entropy on feature vectors (not augmented: features have no orientation)."""
+
+    def __init__(self, net: TypeNet | None = None, lr: float = 3e-3, n_classes: int = 6):
+        super().__init__(lr)
+        self.save_hyperparameters(ignore=["net"])
+        self.net = net or TypeNet(n_classes=n_classes)
+        self.val_recall = torchmetrics.Recall(
+            task="multiclass", num_classes=n_classes, average="macro"
+        )
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        loss = F.cross_entropy(self.net(x), y)
+        self.log("train_loss", loss, on_epoch=True, on_step=False)
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        logits = self.net(x)
+        self.val_recall(logits, y)
+        self.log("val_loss", F.cross_entropy(logits, y), on_epoch=True)
+        self.log("val_macro_recall", self.val_recall, on_epoch=True)

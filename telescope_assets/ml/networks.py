@@ -3,7 +3,7 @@
 import torch
 from torch import nn
 
-__all__ = ["ConvAutoencoder", "QualityNet", "RealBogusNet"]
+__all__ = ["ConvAutoencoder", "QualityNet", "RealBogusNet", "TypeNet"]
 
 
 def _block(cin: int, cout: int) -> nn.Sequential:
@@ -94,3 +94,24 @@ class ConvAutoencoder(nn.Module):
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.encoder(image))
+
+
+class TypeNet(nn.Module):
+    """Transient type logits from an alert object's feature vector (``science/typing.py``).
+
+    A small multilayer perceptron: the features are already of order unity.
+    """
+
+    def __init__(self, n_features: int = 19, n_classes: int = 6, width: int = 64):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(n_features, width),
+            nn.ReLU(),
+            nn.Linear(width, width),
+            nn.ReLU(),
+            nn.Dropout(0.1),
+            nn.Linear(width, n_classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)

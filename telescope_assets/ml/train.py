@@ -34,6 +34,7 @@ MODELS = {
     ),
     "real_bogus": ModelSpec("real_bogus", ("x", "y"), 12, "fpr_at_fnr_1pct", False, 0.005),
     "anomaly": ModelSpec("anomaly", ("x",), 20, "tpr_at_fpr_1pct", True, 0.90),
+    "transient_type": ModelSpec("transient_type", ("x", "y"), 30, "macro_recall", True, 0.90),
 }
 
 
@@ -44,6 +45,7 @@ def _module(kind: str):
         "frame_quality": modules.QualityModule,
         "real_bogus": modules.RealBogusModule,
         "anomaly": modules.AutoencoderModule,
+        "transient_type": modules.TypeModule,
     }[kind]()
 
 
@@ -63,8 +65,8 @@ def fit(
     Parameters
     ----------
     kind : str
-        ``frame_quality``, ``real_bogus`` or ``anomaly`` (the autoencoder: give it normal
-        examples only).
+        ``frame_quality``, ``real_bogus``, ``anomaly`` (the autoencoder: give it normal
+        examples only) or ``transient_type``.
     arrays : dict
         The training arrays named by the kind's ``keys``.
     max_epochs : int, optional
