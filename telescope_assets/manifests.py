@@ -14,7 +14,7 @@ import warnings
 
 import pyarrow as pa
 
-from telescope_assets.ml.labels import FLAG_NAMES
+from telescope_assets.ml.labels import FLAG_NAMES, TYPE_CLASSES
 
 __all__ = ["MANIFEST_SCHEMAS", "UndeclaredColumnWarning", "conform", "empty"]
 
@@ -268,6 +268,21 @@ _FIELDS: dict[str, list[tuple[str, pa.DataType]]] = {
         ("pa_deg", pa.float64()),
         ("rms_arcsec", pa.float64()),
     ],
+    "transient_types": [
+        ("alert_id", TEXT),
+        ("object_id", TEXT),
+        ("mjd", pa.float64()),
+        ("ra", pa.float64()),
+        ("dec", pa.float64()),
+        ("type_class", TEXT),
+        *((f"p_{name}", pa.float32()) for name in TYPE_CLASSES),
+        ("type_source", TEXT),
+        ("type_model", TEXT),
+        ("host_sep_arcsec", pa.float64()),
+        ("host_radius_arcsec", pa.float64()),
+        ("star_mag", pa.float64()),
+        ("n_points", pa.int64()),
+    ],
     "followup_requests": [
         ("request_id", TEXT),
         ("alert_id", TEXT),
@@ -288,6 +303,7 @@ _FIELDS: dict[str, list[tuple[str, pa.DataType]]] = {
         ("recent_seeing_arcsec", pa.float64()),
         ("limiting_mag", pa.float64()),
         ("science_priority", pa.float64()),
+        ("type_class", TEXT),
         ("rate_mag_per_day", pa.float64()),
         ("rate_err", pa.float64()),
         ("predicted_fade_mjd", pa.float64()),

@@ -83,14 +83,26 @@ def confirmed(records: list[dict], history: dict[str, list[dict]]) -> set[str]:
 DEFAULT_LIMITING_MAG = 20.0
 
 
-def science_priority(mag: float, age_days: float, rate: float, rate_err: float) -> float:
+#: What following up a type is worth (``science_priority``'s class factor); an object
+#: typed ``supernova_like`` is what the network is for. Types absent here are refused
+#: when typed at probability ≥ :data:`POINTLESS_MIN_PROB` (see :data:`POINTLESS`).
+CLASS_WEIGHT = {"supernova_like": 1.0, "unknown": 0.8, "nuclear": 0.6}
+#: Follow-up is pointless for these: an asteroid has moved on, a variable star is known
+#: and varies again, a flare is over before another site can look.
+POINTLESS = ("moving_object", "variable_star", "flare")
+POINTLESS_MIN_PROB = 0.9
+
+
+def science_priority(
+    mag: float, age_days: float, rate: float, rate_err: float, type_class: str | None = None
+) -> float:
     """The scientific value of following an object up now, from what is known of it.
 
-    ``brightness × youth × trend``: brightness ``10^(-0.2 (mag − 18))`` (the S/N an
-    exposure buys: 2.5 at 16 mag, 0.4 at 20); youth ``exp(−age / 10 d)`` since its first
-    detection (early data are what cannot be had later); trend 2 while it rises
-    significantly (``rate < −2 σ``: before its peak), else 1. Class and novelty join when
-    alerts are typed (issue 20, part 3). Higher is more valuable.
+    ``brightness × youth × trend × class``: brightness ``10^(-0.2 (mag − 18))`` (the S/N
+    an exposure buys: 2.5 at 16 mag, 0.4 at 20); youth ``exp(−age / 10 d)`` since its
+    first detection (early data are what cannot be had later); trend 2 while it rises
+    significantly (``rate < −2 σ``: before its peak), else 1; class
+    :data:`CLASS_WEIGHT` of its type (1 when untyped). Higher is more valuable.
 
     >>> round(science_priority(18.0, 0.0, 0.0, 1.0), 3)
     1.0
@@ -100,7 +112,8 @@ def science_priority(mag: float, age_days: float, rate: float, rate_err: float) 
     brightness = 10 ** (-0.2 * (mag - 18.0)) if np.isfinite(mag) else 0.4
     youth = np.exp(-max(age_days, 0.0) / 10.0) if np.isfinite(age_days) else 1.0
     rising = np.isfinite(rate) and np.isfinite(rate_err) and rate < -2 * rate_err
-    return float(brightness * youth * (2.0 if rising else 1.0))
+    weight = CLASS_WEIGHT.get(type_class, 1.0) if type_class else 1.0
+    return float(brightness * youth * (2.0 if rising else 1.0) * weight)
 
 
 def with_evolution(records: list[dict], history: dict[str, list[dict]]) -> list[dict]:
@@ -128,7 +141,9 @@ def with_evolution(records: list[dict], history: dict[str, list[dict]]) -> list[
                 "evolution": ev if ev.ok else None,
                 "rate_mag_per_day": rate,
                 "rate_err": rate_err,
-                "science_priority": science_priority(float(r["mag"]), age, rate, rate_err),
+                "science_priority": science_priority(
+                    float(r["mag"]), age, rate, rate_err, r.get("type_class")
+                ),
             }
         )  # fmt: skip
     return out
@@ -232,6 +247,7 @@ def plan_alert(
                 "recent_seeing_arcsec": seeing,
                 "limiting_mag": limit,
                 "science_priority": float(alert.get("science_priority", np.nan)),
+                "type_class": alert.get("type_class") or "untyped",
                 "rate_mag_per_day": float(alert.get("rate_mag_per_day", np.nan)),
                 "rate_err": float(alert.get("rate_err", np.nan)),
                 "predicted_fade_mjd": np.nan,
@@ -304,6 +320,30 @@ class NightPlan:
     n_written_now: int  # queue files written by this call
 
 
+def _typed(lake: Lake, site: str, night: str, records: list[dict]):
+    """Records with their object's ``type_class``, less those whose type makes it pointless.
+
+    Types come from the partition's ``transient_types`` manifest (absent: untyped).
+    """
+    types = lake.read_manifest("transient_types", site, night)
+    if not len(types):
+        return records, []
+    by_object = {row["object_id"]: row for row in types.to_dict("records")}
+    kept, refusals = [], []
+    for r in records:
+        t = by_object.get(r["object_id"])
+        cls = t["type_class"] if t else None
+        p = float(t.get(f"p_{cls}", np.nan)) if t else np.nan
+        if cls in POINTLESS and p >= POINTLESS_MIN_PROB:
+            reason = f"typed {cls} (p = {p:.2f}): follow-up pointless"
+            refusals.append(
+                {"site": "all", "night": night, "alert_id": r["alert_id"], "reason": reason}
+            )
+        else:
+            kept.append(r | {"type_class": cls})
+    return kept, refusals
+
+
 def _screen(
     lake: Lake, site: str, night: str, records: list[dict], earlier: pd.DataFrame
 ) -> tuple[list[dict], pd.DataFrame, list[dict], dict[str, list[dict]]]:
@@ -319,6 +359,8 @@ def _screen(
         for r in records if r["alert_id"] in moving
     ]  # fmt: skip
     records = [r for r in records if r["alert_id"] not in moving]
+    records, pointless = _typed(lake, site, night, records)
+    refusals += pointless
     history = alert_history(lake, {r["object_id"] for r in records})
     sure = confirmed(records, history)
     refusals += [

@@ -97,3 +97,39 @@ def test_no_request_for_an_object_predicted_below_the_sites_limit():
         expected = min(ev.predict([at], band)[0][0] for band in r["filters"])
         assert r["expected_mag"] == pytest.approx(expected, abs=1e-9)
     assert max(r["expected_mag"] for r in requests) > old[-1]["mag"]  # tololo, later
+
+
+def test_the_type_weighs_in_the_priority():
+    untyped = followup.science_priority(18.0, 1.0, 0.05, 0.01)
+    sn = followup.science_priority(18.0, 1.0, 0.05, 0.01, "supernova_like")
+    nuclear = followup.science_priority(18.0, 1.0, 0.05, 0.01, "nuclear")
+    assert sn == pytest.approx(untyped)
+    assert nuclear == pytest.approx(0.6 * sn)
+
+
+def test_objects_typed_pointless_get_no_follow_up(tmp_path):
+    """A flare and an asteroid-like object typed at p ≥ 0.9 are refused; a supernova and a
+    flare at p 0.6 go on, typed."""
+    from telescope_assets.lake import Lake
+
+    lake = Lake(str(tmp_path))
+    types = pd.DataFrame(
+        {
+            "alert_id": ["a1", "a2", "a3", "a4"],
+            "object_id": ["O1", "O2", "O3", "O4"],
+            "type_class": ["flare", "moving_object", "supernova_like", "flare"],
+            "p_flare": [0.95, 0.0, 0.01, 0.6],
+            "p_moving_object": [0.0, 0.97, 0.0, 0.1],
+            "p_supernova_like": [0.01, 0.01, 0.93, 0.2],
+        }
+    )
+    lake.write_manifest("transient_types", "lapalma", "2026-03-19", types)
+    records = [_alert(f"a{i}", MJD, 18.0, object_id=f"O{i}") for i in range(1, 6)]
+    kept, refused = followup._typed(lake, "lapalma", "2026-03-19", records)
+    assert [r["alert_id"] for r in refused] == ["a1", "a2"]
+    assert "typed flare (p = 0.95)" in refused[0]["reason"]
+    assert [(r["alert_id"], r["type_class"]) for r in kept] == [
+        ("a3", "supernova_like"),
+        ("a4", "flare"),
+        ("a5", None),
+    ]

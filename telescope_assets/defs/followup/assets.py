@@ -4,11 +4,12 @@ import dagster as dg
 
 from telescope_assets.defs.metadata import md_table
 from telescope_assets.defs.partitions import site_night, site_nights
-from telescope_assets.resources import DaskResource, LakeResource, RegistryResource
+from telescope_assets.resources import DaskResource, LakeResource, MlflowResource, RegistryResource
 from telescope_assets.tasks import followup as followup_tasks
 from telescope_assets.tasks import moving_objects as moving_tasks
+from telescope_assets.tasks import typing as typing_tasks
 
-__all__ = ["followup_job", "followup_requests", "moving_objects"]
+__all__ = ["followup_job", "followup_requests", "moving_objects", "transient_types"]
 
 #: Columns of the requests shown in the UI.
 SHOWN = ("request_id", "site", "priority", "window_start", "window_end", "filters", "exptime")
@@ -55,11 +56,59 @@ def moving_objects(
     )
 
 
+#: Columns of the typed objects shown in the UI.
+SHOWN_TYPES = (
+    "object_id", "type_class", "p_supernova_like", "p_nuclear", "p_variable_star", "p_flare",
+    "p_moving_object", "p_unknown", "type_source", "host_sep_arcsec", "n_points",
+)  # fmt: skip
+
+
+@dg.asset(
+    partitions_def=site_nights,
+    group_name="followup",
+    kinds={"parquet", "pytorch"},
+    deps=["alerts", moving_objects, "transient_type_model"],
+)
+def transient_types(
+    context: dg.AssetExecutionContext,
+    lake_resource: LakeResource,
+    registry_resource: RegistryResource,
+    dask: DaskResource,
+    mlflow: MlflowResource,
+) -> dg.MaterializeResult:
+    """Each alert object's class and six probabilities, from its context and light curve.
+
+    Context measured on the lake (host galaxy in the reference's sharpest frame, catalogued
+    star, tracklet) and the object's light curve at every site up to this night, scored
+    by ``transient_type@champion``; a tracklet's alerts are ``moving_object`` by rule
+    (:mod:`telescope_assets.tasks.typing`). Runs after the alerts, off their latency.
+    """
+    site_name, night = site_night(context)
+    site = registry_resource.get()[site_name]
+    table = dask.run(
+        typing_tasks.type_night, lake_resource.get(), site, night, mlflow.tracking_uri,
+        in_process_without_cluster=True,
+    )  # fmt: skip
+    model = str(table.type_model.iloc[0]) if len(table) else "not needed"
+    if model == "none":
+        context.log.warning(str(mlflow.no_champion("transient_type")))
+    return dg.MaterializeResult(
+        metadata={
+            "n_objects": len(table),
+            "classes": dg.MetadataValue.json(
+                table.type_class.value_counts().to_dict() if len(table) else {}
+            ),
+            "type_model": model,
+            "objects": md_table(table[[c for c in SHOWN_TYPES if c in table]]),
+        }
+    )
+
+
 @dg.asset(
     partitions_def=site_nights,
     group_name="followup",
     kinds={"json"},
-    deps=["alerts", "moving_objects"],
+    deps=["alerts", "moving_objects", transient_types],
 )
 def followup_requests(
     context: dg.AssetExecutionContext,
