@@ -21,6 +21,7 @@ builders, named after the product; no other module spells a lake path out::
                                                 stamps (.npz)
     alerts/{site}/{night}/{alert_id}.avro       alert packets
     alerts/objects.parquet                      every object alerted on
+    annotations/{site}/{night}/{alert_id}.avro  each alert's type, tracklet and prediction
     queues/{site}/{alert_id}.json               follow-up requests, one queue per site
     mpc/{site}/{night}.txt                      asteroid observations, MPC 80-column format
     manifests/{asset}/{site}/{night}.parquet    per-partition tables, each of its declared
@@ -501,6 +502,11 @@ class Lake(Store):
     def alert(site: str, night: str, alert_id: str) -> str:
         """Path of an alert packet."""
         return f"alerts/{site}/{night}/{alert_id}.avro"
+
+    @staticmethod
+    def annotation(site: str, night: str, alert_id: str) -> str:
+        """Path of an alert's annotation packet (its type, tracklet and prediction)."""
+        return f"annotations/{site}/{night}/{alert_id}.avro"
 
     @staticmethod
     def alert_objects() -> str:

@@ -282,6 +282,7 @@ _FIELDS: dict[str, list[tuple[str, pa.DataType]]] = {
         ("host_radius_arcsec", pa.float64()),
         ("star_mag", pa.float64()),
         ("n_points", pa.int64()),
+        ("annotation_path", TEXT),
     ],
     "followup_requests": [
         ("request_id", TEXT),

@@ -28,6 +28,7 @@ SECTIONS = (
     "Seeing and transparency through the night",
     "Sky coverage",
     "Alerts and follow-up",
+    "Transients by type",
     "Moving objects",
     "New variables",
     "Top anomalies",
@@ -46,6 +47,8 @@ class NightData:
     alerts: pd.DataFrame
     followup: pd.DataFrame
     moving: pd.DataFrame  # the sites' alerts of a tracklet (``moving_objects``)
+    types: pd.DataFrame  # each alert object's type (``transient_types``)
+    histories: pd.DataFrame  # alerts of the typed objects shown, every night (light curves)
     mpc_reports: dict[str, str]  # site -> where its MPC report is
     variables: pd.DataFrame
     fused: pd.DataFrame
@@ -77,6 +80,7 @@ def gather(lake: Lake, night: str, sites: list[str], max_packets: int = 6) -> Ni
     alerts = lake.night_table("alerts", night, sites)
     followup = lake.night_table("followup_requests", night, sites)
     moving = lake.night_table("moving_objects", night, sites)
+    types = lake.night_table("transient_types", night, sites)
     mpc_reports = {
         site: lake.url_of(lake.mpc_report(site, night))
         for site in sites
@@ -114,6 +118,8 @@ def gather(lake: Lake, night: str, sites: list[str], max_packets: int = 6) -> Ni
         alerts=alerts,
         followup=followup,
         moving=moving,
+        types=types,
+        histories=_histories(lake, types),
         mpc_reports=mpc_reports,
         variables=new_vars,
         fused=fused,
@@ -123,6 +129,21 @@ def gather(lake: Lake, night: str, sites: list[str], max_packets: int = 6) -> Ni
         raw_counts=raw_counts,
         packets=packets,
     )
+
+
+#: Light curves shown per type.
+CURVES_PER_TYPE = 3
+
+
+def _histories(lake: Lake, types: pd.DataFrame) -> pd.DataFrame:
+    """Every alert of the objects whose light curves the type sections show."""
+    from telescope_assets.tasks.alerts import alert_history
+
+    if not len(types):
+        return pd.DataFrame()
+    shown = types.groupby("type_class").head(CURVES_PER_TYPE).object_id
+    rows = [r for points in alert_history(lake, set(shown)).values() for r in points]
+    return pd.DataFrame(rows)
 
 
 def _with_pointing(quality: pd.DataFrame, catalogs: pd.DataFrame) -> pd.DataFrame:
@@ -235,7 +256,7 @@ def _alerts_section(data: NightData) -> Section:
     )
     columns = ("alert_id", "site", "object_kind", "mag", "snr", "p_real")
     table = a[[c for c in columns if c in a]].copy()
-    table["followup_sites"] = table.alert_id.map(by_alert).fillna("")
+    table["followup_sites"] = table.alert_id.map(by_alert).astype(object).fillna("")
     moving = set(data.moving.alert_id) if len(data.moving) else set()
     table["followup"] = np.where(
         table.followup_sites != "",
@@ -252,11 +273,42 @@ def _alerts_section(data: NightData) -> Section:
     return Section(SECTIONS[3], text, table, images)
 
 
+def _types_section(data: NightData) -> list[Section]:
+    """How many objects of each type, then a section per type present, with light curves."""
+    from telescope_assets.science.typing import TYPE_CLASSES
+
+    t = data.types
+    if not len(t):
+        return [Section(SECTIONS[4], "No alert object typed tonight.")]
+    counts = t.type_class.value_counts()
+    summary = pd.DataFrame({"type": list(TYPE_CLASSES)})
+    summary["objects"] = summary.type.map(counts).fillna(0).astype(int)
+    models = ", ".join(sorted(set(t.type_model.astype(str))))
+    out = [Section(SECTIONS[4], f"{len(t)} object(s) typed by {models}.", summary)]
+    for cls in [c for c in TYPE_CLASSES if c in counts]:
+        of = t[t.type_class == cls].sort_values(f"p_{cls}", ascending=False)
+        cols = ["object_id", "alert_id", f"p_{cls}", "type_source", "host_sep_arcsec", "star_mag",
+                "n_points"]  # fmt: skip
+        text = f"{len(of)} {cls} object(s)."
+        if cls == "moving_object" and data.mpc_reports:
+            text += " MPC reports: " + "; ".join(
+                f"{site}: {url}" for site, url in sorted(data.mpc_reports.items())
+            )
+        images = []
+        h = data.histories
+        for oid in of.object_id.head(CURVES_PER_TYPE) if len(h) else []:
+            points = h[h.object_id == oid]
+            if len(points):
+                images.append((oid, plots.light_curve(points, f"{cls}: {oid}")))
+        out.append(Section(f"Transients: {cls}", text, of[cols].round(3), images))
+    return out
+
+
 def _moving_section(data: NightData) -> Section:
     """Tonight's tracklets, their tracks on the sky, and the sites' MPC reports."""
     m = data.moving
     if not len(m):
-        return Section(SECTIONS[4], "No moving objects tonight.")
+        return Section(SECTIONS[5], "No moving objects tonight.")
     table = (
         m.groupby("designation")
         .agg(
@@ -271,14 +323,14 @@ def _moving_section(data: NightData) -> Section:
     )
     reports = "; ".join(f"{site}: {url}" for site, url in sorted(data.mpc_reports.items()))
     text = f"{len(table)} tracklet(s) of asteroids, no follow-up asked. MPC reports: {reports}."
-    return Section(SECTIONS[4], text, table, [("tracks", plots.tracklets_plot(m))])
+    return Section(SECTIONS[5], text, table, [("tracks", plots.tracklets_plot(m))])
 
 
 def _variables_section(data: NightData) -> Section:
     """New variables, with phased light curves of the first six."""
     v = data.variables
     if not len(v):
-        return Section(SECTIONS[5], "No new variables.")
+        return Section(SECTIONS[6], "No new variables.")
     top = v.head(6)
     images = [
         (
@@ -292,7 +344,7 @@ def _variables_section(data: NightData) -> Section:
     cols = ["object_id", "var_class", "period", "fap", "amplitude", "n_epochs", "alias_risk"]
     cols += [c for c in ("day_alias", "ensemble_z") if c in v]
     return Section(
-        SECTIONS[5],
+        SECTIONS[6],
         f"{len(v)} variable object(s) that the reference catalogue does not know.",
         v[cols].head(20),
         images,
@@ -303,7 +355,7 @@ def _anomalies_section(data: NightData) -> Section:
     """The most anomalous objects (with light curves) and frames."""
     an, fr = data.anomalies, data.anomalous_frames
     if not (len(an) or len(fr)):
-        return Section(SECTIONS[6], "Nothing to rank tonight.")
+        return Section(SECTIONS[7], "Nothing to rank tonight.")
     images = []
     for oid in an.object_id.head(3) if len(an) else []:
         curve = data.fused[data.fused.object_id == oid]
@@ -317,7 +369,7 @@ def _anomalies_section(data: NightData) -> Section:
         text += "; strangest frames: " + ", ".join(
             f"{r.site}/{str(r.frame_id)[:12]} ({r.anomaly_score:.3g})" for r in top.itertuples()
         )
-    return Section(SECTIONS[6], text + ".", table, images)
+    return Section(SECTIONS[7], text + ".", table, images)
 
 
 def _models_section(data: NightData) -> Section:
@@ -333,21 +385,23 @@ def _models_section(data: NightData) -> Section:
             versions[label] = names(q, col)
     if len(a) and "rb_model" in a:
         versions["real_bogus"] = names(a, "rb_model")
+    if len(data.types):
+        versions["transient_type"] = names(data.types, "type_model")
     if len(an) and "forest" in an:
         versions["isolation forest (objects)"] = str(an.forest.iloc[0])
     if not versions:
-        return Section(SECTIONS[7], "No model ran tonight.", None)
+        return Section(SECTIONS[8], "No model ran tonight.", None)
     table = pd.DataFrame({"model": list(versions), "version": list(versions.values())})
-    return Section(SECTIONS[7], "Models whose outputs this report shows.", table)
+    return Section(SECTIONS[8], "Models whose outputs this report shows.", table)
 
 
 def _quarantine_section(data: NightData) -> Section:
     """Files quarantined, with their reasons."""
     qu = data.quarantined
     if not len(qu):
-        return Section(SECTIONS[8], "No file quarantined.")
+        return Section(SECTIONS[9], "No file quarantined.")
     cols = [c for c in ("site", "filename", "reason", "frame_id") if c in qu]
-    return Section(SECTIONS[8], f"{len(qu)} file(s) quarantined.", qu[cols])
+    return Section(SECTIONS[9], f"{len(qu)} file(s) quarantined.", qu[cols])
 
 
 #: One builder per section, in :data:`SECTIONS` order.
@@ -356,6 +410,7 @@ SECTION_BUILDERS = (
     _conditions_section,
     _coverage_section,
     _alerts_section,
+    _types_section,
     _moving_section,
     _variables_section,
     _anomalies_section,
@@ -365,8 +420,15 @@ SECTION_BUILDERS = (
 
 
 def render(data: NightData) -> list[Section]:
-    """The report's sections, in :data:`SECTIONS` order."""
-    return [build(data) for build in SECTION_BUILDERS]
+    """The report's sections, in :data:`SECTIONS` order.
+
+    A builder may add sections of its own after its titled one (one per transient type).
+    """
+    out = []
+    for build in SECTION_BUILDERS:
+        made = build(data)
+        out += made if isinstance(made, list) else [made]
+    return out
 
 
 def _table_html(df: pd.DataFrame) -> str:

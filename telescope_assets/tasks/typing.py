@@ -41,10 +41,13 @@ from telescope_assets.tasks.transients import STAR_MATCH_ARCSEC
 __all__ = [
     "EXTENDED_FWHM_RATIO",
     "HOST_REACH_ARCSEC",
+    "annotation",
     "contexts",
+    "prediction",
     "reference_galaxies",
     "type_alerts",
     "type_night",
+    "write_annotation",
 ]
 
 #: How far a host may lie from its transient (arcsec).
@@ -180,8 +183,29 @@ def type_alerts(lake: Lake, site: Site, night: str, net, model_version: str) -> 
             "n_points": np.array([len(c.mag) for c in ctxs], np.int64),
         }
     )
+    table["annotation_path"] = _annotate(lake, site.name, night, table, alerts, moving, ctxs)
     lake.write_manifest("transient_types", site.name, night, table)
     return lake.read_manifest("transient_types", site.name, night)
+
+
+def _annotate(lake, site, night, table, alerts, moving, ctxs) -> list[str]:
+    """Write each typed alert's annotation packet; return their paths."""
+    from telescope_assets.tasks.followup import DEFAULT_LIMITING_MAG, recent_conditions
+
+    limit = recent_conditions(lake, site, night)["limiting_mag"]
+    limit = float(limit) if np.isfinite(limit) else DEFAULT_LIMITING_MAG
+    tracklets = {r["alert_id"]: r for r in moving.to_dict("records")} if len(moving) else {}
+    paths = []
+    for typed, alert, ctx in zip(
+        table.to_dict("records"), alerts.to_dict("records"), ctxs, strict=True
+    ):
+        pred = None
+        if not ctx.in_tracklet and len(ctx.mag) > 1:
+            err = float(alert.get("mag_err", 0.05))
+            pred = prediction(ctx, alert["filter"], err if np.isfinite(err) else 0.05, limit)
+        record = annotation(typed, alert, tracklets.get(alert["alert_id"]), pred)
+        paths.append(write_annotation(lake, site, night, record))
+    return paths
 
 
 def _predict(net, x: np.ndarray | None, n: int) -> np.ndarray:
@@ -206,3 +230,99 @@ def type_night(lake: Lake, site: Site, night: str, tracking_uri: str) -> pd.Data
         return type_alerts(lake, site, night, None, "none")
     net = model_registry.load_version(tracking_uri, "transient_type", info["version"])
     return type_alerts(lake, site, night, net, f"transient_type/{info['version']}")
+
+
+#: Version of :data:`ANNOTATION_SCHEMA`.
+ANNOTATION_VERSION = "ta-annotation-1.0"
+
+_PREDICTION = {
+    "type": "record",
+    "name": "prediction",
+    "fields": [
+        {"name": "band", "type": "string"},
+        {"name": "rate_mag_per_day", "type": "double"},
+        {"name": "rate_err", "type": "double"},
+        {"name": "mag_next_night", "type": "double"},
+        {"name": "mag_next_night_err", "type": "double"},
+        {"name": "limiting_mag", "type": "double"},
+        {"name": "fade_mjd", "type": "double"},
+    ],
+}
+
+#: An alert's annotation: what typing, linking and the light-curve fit say of it, written
+#: after the alert (whose packet is immutable and must not wait for them), under
+#: ``annotations/<site>/<night>/<alert_id>.avro`` — the way brokers publish
+#: classifications beside a survey's alert stream.
+ANNOTATION_SCHEMA = {
+    "type": "record",
+    "name": "alert_annotation",
+    "namespace": "telescope_assets",
+    "fields": [
+        {"name": "schemavsn", "type": "string"},
+        {"name": "objectId", "type": "string"},
+        {"name": "candid", "type": "string"},
+        {"name": "type_class", "type": "string"},
+        {"name": "type_probabilities", "type": {"type": "map", "values": "double"}},
+        {"name": "type_source", "type": "string"},
+        {"name": "model_versions", "type": {"type": "map", "values": "string"}},
+        {"name": "tracklet_id", "type": ["null", "string"], "default": None},
+        {"name": "rate_arcsec_per_hour", "type": ["null", "double"], "default": None},
+        {"name": "pa_deg", "type": ["null", "double"], "default": None},
+        {"name": "prediction", "type": ["null", _PREDICTION], "default": None},
+    ],
+}
+
+
+def prediction(ctx: Context, band: str, mag_err: float, limit: float) -> dict | None:
+    """Rate, next night's magnitude and fade date of a light curve spanning ≥ 2 nights."""
+    from telescope_assets.science.evolution import fit_evolution
+
+    n = len(ctx.mag)
+    ev = fit_evolution(ctx.mjd, ctx.mag, np.full(n, mag_err), np.full(n, band))
+    if not ev.ok:
+        return None
+    rate, rate_err = ev.rate(band)
+    mag, err = ev.predict([ev.last_mjd + 1.0], band)
+    return {
+        "band": band,
+        "rate_mag_per_day": float(rate),
+        "rate_err": float(rate_err),
+        "mag_next_night": float(mag[0]),
+        "mag_next_night_err": float(err[0]),
+        "limiting_mag": float(limit),
+        "fade_mjd": float(ev.fade_mjd(limit, band)[0]),
+    }
+
+
+def annotation(typed: dict, alert: dict, moving: dict | None, pred: dict | None) -> dict:
+    """One annotation record (:data:`ANNOTATION_SCHEMA`) of a typed alert."""
+    probs = {c: float(typed[f"p_{c}"]) for c in TYPE_CLASSES if np.isfinite(typed[f"p_{c}"])}
+    return {
+        "schemavsn": ANNOTATION_VERSION,
+        "objectId": str(typed["object_id"]),
+        "candid": str(typed["alert_id"]),
+        "type_class": str(typed["type_class"]),
+        "type_probabilities": probs,
+        "type_source": str(typed["type_source"]),
+        "model_versions": {
+            "real_bogus": str(alert.get("rb_model", "")),
+            "transient_type": str(typed["type_model"]),
+        },
+        "tracklet_id": str(moving["tracklet_id"]) if moving else None,
+        "rate_arcsec_per_hour": float(moving["rate_arcsec_per_hour"]) if moving else None,
+        "pa_deg": float(moving["pa_deg"]) if moving and "pa_deg" in moving else None,
+        "prediction": pred,
+    }
+
+
+def write_annotation(lake: Lake, site: str, night: str, record: dict) -> str:
+    """Write (or replace: a later night's typing knows more) an alert's annotation."""
+    import io
+
+    import fastavro
+
+    buf = io.BytesIO()
+    fastavro.writer(buf, fastavro.parse_schema(ANNOTATION_SCHEMA), [record], codec="null")
+    path = lake.annotation(site, night, record["candid"])
+    lake.write_bytes(path, buf.getvalue())
+    return path

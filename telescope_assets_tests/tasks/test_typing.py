@@ -140,3 +140,51 @@ def test_without_a_champion_only_the_rule_types(typed_lake):
     others = table.drop(index=["obj-a0", "obj-a1", "obj-a2"])
     assert (others.type_class == "unknown").all()
     assert others.p_supernova_like.isna().all()
+
+
+def test_each_typed_alert_gets_an_annotation_packet(typed_lake, net):
+    import io
+
+    import fastavro
+
+    lake, site = typed_lake
+    table = typing.type_alerts(lake, site, NIGHTS[2], net, "transient_type/1")
+    records = {}
+    for path in table.annotation_path:
+        (record,) = fastavro.reader(io.BytesIO(lake.read_bytes(path)))
+        records[record["objectId"]] = record
+    assert set(records) == set(table.object_id)
+    sn = records["obj-sn"]
+    assert sn["schemavsn"] == typing.ANNOTATION_VERSION
+    assert sn["candid"] == "sn2"  # the latest alert
+    assert sn["type_class"] == "supernova_like"
+    assert sum(sn["type_probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+    assert sn["model_versions"]["transient_type"] == "transient_type/1"
+    # three nights rising 0.6–0.8 mag a night: the fit says rising, brighter tomorrow
+    assert sn["prediction"]["rate_mag_per_day"] < 0
+    assert sn["prediction"]["mag_next_night"] < 18.0
+    assert sn["tracklet_id"] is None
+    asteroid = records["obj-a1"]
+    assert asteroid["tracklet_id"] == "TKa0"
+    assert asteroid["rate_arcsec_per_hour"] == 40.0
+    assert asteroid["prediction"] is None  # a tracklet's light curve is not a transient's
+    assert records["obj-u"]["prediction"] is None  # one detection: nothing to fit
+
+
+def test_the_nightly_report_has_a_section_per_type_with_light_curves(typed_lake, net):
+    from telescope_assets import report
+
+    lake, site = typed_lake
+    typing.type_alerts(lake, site, NIGHTS[2], net, "transient_type/1")
+    lake.write_bytes(lake.mpc_report("tololo", NIGHTS[2]), b"     K26A00a ...\n")
+    sections = {s.title: s for s in report.render(report.gather(lake, NIGHTS[2], ["tololo"]))}
+    summary = sections["Transients by type"]
+    assert dict(zip(summary.table.type, summary.table.objects, strict=True))["moving_object"] == 3
+    sn = sections["Transients: supernova_like"]
+    assert list(sn.table.object_id) == ["obj-sn"]
+    assert [name for name, _ in sn.images] == ["obj-sn"]  # its light curve, three nights
+    assert sn.images[0][1].startswith(b"\x89PNG")
+    assert "MPC reports: tololo:" in sections["Transients: moving_object"].text
+    assert "Transients: flare" not in sections  # no flare tonight: no section
+    models = sections["Model versions used"].table.set_index("model").version
+    assert models["transient_type"] == "transient_type/1"
