@@ -3,7 +3,7 @@
 What it does, in order, with a progress bar for each long step:
 
 1. simulates the demo nights of every site into ``data/incoming`` (truth in ``data/truth``);
-2. runs ``models_job`` once (training sets, the three models, gated ``champion``
+2. runs ``models_job`` once (training sets, the four models, gated ``champion``
    aliases in the MLflow store under ``models/``);
 3. evaluates the ``new_frames`` sensor, tick after tick, until the drop zone is empty
    (each tick ingests a batch and asks for runs);
