@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export DAGSTER_HOME := $(CURDIR)
 
-.PHONY: install system-deps demo test lint format ui ui-readonly mlflow-ui stack-up stack-down stack-status bench bench-transients bench-subtraction bench-heldout bench-latency bench-lightcurves bench-variables lake-integrity clean
+.PHONY: install system-deps demo test lint format ui ui-readonly mlflow-ui stack-up stack-down stack-status bench bench-transients bench-subtraction bench-heldout bench-latency bench-typing bench-lightcurves bench-variables lake-integrity clean
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required"'
@@ -74,6 +74,10 @@ bench: install
 ## and after the site learns its own real/bogus from the first two.
 bench-transients: install
 	$(BIN)/python bench/transient_accuracy.py $(if $(FAMILY),--family $(FAMILY))
+
+## Transient types on the demo's lake against the simulator's truth (seconds).
+bench-typing: install
+	$(BIN)/python bench/transient_typing.py
 
 ## Subtraction on star fields of every camera family: false detections, fakes found.
 bench-subtraction: install
