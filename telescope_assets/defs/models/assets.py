@@ -52,6 +52,16 @@ def _training_set(name, generate, config, lake_resource, describe) -> dg.Materia
     )
 
 
+def _class_counts(classes):
+    """A training set's metadata: how many examples of each class."""
+
+    def describe(a):
+        counts = np.bincount(a["y"], minlength=len(classes))
+        return {"classes": dg.MetadataValue.json(dict(zip(classes, counts.tolist(), strict=True)))}
+
+    return describe
+
+
 @dg.asset(group_name="training", kinds={"numpy"})
 def frame_quality_training_set(
     config: TrainingSetConfig, lake_resource: LakeResource
@@ -81,13 +91,9 @@ def real_bogus_training_set(
     """Simulated 63×63 science/reference/difference triplets of five real/bogus classes."""
     from telescope_assets.simulate.training import RB_CLASSES, real_bogus_examples
 
-    def describe(a):
-        counts = np.bincount(a["y"], minlength=len(RB_CLASSES))
-        return {
-            "classes": dg.MetadataValue.json(dict(zip(RB_CLASSES, counts.tolist(), strict=True)))
-        }
-
-    return _training_set("real_bogus", real_bogus_examples, config, lake_resource, describe)
+    return _training_set(
+        "real_bogus", real_bogus_examples, config, lake_resource, _class_counts(RB_CLASSES)
+    )
 
 
 class TypingSetConfig(TrainingSetConfig):
@@ -104,13 +110,9 @@ def transient_type_training_set(
     """Simulated alert objects of six types (context and light-curve features, truth labels)."""
     from telescope_assets.simulate.typing import TYPE_CLASSES, typing_examples
 
-    def describe(a):
-        counts = np.bincount(a["y"], minlength=len(TYPE_CLASSES))
-        return {
-            "classes": dg.MetadataValue.json(dict(zip(TYPE_CLASSES, counts.tolist(), strict=True)))
-        }
-
-    return _training_set("transient_type", typing_examples, config, lake_resource, describe)
+    return _training_set(
+        "transient_type", typing_examples, config, lake_resource, _class_counts(TYPE_CLASSES)
+    )
 
 
 class TrainingConfig(dg.Config):
