@@ -8,7 +8,8 @@ lake:
   :data:`HOST_REACH_ARCSEC`, in the catalogue of the sharpest frame of the alert's
   reference (the sky before the transient; a transient in the science frame's own
   catalogue would blend with its host). Extended: a FWHM at least
-  :data:`EXTENDED_FWHM_RATIO` times the frame's.
+  :data:`EXTENDED_FWHM_RATIO` times the frame's, and not matched to the reference
+  catalogue (a bright star measures wider than the frame's FWHM).
 * **star** — a catalogued star within 1.5″ (``STAR_MATCH_ARCSEC``) in the site's
   reference catalogue; ``catalogued_variable`` when the catalogue says so or the object
   was alerted before as a star (``object_kind`` ``known_variable``).
@@ -72,7 +73,10 @@ def reference_galaxies(lake: Lake, site: Site, night: str, reference_id: str) ->
         if len(hit) and isinstance(hit.catalog_path.iloc[0], str):
             cat = lake.read_parquet(hit.catalog_path.iloc[0])
             wide = cat.fwhm > EXTENDED_FWHM_RATIO * float(hit.fwhm_px.iloc[0])
-            galaxies = cat[wide & (cat.snr > 10) & np.isfinite(cat.mag)]
+            # A bright star's measured FWHM grows with its wings (1.4× the frame's at
+            # S/N > 100 on the demo): a source the reference catalogue knows is a star.
+            star = cat.ref_id.fillna("").astype(str) != "" if "ref_id" in cat else False
+            galaxies = cat[wide & ~star & (cat.snr > 10) & np.isfinite(cat.mag)]
             return pd.DataFrame(
                 {
                     "ra": galaxies.ra,

@@ -41,9 +41,12 @@ def _sky(lake: Lake, site) -> None:
         {
             "ra": [RA, RA + 0.02, RA - 0.03],
             "dec": [DEC, DEC, DEC],
-            "fwhm": [6.0 / px, 5.0 / px, fwhm],  # two galaxies and the variable star
+            # two galaxies and the variable star, measured wider than the frame's stars as
+            # bright stars are (their wings): the reference catalogue says it is a star
+            "fwhm": [6.0 / px, 5.0 / px, 1.45 * fwhm],
             "snr": [200.0, 150.0, 300.0],
             "mag": [16.5, 17.0, 15.0],
+            "ref_id": [None, "", "s1"],
         }
     )
     lake.write_parquet("catalogs/tololo/2026-03-01/f-ref.parquet", catalog)
@@ -112,6 +115,7 @@ def test_each_object_gets_its_context_and_its_class(typed_lake, net):
     assert sn.type_class == "supernova_like"
     assert table.loc["obj-nu", "type_class"] == "nuclear"
     assert table.loc["obj-v", "star_mag"] == 15.0
+    assert np.isnan(table.loc["obj-v", "host_sep_arcsec"])  # a star is nobody's host
     assert table.loc["obj-v", "type_class"] == "variable_star"
     assert table.loc["obj-u", "type_class"] == "unknown"
     asteroids = table.loc[["obj-a0", "obj-a1", "obj-a2"]]
