@@ -188,27 +188,60 @@ def _stamp_pair(rng, fwhm_sci, fwhm_ref, cond: Conditions):
     return sci, ref
 
 
-def _real_source(rng, sci, ref, cx, cy, snr, fwhm_sci, noise_sci, cond):
-    """A new point source of this S/N; a third of the time on a galaxy in both images.
+#: Share of real examples on a host galaxy, and the hosts' light (e⁻ in the exposure)
+#: and size (Gaussian σ, px): the demo sky's galaxies (r 15.5–18.5, 2–4.5″) and fainter.
+HOSTED_SHARE, HOST_FLUX_LOG10, HOST_RADIUS_PX = 0.35, (3.8, 5.8), (1.5, 4.5)
 
-    Returns the science, the reference and the new source's image.
+
+def _host_galaxy(rng, cx, cy, fwhms, cond):
+    """A galaxy around the new source, as science, reference and the matched reference.
+
+    The source lies within the galaxy's light (offset by its profile). The PSF-matched
+    reference misses the galaxy by what a good kernel leaves (0.05 px, 0.5 % in flux,
+    2 % in width): the noise-level residual a clean subtraction leaves on a host.
     """
-    yy, xx = np.mgrid[0:STAMP, 0:STAMP]
+    fwhm_sci, fwhm_ref = fwhms
+    radius = rng.uniform(*HOST_RADIUS_PX)
+    offset = rng.normal(0.0, radius, 2)
+    shape = {
+        "radius_px": np.r_[radius],
+        "axis_ratio": np.r_[rng.uniform(0.4, 1.0)],
+        "pa_deg": np.r_[rng.uniform(0, 180)],
+    }
+    flux = 10 ** rng.uniform(*HOST_FLUX_LOG10)
+    gx, gy = cx - offset[0], cy - offset[1]
+    gal = Source(np.r_[gx], np.r_[gy], np.r_[flux], **shape)
+    shift = rng.normal(0.0, 0.05, 2)
+    matched = Source(
+        np.r_[gx + shift[0]], np.r_[gy + shift[1]], np.r_[flux * rng.normal(1.0, 0.005)], **shape
+    )
+    grid = (STAMP, STAMP)
+    return (
+        render_sources(grid, [gal], fwhm_sci, cond),
+        render_sources(grid, [gal], fwhm_ref, cond),
+        render_sources(grid, [matched], fwhm_sci * rng.normal(1.0, 0.02), cond),
+    )
+
+
+def _real_source(rng, sci, ref, cx, cy, snr, fwhms, noise_sci, cond):
+    """A new point source of this S/N; :data:`HOSTED_SHARE` of the time on a galaxy.
+
+    Returns the science, the reference, the PSF-matched reference's model of the
+    science, and the new source's image.
+    """
+    fwhm_sci = fwhms[0]
+    model = sci.copy()
+    if rng.random() < HOSTED_SHARE:
+        gal_sci, gal_ref, gal_model = _host_galaxy(rng, cx, cy, fwhms, cond)
+        sci, ref, model = sci + gal_sci, ref + gal_ref, model + gal_model
+        # The host's own photons are noise too: the S/N is the one the sky gives there.
+        noise_sci = np.sqrt(noise_sci**2 + gal_sci[round(cy), round(cx)])
     # Flux that reaches this S/N in an optimal aperture of the science PSF.
     flux = snr * noise_sci * np.sqrt(4 * np.pi * (fwhm_sci / 2.355) ** 2)
     extra = render_sources(
         (STAMP, STAMP), [Source(np.r_[cx], np.r_[cy], np.r_[flux])], fwhm_sci, cond
     )
-    if rng.random() < 0.3:  # on a galaxy, present in both images
-        gal = (
-            10 ** rng.uniform(3, 4.5)
-            * np.exp(
-                -0.5 * ((xx - cx - rng.normal(0, 2)) ** 2 + (yy - cy) ** 2) / rng.uniform(3, 6) ** 2
-            )
-            / (2 * np.pi * 16)
-        )
-        sci, ref = sci + gal, ref + gal
-    return sci, ref, extra
+    return sci, ref, model, extra
 
 
 def _artefact(rng, cls, cx, cy, fwhm_sci, noise_sci) -> np.ndarray:
@@ -336,14 +369,16 @@ def real_bogus_examples(n: int, seed: int, families: tuple[str, ...] | None = No
         cx, cy = 31 + rng.uniform(-1, 1), 31 + rng.uniform(-1, 1)
         cls = RB_CLASSES[y[i]]
         extra = np.zeros((STAMP, STAMP))
+        # What an ideal PSF-matched reference subtracts: the field as the science sees it.
+        model = sci.copy()
         if cls == "real":
             snr = rng.uniform(8, 100)
-            sci, ref, extra = _real_source(rng, sci, ref, cx, cy, snr, fwhm_sci, noise_sci, cond)
+            sci, ref, model, extra = _real_source(
+                rng, sci, ref, cx, cy, snr, (fwhm_sci, fwhm_ref), noise_sci, cond
+            )
             snrs[i] = snr
         elif cls in ("cosmic_ray", "bad_pixel", "satellite_trail"):
             extra = _artefact(rng, cls, cx, cy, fwhm_sci, noise_sci)
-        # What an ideal PSF-matched reference subtracts: the field as the science sees it.
-        model = sci.copy()
         if cls == "bad_subtraction":
             sci, ref, model, extra = _bad_subtraction(
                 rng, sci, ref, model, extra, cx, cy, (fwhm_sci, fwhm_ref), noise_sci, cond

@@ -46,3 +46,32 @@ def test_real_bogus_families_scale_the_psf_to_the_cameras_sampling():
     shares = [concentration(d) for d in (sharp, standard, broad)]
     print(shares)
     assert shares == sorted(shares, reverse=True), shares
+
+
+def test_a_hosted_real_source_is_as_significant_as_labelled_over_its_hosts_light():
+    """On a galaxy, the source is brighter for the same S/N (the host's photons are
+    noise), and the matched reference leaves the host at noise level, not as bogus."""
+    from telescope_assets.simulate import training
+    from telescope_assets.simulate.render import Conditions
+
+    blank = np.zeros((training.STAMP, training.STAMP))
+    cond, fwhms, noise = Conditions(), (3.0, 2.5), np.sqrt(400.0 + 36)
+    fluxes = {}
+    for share in (0.0, 1.0):
+        rng = np.random.default_rng(4)
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(training, "HOSTED_SHARE", share)
+            mp.setattr(training, "HOST_FLUX_LOG10", (5.5, 5.5))
+            sci, ref, model, extra = training._real_source(
+                rng, blank, blank, 31.0, 31.0, 20.0, fwhms, noise, cond
+            )
+        fluxes[share] = extra.sum()
+        if share:
+            host = sci[31, 31]
+            assert host > 400.0  # a host brighter than the sky under the source
+            assert fluxes[1.0] / fluxes[0.0] == pytest.approx(
+                np.sqrt(400.0 + 36 + host) / noise, rel=0.01
+            )
+            residual = sci - model
+            assert np.abs(residual).max() < 0.03 * sci.max()  # a clean subtraction's
+            assert ref.sum() == pytest.approx(sci.sum(), rel=0.01)  # the host in both
