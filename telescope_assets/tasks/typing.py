@@ -26,8 +26,6 @@ it adds nothing to an alert's latency.
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 import pandas as pd
 
@@ -43,6 +41,7 @@ __all__ = [
     "EXTENDED_FWHM_RATIO",
     "HOST_REACH_ARCSEC",
     "annotation",
+    "catalogued_frames",
     "contexts",
     "prediction",
     "reference_galaxies",
@@ -59,33 +58,45 @@ EXTENDED_FWHM_RATIO = 1.3
 RULE, MODEL = "rule", "model"
 
 
-def reference_galaxies(lake: Lake, site: Site, night: str, reference_id: str) -> pd.DataFrame:
-    """Extended sources (ra, dec, radius_arcsec, mag) of a reference's sharpest frame."""
+def catalogued_frames(lake: Lake, site: Site) -> dict[str, dict]:
+    """Frame id → its ``source_catalogs`` row, every night of the site (read once a run)."""
+    out = {}
+    for rel in lake.list(lake.manifests_folder("source_catalogs", site.name), ".parquet"):
+        frames = lake.read_parquet(rel)
+        if len(frames):
+            out |= {r["frame_id"]: r for r in frames.to_dict("records")}
+    return out
+
+
+def reference_galaxies(
+    lake: Lake, site: Site, night: str, reference_id: str, catalogued: dict[str, dict]
+) -> pd.DataFrame:
+    """Extended sources (ra, dec, radius_arcsec, mag) of a reference's sharpest frame.
+
+    ``catalogued`` is :func:`catalogued_frames`' index.
+    """
     refs = lake.read_manifest("reference_images", site.name, night)
     row = refs[refs.reference_id == reference_id]
     empty = pd.DataFrame({"ra": [], "dec": [], "radius_arcsec": [], "mag": []})
     if not len(row) or not row.frames.iloc[0]:
         return empty
-    first = str(row.frames.iloc[0]).split(",")[0]
-    for rel in lake.list(lake.manifests_folder("source_catalogs", site.name), ".parquet"):
-        frames = lake.read_parquet(rel)
-        hit = frames[frames.frame_id == first] if len(frames) else frames
-        if len(hit) and isinstance(hit.catalog_path.iloc[0], str):
-            cat = lake.read_parquet(hit.catalog_path.iloc[0])
-            wide = cat.fwhm > EXTENDED_FWHM_RATIO * float(hit.fwhm_px.iloc[0])
-            # A bright star's measured FWHM grows with its wings (1.4× the frame's at
-            # S/N > 100 on the demo): a source the reference catalogue knows is a star.
-            star = cat.ref_id.fillna("").astype(str) != "" if "ref_id" in cat else False
-            galaxies = cat[wide & ~star & (cat.snr > 10) & np.isfinite(cat.mag)]
-            return pd.DataFrame(
-                {
-                    "ra": galaxies.ra,
-                    "dec": galaxies.dec,
-                    "radius_arcsec": galaxies.fwhm * site.camera.pixel_scale / 2.0,
-                    "mag": galaxies.mag,
-                }
-            )
-    return empty
+    hit = catalogued.get(str(row.frames.iloc[0]).split(",")[0])
+    if hit is None or not isinstance(hit["catalog_path"], str):
+        return empty
+    cat = lake.read_parquet(hit["catalog_path"])
+    wide = cat.fwhm > EXTENDED_FWHM_RATIO * float(hit["fwhm_px"])
+    # A bright star's measured FWHM grows with its wings (1.4× the frame's at S/N > 100
+    # on the demo): a source the reference catalogue knows is a star.
+    star = cat.ref_id.fillna("").astype(str) != "" if "ref_id" in cat else False
+    galaxies = cat[wide & ~star & (cat.snr > 10) & np.isfinite(cat.mag)]
+    return pd.DataFrame(
+        {
+            "ra": galaxies.ra,
+            "dec": galaxies.dec,
+            "radius_arcsec": galaxies.fwhm * site.camera.pixel_scale / 2.0,
+            "mag": galaxies.mag,
+        }
+    )
 
 
 def _host(alert: pd.Series, galaxies: pd.DataFrame) -> dict:
@@ -127,9 +138,8 @@ def contexts(
     lake: Lake, site: Site, night: str, alerts: pd.DataFrame, moving: pd.DataFrame
 ) -> list[Context]:
     """The typing context of each alert (rows of ``alerts``), measured on the lake."""
-    galaxies = functools.lru_cache(maxsize=None)(
-        lambda ref: reference_galaxies(lake, site, night, ref)
-    )
+    catalogued = catalogued_frames(lake, site) if len(alerts) else {}
+    galaxies: dict[str, pd.DataFrame] = {}
     refcats: dict[str, pd.DataFrame | None] = {}
     history = alert_history(lake, alerts.object_id.unique())
     until = float(alerts.mjd.max()) if len(alerts) else 0.0
@@ -139,7 +149,11 @@ def contexts(
     for _, alert in alerts.iterrows():
         if alert.field not in refcats:
             refcats[alert.field] = load_reference(lake, site, alert.field)[0]
-        ctx = _host(alert, galaxies(alert.reference_id)) | _star(alert, refcats[alert.field])
+        if alert.reference_id not in galaxies:
+            galaxies[alert.reference_id] = reference_galaxies(
+                lake, site, night, alert.reference_id, catalogued
+            )
+        ctx = _host(alert, galaxies[alert.reference_id]) | _star(alert, refcats[alert.field])
         tracklet = tracklet_of.get(alert.alert_id)
         if tracklet is not None:
             members = by_tracklet.get_group(tracklet)
