@@ -41,6 +41,7 @@ __all__ = [
     "fit_kernel",
     "grow",
     "kernel_basis",
+    "local_maxima",
     "on_trails",
     "pixel_map",
     "saturated_halos",
@@ -369,6 +370,27 @@ def _kernel(target, source, fit_var, stars_xy, k, h, sigma_k, expected_scale, sw
     return gaussian_kernel(sigma_k, k) * ratio, 0.0, chi2, n, "gaussian"
 
 
+def local_maxima(values: np.ndarray, ys: np.ndarray, xs: np.ndarray, size: int) -> np.ndarray:
+    """Whether each pixel ``(ys, xs)`` is the maximum of its ``size``² box of ``values``.
+
+    ``values[ys, xs] == ndimage.maximum_filter(values, size)[ys, xs]`` (edges reflected
+    as there; tested), looked up at these pixels only: a difference image has a few
+    thousand pixels above threshold among millions, and the full filter cost 0.08 s.
+    """
+    ys, xs = np.asarray(ys, int), np.asarray(xs, int)
+    if not len(ys):
+        return np.zeros(0, bool)
+    half = size // 2
+    offsets = np.arange(size) - half
+    # scipy's "reflect" mode is numpy's "symmetric" (d c b a | a b c d).
+    padded = np.pad(values, half, mode="symmetric")
+    boxes = padded[
+        ys[:, None, None] + half + offsets[None, :, None],
+        xs[:, None, None] + half + offsets[None, None, :],
+    ]
+    return values[ys, xs] == boxes.reshape(len(ys), -1).max(axis=1)
+
+
 def gaussian_kernel(sigma: float, half: int) -> np.ndarray:
     """A unit-sum circular Gaussian on ``(2 half + 1)²`` pixels (a delta for σ < 0.1 px)."""
     yy, xx = np.mgrid[-half : half + 1, -half : half + 1]
@@ -400,14 +422,14 @@ def saturated_halos(saturated: np.ndarray, margin: float) -> np.ndarray:
     from scipy import ndimage
 
     out = saturated.copy()
-    labels, n = ndimage.label(saturated)
-    if n == 0:
-        return out
-    index = np.arange(1, n + 1)
-    area = ndimage.sum_labels(saturated, labels, index)
-    centres = ndimage.center_of_mass(saturated, labels, index)
+    labels, _ = ndimage.label(saturated)
     ny, nx = saturated.shape
-    for (cy, cx), a in zip(centres, area, strict=True):
+    # Each star's area and centre from its own bounding box (a few pixels), not from
+    # passes over the whole frame per statistic (0.24 s on 2048²).
+    for label, box in enumerate(ndimage.find_objects(labels), start=1):
+        ys, xs = np.nonzero(labels[box] == label)
+        a = len(ys)
+        cy, cx = box[0].start + ys.mean(), box[1].start + xs.mean()
         r_sat = np.sqrt(a / np.pi)
         radius = r_sat + margin + SATURATION_HALO * r_sat
         y0, y1 = max(int(cy - radius), 0), min(int(cy + radius) + 2, ny)
@@ -431,12 +453,20 @@ def _untrusted(kernel, conv_bad, other_bad, mask, halo_margin: float) -> np.ndar
 
 
 def _convolve(image, kernel):
-    """``image ⊗ kernel`` (same shape) by FFT, on every core (a dask worker has one thread)."""
+    """``image ⊗ kernel`` (same shape) by FFT, on every core (a dask worker has one thread).
+
+    In single precision, as the images are stored: half the time of a double-precision
+    FFT (0.06 s instead of 0.12 s on 2048²), with errors of a few hundredths of an
+    electron among stars of 10⁶ e⁻: a thousandth of the sky's noise (tested).
+    """
     from scipy.fft import set_workers
     from scipy.signal import fftconvolve
 
     with set_workers(len(os.sched_getaffinity(0))):
-        return fftconvolve(image, kernel, mode="same")
+        out = fftconvolve(
+            np.asarray(image, np.float32), np.asarray(kernel, np.float32), mode="same"
+        )
+    return out.astype(np.float64)
 
 
 def subtract(
@@ -524,8 +554,6 @@ def detect_difference(
     ``flux_err`` (matched-filter estimate, electrons), ``snr``, ``flux_ap``,
     ``fluxerr_ap`` (aperture of radius 2 FWHM), ``n_masked`` pixels within 2 FWHM.
     """
-    from scipy import ndimage
-
     sigma = fwhm_px / 2.355
     half = int(np.ceil(3 * sigma))
     yy, xx = np.mgrid[-half : half + 1, -half : half + 1]
@@ -553,7 +581,10 @@ def detect_difference(
         snr /= excess
         flux_var *= excess**2
     size = max(3, round(fwhm_px * 1.5) | 1)
-    peaks = (snr >= threshold) & (snr == ndimage.maximum_filter(snr, size=size))
+    peaks = np.zeros(snr.shape, bool)
+    ys, xs = np.nonzero(snr >= threshold)
+    keep = local_maxima(snr, ys, xs, size)
+    peaks[ys[keep], xs[keep]] = True
     # (Only onto pixels where the S/N is defined: not into a mask's margin.)
     usable_flux = np.where(snr != 0, flux, -np.inf)
     ys, xs = _flux_peaks(usable_flux, *np.nonzero(peaks), reach=max(1, round(fwhm_px / 2)))

@@ -230,6 +230,21 @@ def test_undersampled_star_cores_are_spared_and_hits_still_found():
     assert np.mean([cr[y, x] for y, x in cores]) <= 0.05
 
 
+def test_group_peaks_are_scipys_maximum_positions():
+    """The per-box peak search gives ``ndimage.maximum_position``'s answer, group by group."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(3)
+    data = rng.normal(size=(400, 500))
+    hit = np.zeros(data.shape, bool)
+    for y, x in rng.integers(0, 395, (300, 2)):
+        hit[y : y + rng.integers(1, 4), x : x + rng.integers(1, 6)] = True
+    labels, n = ndimage.label(hit, structure=np.ones((3, 3)))
+    expected = ndimage.maximum_position(data, labels, index=np.arange(1, n + 1))
+    assert n > 200
+    assert calibration._peaks(data, labels) == [tuple(map(int, p)) for p in expected]
+
+
 def test_one_cosmic_ray_pass_flags_every_hit_of_a_converged_search_on_a_real_frame():
     """CR_ITERATIONS (one pass) against L.A.Cosmic run to convergence, real SAAO frame."""
     import astroscrappy
