@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export DAGSTER_HOME := $(CURDIR)
 
-.PHONY: install system-deps demo test lint format ui ui-readonly mlflow-ui stack-up stack-down stack-status bench bench-transients bench-subtraction bench-heldout bench-latency bench-typing bench-lightcurves bench-variables lake-integrity clean
+.PHONY: install system-deps demo test lint format ui ui-readonly mlflow-ui stack-up stack-down stack-status bench bench-transients bench-subtraction bench-heldout bench-latency bench-inference bench-typing bench-lightcurves bench-variables lake-integrity clean
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required"'
@@ -85,6 +85,10 @@ bench-subtraction: install
 
 bench-latency: install
 	$(BIN)/python bench/latency.py
+
+## After `make demo`: real/bogus triplets/s and frame-quality frames/s (a minute).
+bench-inference: install
+	$(BIN)/python bench/inference.py
 
 ## The models on camera families held out from training (about 25 minutes on 2 cores).
 bench-heldout: install

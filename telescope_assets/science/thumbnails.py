@@ -1,6 +1,7 @@
 """Normalised image thumbnails: what the learned models see of a frame or a cutout."""
 
 import functools
+import os
 
 import numpy as np
 
@@ -12,6 +13,7 @@ __all__ = [
     "frame_thumbnail",
     "line_sinogram",
     "normalise",
+    "normalise_stack",
     "psf_stack",
 ]
 
@@ -28,6 +30,56 @@ def normalise(image: np.ndarray) -> np.ndarray:
     noise = 1.4826 * np.median(np.abs(values - sky)) + 1e-6
     out = np.arcsinh(np.where(finite, image - sky, 0.0) / (3 * noise))
     return out.astype(np.float32)
+
+
+def normalise_stack(images: np.ndarray) -> np.ndarray:
+    """:func:`normalise` of every image of ``images`` (any leading shape), at once.
+
+    Gives what ``normalise`` gives image by image, exactly, in a fraction of the time:
+    the medians of all images with every pixel finite are taken in whole-array calls,
+    split over the cores this process may use (numpy's selection releases the GIL); the
+    others go through ``normalise`` one by one. Two medians per image are most of the
+    cost of scoring a candidate (bench/inference.py).
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> stamps = rng.normal(100.0, 5.0, (4, 3, 9, 9))
+    >>> stamps[1, 2, 4, 4] = np.nan
+    >>> one_by_one = np.stack([[normalise(c) for c in t] for t in stamps])
+    >>> bool(np.array_equal(normalise_stack(stamps), one_by_one))
+    True
+    """
+    images = np.asarray(images)
+    if images.ndim < 2:
+        raise ValueError(f"images must be at least 2-D, got shape {images.shape}")
+    flat = images.reshape(-1, images.shape[-2] * images.shape[-1])
+    out = np.empty(flat.shape, np.float32)
+    finite = np.isfinite(flat).all(axis=1)
+    rows = np.flatnonzero(finite)
+    cores = len(os.sched_getaffinity(0))
+    if cores > 1 and len(rows) >= _THREADED_FROM:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(cores) as pool:
+            list(pool.map(lambda r: _normalise_rows(flat, out, r), np.array_split(rows, cores)))
+    elif len(rows):
+        _normalise_rows(flat, out, rows)
+    for i in np.flatnonzero(~finite):
+        out[i] = normalise(flat[i]).ravel()
+    return out.reshape(images.shape)
+
+
+#: Images from which :func:`normalise_stack` spreads its work over threads.
+_THREADED_FROM = 256
+
+
+def _normalise_rows(flat: np.ndarray, out: np.ndarray, rows: np.ndarray) -> None:
+    """``normalise`` of the all-finite images ``flat[rows]``, written to ``out[rows]``."""
+    values = flat[rows]
+    sky = np.median(values, axis=1, keepdims=True)
+    noise = 1.4826 * np.median(np.abs(values - sky), axis=1, keepdims=True) + 1e-6
+    out[rows] = np.arcsinh((values - sky) / (3 * noise))
 
 
 def frame_thumbnail(sci: np.ndarray) -> np.ndarray:

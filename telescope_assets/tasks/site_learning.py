@@ -184,9 +184,9 @@ def _has_variables(refcat: pd.DataFrame | None) -> bool:
 def _arrays(xs, ys, snrs, fids) -> dict[str, np.ndarray]:
     """Examples as the models read them: each cutout normalised as in scoring."""
     from telescope_assets.science.subtraction import STAMP
-    from telescope_assets.science.thumbnails import normalise
+    from telescope_assets.science.thumbnails import normalise_stack
 
-    x = [[normalise(c) for c in triplet] for triplet in xs]
+    x = normalise_stack(np.asarray(xs).reshape(-1, 3, STAMP, STAMP)) if len(xs) else xs
     return {
         "x": np.asarray(x, np.float32).reshape(-1, 3, STAMP, STAMP),
         "y": np.asarray(ys, np.int64),

@@ -74,3 +74,20 @@ def test_representation_ignores_masked_pixels():
     rep, rep_holed = anomaly_representation(frame), anomaly_representation(holed)
     assert np.isfinite(rep_holed).all()
     assert np.abs(rep - rep_holed).max() < 0.3
+
+
+def test_normalise_stack_is_normalise_image_by_image_threaded_or_not():
+    """Float32 cutouts as the pipeline stores them, some with masked (NaN) pixels, in
+    stacks below and above the size that spreads the work over threads."""
+    from telescope_assets.science.thumbnails import _THREADED_FROM, normalise, normalise_stack
+
+    rng = np.random.default_rng(4)
+    for n in (5, _THREADED_FROM // 3 + 7):
+        stamps = rng.normal(300.0, 20.0, (n, 3, 63, 63)).astype(np.float32)
+        stamps[:, :, 31, 31] += rng.uniform(0, 5e4, (n, 3)).astype(np.float32)
+        stamps[1, 0, :5] = np.nan
+        stamps[-1, 2] = np.nan  # nothing finite at all
+        expected = np.stack([[normalise(c) for c in triplet] for triplet in stamps])
+        found = normalise_stack(stamps)
+        assert found.dtype == np.float32
+        np.testing.assert_array_equal(found, expected)
