@@ -46,6 +46,7 @@ __all__ = [
     "pixel_map",
     "saturated_halos",
     "stack",
+    "stamp_design",
     "subtract",
 ]
 
@@ -280,7 +281,7 @@ def fit_kernel(target, source, target_var, stars_xy, kernel_half: int, stamp_hal
     k = kernel_half
     ny, nx = target.shape
     basis = kernel_basis(k)
-    offsets = [(dy, dx) for dy in range(-k, k + 1) for dx in range(-k, k + 1)]
+    kernels = basis.T.reshape(-1, 2 * k + 1, 2 * k + 1)
     blocks, rhs, weights, owner = [], [], [], []
     h = stamp_half
     for i, (x, y) in enumerate(stars_xy):
@@ -290,13 +291,7 @@ def fit_kernel(target, source, target_var, stars_xy, kernel_half: int, stamp_hal
         sl_y, sl_x = slice(yi - h, yi + h + 1), slice(xi - h, xi + h + 1)
         t = target[sl_y, sl_x].ravel()
         v = target_var[sl_y, sl_x].ravel()
-        shifted = np.column_stack(
-            [
-                source[yi - h - dy : yi + h + 1 - dy, xi - h - dx : xi + h + 1 - dx].ravel()
-                for dy, dx in offsets
-            ]
-        )
-        blocks.append(np.column_stack([shifted @ basis, np.ones_like(t)]))
+        blocks.append(np.column_stack([stamp_design(source, yi, xi, h, kernels), np.ones_like(t)]))
         rhs.append(t)
         weights.append(1.0 / np.clip(v, 1e-6, None))  # 0 where the variance is inf
         owner.append(np.full(t.size, i))
@@ -319,6 +314,23 @@ def fit_kernel(target, source, target_var, stars_xy, kernel_half: int, stamp_hal
     dof = max(int(keep.sum()) - len(coef), 1)
     chi2 = float(resid2[keep].sum() / dof)
     return kernel, float(coef[-1]), chi2, len(np.unique(who[keep]))
+
+
+def stamp_design(source: np.ndarray, yi: int, xi: int, h: int, kernels: np.ndarray) -> np.ndarray:
+    """The fit's design matrix on one stamp: ``source`` convolved by each basis kernel.
+
+    Column ``j`` holds ``(source ⊗ kernels[j])`` on the ``(2h + 1)²`` pixels around
+    ``(yi, xi)``. One batched FFT convolution of the stamp's neighbourhood, instead of a
+    matrix of every shifted copy of the stamp ((2k + 1)² columns) times the basis: the
+    same numbers (to 1e-12, tested), but a defocused 30 px frame's 151² stamps with a
+    51² kernel no longer build a 475 MB matrix per stamp (50 s per frame before).
+    """
+    from scipy.signal import fftconvolve
+
+    k = kernels.shape[-1] // 2
+    region = source[yi - h - k : yi + h + k + 1, xi - h - k : xi + h + k + 1]
+    conv = fftconvolve(region[None], kernels, mode="valid", axes=(1, 2))
+    return conv.reshape(len(kernels), -1).T
 
 
 @dataclass

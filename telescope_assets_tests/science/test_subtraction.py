@@ -12,6 +12,7 @@ from telescope_assets.science.subtraction import (
     local_maxima,
     saturated_halos,
     stack,
+    stamp_design,
     subtract,
 )
 from telescope_assets.simulate.fields import field_pair
@@ -437,6 +438,27 @@ def test_local_maxima_are_the_maximum_filters_at_those_pixels(size):
     expected = (values == ndimage.maximum_filter(values, size=size))[ys, xs]
     assert 0 < expected.sum() < len(ys)
     np.testing.assert_array_equal(local_maxima(values, ys, xs, size), expected)
+
+
+@pytest.mark.parametrize(("k", "h"), [(3, 10), (8, 12)])
+def test_stamp_design_is_every_shifted_stamp_times_the_basis(k, h):
+    """The batched convolution gives the explicit construction it replaced."""
+    from telescope_assets.science.subtraction import kernel_basis
+
+    rng = np.random.default_rng(k)
+    source = rng.normal(1000.0, 30.0, (80, 90))
+    basis = kernel_basis(k)
+    yi, xi = 40, 44
+    shifted = np.column_stack(
+        [
+            source[yi - h - dy : yi + h + 1 - dy, xi - h - dx : xi + h + 1 - dx].ravel()
+            for dy in range(-k, k + 1)
+            for dx in range(-k, k + 1)
+        ]
+    )
+    kernels = basis.T.reshape(-1, 2 * k + 1, 2 * k + 1)
+    found = stamp_design(source, yi, xi, h, kernels)
+    np.testing.assert_allclose(found, shifted @ basis, rtol=0, atol=1e-12 * np.abs(source).max())
 
 
 def test_saturated_halos_centre_a_disk_on_each_star_by_its_area():
