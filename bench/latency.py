@@ -198,7 +198,8 @@ def main(argv=None) -> int:
         for p, f, b in zip(frames.filename, frames.field, frames["filter"], strict=True)
     }
     science = [f for f in night2 if kinds.get(f.name) == "science" and where.get(f.name) in seen]
-    science = science[: args.frames]
+    # A few more than asked: a frame of bad quality is not searched and does not count.
+    science = science[: args.frames + 4]
     calibration = [f for f in night2 if kinds.get(f.name) != "science"]
     rng = np.random.default_rng(0)
     seeing = {Path(p).name: v for p, v in zip(frames.filename, frames.seeing_arcsec, strict=True)}
@@ -235,6 +236,8 @@ def main(argv=None) -> int:
         _settle(instance, t0)
         rows = []
         for f in science:
+            if len(rows) == args.frames:
+                break
             r = _time_one(instance, f, incoming, work)
             if "skipped" in r:
                 print(f"{f.name}: no alert, frame not searched ({r['skipped']})", flush=True)
