@@ -393,14 +393,20 @@ def local_maxima(values: np.ndarray, ys: np.ndarray, xs: np.ndarray, size: int) 
     if not len(ys):
         return np.zeros(0, bool)
     half = size // 2
+    ny, nx = values.shape
+    if half > min(ny, nx):
+        raise ValueError(f"a {size}² box is larger than the image {values.shape}")
     offsets = np.arange(size) - half
-    # scipy's "reflect" mode is numpy's "symmetric" (d c b a | a b c d).
-    padded = np.pad(values, half, mode="symmetric")
-    boxes = padded[
-        ys[:, None, None] + half + offsets[None, :, None],
-        xs[:, None, None] + half + offsets[None, None, :],
-    ]
+    # scipy's "reflect" mode (d c b a | a b c d), on the box's indices: no padded copy.
+    rows = _reflect(ys[:, None] + offsets, ny)
+    cols = _reflect(xs[:, None] + offsets, nx)
+    boxes = values[rows[:, :, None], cols[:, None, :]]
     return values[ys, xs] == boxes.reshape(len(ys), -1).max(axis=1)
+
+
+def _reflect(index: np.ndarray, n: int) -> np.ndarray:
+    """Indices beyond ``[0, n)`` mirrored about the edge (-1 → 0, n → n - 1)."""
+    return np.where(index < 0, -index - 1, np.where(index >= n, 2 * n - index - 1, index))
 
 
 def gaussian_kernel(sigma: float, half: int) -> np.ndarray:

@@ -144,7 +144,7 @@ def score_frames(
     if scored is not None and len(scored) and "rb_model" in scored:
         same = scored[scored.rb_model == model]
         reusable = {fid: rows for fid, rows in same.groupby("frame_id", sort=False)}
-    net = None
+    net, device = None, "cpu"
     tables = []
     for row in frames:
         if not row.get("rescore", True) and row["frame_id"] in reusable:
@@ -155,9 +155,10 @@ def score_frames(
             continue
         if net is None:  # not before a frame has candidates to score
             net = inference.scoring_model(tracking_uri, name, version, "real_bogus")
+            device = inference.inference_device()
         with np.load(io.BytesIO(lake.read_bytes(row["cutouts_path"])), allow_pickle=False) as z:
             stamps = z["cutouts"]
-        probs = score(net, stamps, RB_CLASSES, inference.inference_device())
+        probs = score(net, stamps, RB_CLASSES, device)
         for i, name in enumerate(RB_CLASSES):
             cands[f"p_{name}"] = probs[:, i]
         cands["rb_class"] = np.asarray(RB_CLASSES)[probs.argmax(1)]
